@@ -1,0 +1,46 @@
+"""initlab: a laboratory for neural-network weight initialization.
+
+>>> import initlab as il
+>>> W = il.init.he_normal((784, 256), seed=0)       # layout "in_out": (fan_in, fan_out)
+>>> round(float(W.std() * (784 / 2) ** 0.5), 1)
+1.0
+"""
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+
+__version__: str = _core.__version__
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenMP threads every initlab kernel uses (process-wide).
+
+    Results do not depend on it: every kernel is bitwise reproducible for any thread count.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int >= 1, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of OpenMP threads initlab's kernels use."""
+    return _core.get_num_threads()
+
+
+def info() -> dict:
+    """Build and runtime facts: version, compiler, SIMD set, OpenMP, threads."""
+    build = _core.build_info()
+    return {
+        "version": __version__,
+        "compiler": build["compiler"],
+        "simd": build["simd"],
+        "openmp": build["openmp"],
+        "threads": get_num_threads(),
+        "hardware_threads": build["hardware_threads"],
+        "omp_num_threads_env": _os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info"]

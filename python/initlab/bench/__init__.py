@@ -1,0 +1,1 @@
+"""Benchmarks that time initlab against numpy and PyTorch in the same run (`initlab bench`)."""
