@@ -202,7 +202,7 @@ inline void cos_sin_from_word(typename Real<T>::Word w, T& cos_theta, T& sin_the
   const Word quadrant = w >> (width - 2);
   const Word rest = (w << 2) >> (width - R::kBits + 2);  // the next kBits - 2 bits
   const T one_plus = bits_as<T>(static_cast<Word>(R::kOne | (rest << 2)));
-  const T y = (one_plus - T(1.5)) + T(2) * R::kHalfUlp;  // (2 rest + 1) 2^-(kBits-1) - 1/2
+  const T y = (one_plus - T(1.5)) + T(4) * R::kHalfUlp;  // (2 rest + 1) 2^-(kBits-1) - 1/2
   const T phi = y * R::kPiOver2;
   const T c = cos_approx_impl(phi), s = sin_approx_impl(phi);
   // Branch-free so that the loops around it vectorize: odd quadrants swap, q in {1, 2} negates the
