@@ -337,7 +337,8 @@ def _kwargs(name):
 
 
 def _shape(name):
-    return {"dirac": (8, 4, 3, 3), "delta_orthogonal": (3, 3, 8, 16), "identity": (50, 40)}.get(
+    return {"dirac": (8, 4, 3, 3), "delta_orthogonal": (3, 3, 8, 16), "identity": (50, 40),
+            "orthogonal": (120, 81)}.get(
         name, (300, 201))
 
 
