@@ -132,8 +132,7 @@ inline double cos_approx_impl(double x) {
 // arithmetic is written with intrinsics (32-bit words, so the bits are identical by construction;
 // the tests compare both paths against philox_block and numpy).
 [[maybe_unused]] void philox_batch_portable(std::uint64_t seed, std::uint64_t stream,
-                                            std::uint64_t first_block,
-                           std::uint32_t* words) {
+                                            std::uint64_t first_block, std::uint32_t* words) {
   alignas(64) std::uint32_t c0[kBatchBlocks], c1[kBatchBlocks], c2[kBatchBlocks], c3[kBatchBlocks];
   for (int j = 0; j < kBatchBlocks; ++j) {
     const std::uint64_t block = first_block + static_cast<std::uint64_t>(j);
