@@ -612,19 +612,25 @@ void fill_words(std::uint32_t* out, std::int64_t n_words, std::uint64_t seed, st
   }
 }
 
-#define INITLAB_INSTANTIATE_FILLS(T)                                                              \
-  template void fill_uniform<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, double, double);  \
-  template void fill_normal<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, double, double);   \
-  template void fill_truncated_normal<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, double,  \
-                                         double, double, double);                                 \
-  template void fill_uniform_naive<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, double,     \
-                                      double);                                                    \
-  template void fill_normal_naive<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, double,      \
-                                     double);                                                     \
-  template void fill_truncated_normal_naive<T>(T*, std::int64_t, std::uint64_t, std::uint64_t,    \
-                                               double, double, double, double);
-INITLAB_INSTANTIATE_FILLS(float)
-INITLAB_INSTANTIATE_FILLS(double)
-#undef INITLAB_INSTANTIATE_FILLS
+template void fill_uniform<float>(float*, std::int64_t, std::uint64_t, std::uint64_t, double, double);
+template void fill_normal<float>(float*, std::int64_t, std::uint64_t, std::uint64_t, double, double);
+template void fill_truncated_normal<float>(float*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                            double, double, double);
+template void fill_uniform_naive<float>(float*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                         double);
+template void fill_normal_naive<float>(float*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                        double);
+template void fill_truncated_normal_naive<float>(float*, std::int64_t, std::uint64_t, std::uint64_t,
+                                                  double, double, double, double);
+template void fill_uniform<double>(double*, std::int64_t, std::uint64_t, std::uint64_t, double, double);
+template void fill_normal<double>(double*, std::int64_t, std::uint64_t, std::uint64_t, double, double);
+template void fill_truncated_normal<double>(double*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                            double, double, double);
+template void fill_uniform_naive<double>(double*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                         double);
+template void fill_normal_naive<double>(double*, std::int64_t, std::uint64_t, std::uint64_t, double,
+                                        double);
+template void fill_truncated_normal_naive<double>(double*, std::int64_t, std::uint64_t, std::uint64_t,
+                                                  double, double, double, double);
 
 }  // namespace initlab
