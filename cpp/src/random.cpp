@@ -491,7 +491,9 @@ void fill_batched(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t stre
   constexpr std::int64_t values_per_block = values_per_batch / kBatchBlocks;
   static_assert(kChunk % values_per_batch == 0, "chunks hold whole batches");
   const std::int64_t n_chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n_chunks > 1)
+  // Chunks are handed out dynamically (a few at a time): a chunk's values do not depend on which
+  // thread computes it, and a thread that the OS preempts does not hold the others back.
+#pragma omp parallel for schedule(dynamic, 4) num_threads(num_threads()) if (n_chunks > 1)
   for (std::int64_t chunk = 0; chunk < n_chunks; ++chunk) {
     alignas(64) std::uint32_t words[kBatchWords];
     alignas(64) T scratch[values_per_batch];
