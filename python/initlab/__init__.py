@@ -10,6 +10,7 @@ from __future__ import annotations
 import os as _os
 
 from . import _core
+from . import init, random
 
 __version__: str = _core.__version__
 
@@ -43,4 +44,4 @@ def info() -> dict:
     }
 
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "info"]
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random"]
