@@ -163,12 +163,8 @@ class _Initializer:
                 kwargs.setdefault("fan_out", fans[1])
             try:
                 value = self.fn(shape, seed=seed, stream=stream, dtype=dtype, **kwargs)
-            except TypeError:
-                if len(shape) != 1:
-                    raise
-                kwargs.pop("fan_in", None)
-                kwargs.pop("fan_out", None)
-                value = self.fn(shape, seed=seed, stream=stream, dtype=dtype, **kwargs)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{argname} {self.describe()}: {e}") from None
         value = np.asarray(value)
         if value.shape != tuple(shape):
             raise ValueError(f"{argname} {self.describe()} returned shape {value.shape}, "
