@@ -37,26 +37,26 @@ void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, 
 // ---- blocking constants, named once --------------------------------------------------------------
 // MR x NR: the register tile (AVX2: 16 ymm registers; MR*NR/L accumulators + NR/L B vectors + one
 // broadcast A value). KC: depth of a packed slice, so that a KC x NR panel of B (16 KiB) and a KC x MR
-// panel of A stay in the 32 KiB L1. MC: rows of the packed A block, KC x MC (144 KiB float, 144 KiB
-// double) kept in the 512 KiB L2. NC: columns of the packed B block, KC x NC (4 MiB) in L3.
-// (The values are BLIS's for AMD Zen.)
+// panel of A stay in the 32 KiB L1. MC: rows of the packed A block, KC x MC (264 KiB float/double)
+// kept in the 512 KiB L2, and tall enough that a batch of 256 rows is one block. NC: columns of the
+// packed B block, KC x NC (4 MiB float) in L3.
 template <typename T>
 struct Blocking;
 template <>
 struct Blocking<float> {
   static constexpr int kMR = 6, kNR = 16;
-  static constexpr std::int64_t kKC = 256, kMC = 144, kNC = 4080;
+  static constexpr std::int64_t kKC = 256, kMC = 264, kNC = 4080;
 };
 template <>
 struct Blocking<double> {
   static constexpr int kMR = 6, kNR = 8;
-  static constexpr std::int64_t kKC = 256, kMC = 72, kNC = 4080;
+  static constexpr std::int64_t kKC = 256, kMC = 132, kNC = 4080;
 };
 
 // Products with M*N*K below this go to the triple loop: packing would cost more than it saves.
 constexpr std::int64_t kGemmSmall = 2048;
 // Multiply-adds per thread below which adding a thread costs more (fork/join) than it saves.
-constexpr std::int64_t kMinMacsPerThread = 1 << 16;
+constexpr std::int64_t kMinMacsPerThread = 1 << 18;
 
 template <typename T>
 int gemm_mr() {
@@ -157,8 +157,13 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
                   std::int64_t cols, std::int64_t kc, T* dst) {
   constexpr int kNR = Blocking<T>::kNR;
   if (!trans_b) {  // B is (K, N): NR contiguous values per p
+    constexpr std::int64_t kAhead = 8;  // rows of B requested ahead: each row is a new cache line
     for (std::int64_t p = 0; p < kc; ++p) {
       const T* src = b + (p0 + p) * ldb + j0;
+      if (p + kAhead < kc) {
+        __builtin_prefetch(src + kAhead * ldb);
+        __builtin_prefetch(src + kAhead * ldb + kNR - 1);
+      }
       T* out = dst + p * kNR;
       if (cols == kNR) {
         std::memcpy(out, src, sizeof(T) * kNR);
@@ -199,7 +204,8 @@ struct PackBuffer {
 
 template <typename T>
 struct PackBuffers {
-  PackBuffer<T> a, b;
+  PackBuffer<T> a, b;  // the calling thread's packed A block and B block
+  PackBuffer<T> b_panel;  // each team thread's own B panel (single row-block path)
 };
 
 template <typename T>
@@ -248,12 +254,49 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
   const std::int64_t mc_max = std::min<std::int64_t>(B::kMC, (m + kMR - 1) / kMR * kMR);
   const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
-  T* const packed_b = buffers.b.reserve(kc_max * nc_max);
   T* const packed_a = buffers.a.reserve(kc_max * mc_max);
+  T* const packed_b = m <= B::kMC ? nullptr : buffers.b.reserve(kc_max * nc_max);
 
   // The team size only changes who computes a tile, never what a tile computes.
   const std::int64_t useful = std::max<std::int64_t>(1, m * n * k / kMinMacsPerThread);
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), useful));
+
+  if (m <= B::kMC) {
+    // One row block: A is packed once per K slice and shared; each thread packs the B panels of
+    // its own jr range into a small thread-local buffer that stays in L1, so B is never written to
+    // (and read back from) a large packed block. This is the shape of every product of a training
+    // step whose M is the batch size.
+    const std::int64_t m_panels = (m + kMR - 1) / kMR;
+    const std::int64_t n_panels = (n + kNR - 1) / kNR;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      T* const b_panel = pack_buffers<T>().b_panel.reserve(kc_max * kNR);
+      for (std::int64_t pc = 0; pc < k; pc += B::kKC) {  // the pc loop
+        const std::int64_t kc = std::min(B::kKC, k - pc);
+        const T beta_block = pc == 0 ? beta : T(1);  // later K slices accumulate into C
+        const bool last_slice = pc + kc >= k;
+#pragma omp for schedule(static)
+        for (std::int64_t ip = 0; ip < m_panels; ++ip) {
+          pack_a_panel(trans_a, a, lda, ip * kMR, pc, std::min<std::int64_t>(kMR, m - ip * kMR), kc,
+                       packed_a + ip * kc * kMR);
+        }
+#pragma omp for schedule(static)
+        for (std::int64_t jp = 0; jp < n_panels; ++jp) {  // the jr loop
+          const std::int64_t col = jp * kNR;
+          const std::int64_t nr = std::min<std::int64_t>(kNR, n - col);
+          pack_b_panel(trans_b, b, ldb, pc, col, nr, kc, b_panel);
+          for (std::int64_t ip = 0; ip < m_panels; ++ip) {  // the ir loop
+            const std::int64_t row = ip * kMR;
+            const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
+            T* c_tile = c + row * ldc + col;
+            compute_tile<T>(kc, packed_a + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
+            if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
+          }
+        }
+      }
+    }
+    return;
+  }
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
