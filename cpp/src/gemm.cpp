@@ -3,6 +3,7 @@
 #include "initlab/gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -57,6 +58,14 @@ struct Blocking<double> {
 constexpr std::int64_t kGemmSmall = 2048;
 // Multiply-adds per thread below which adding a thread costs more (fork/join) than it saves.
 constexpr std::int64_t kMinMacsPerThread = 1 << 18;
+
+namespace {
+std::atomic<std::int64_t> g_workspace_allocations{0};
+}  // namespace
+
+std::int64_t gemm_workspace_allocations() {
+  return g_workspace_allocations.load(std::memory_order_relaxed);
+}
 
 template <typename T>
 int gemm_mr() {
@@ -197,6 +206,7 @@ struct PackBuffer {
       data = static_cast<T*>(std::aligned_alloc(64, bytes));
       if (data == nullptr) throw std::bad_alloc();
       capacity = count;
+      g_workspace_allocations.fetch_add(1, std::memory_order_relaxed);
     }
     return data;
   }
