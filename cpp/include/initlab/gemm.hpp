@@ -52,6 +52,10 @@ void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, 
                     T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
                     std::int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
 
+// How many times a packing buffer was (re)allocated since the process started: constant across
+// repeated calls with the same shapes (the buffers only grow), which the tests check.
+std::int64_t gemm_workspace_allocations();
+
 // The micro-kernel alone on packed panels, for the native benchmark's roofline figure:
 // c (MR x NR, row stride ldc) := packed_a (KC x MR) * packed_b (KC x NR), repeated `repeats` times.
 template <typename T>
