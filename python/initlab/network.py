@@ -1026,12 +1026,13 @@ class Network:
         path = os.fspath(path)
         where = f"Network.load({path!r})"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if not hasattr(data, "files"):
-                    raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
+            with data:
                 arrays = {key: data[key] for key in data.files}
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-            if isinstance(e, FileNotFoundError):
+            if isinstance(e, FileNotFoundError) or str(e).startswith(where):
                 raise
             raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
                              f"foreign): {type(e).__name__}: {e}") from None
@@ -1045,16 +1046,16 @@ class Network:
         if missing:
             raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
         if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
-            raise ValueError(f"{where}: format is {arrays['format']!r}, expected {FORMAT_NAME!r}")
+            raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
         if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {arrays['format_version']!r} is not supported "
+            raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not supported "
                              f"(this initlab reads {FORMAT_VERSION})")
         dtype = str(arrays["dtype"])
         if dtype not in DTYPES:
             raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
         widths = arrays["widths"]
         if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-            raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths!r}")
+            raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
         n_layers = widths.size - 1
         expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
         unexpected = sorted(set(arrays) - expected)
