@@ -120,3 +120,19 @@ def test_progress_bar_when_forced(capsys):
     assert "2/2" in err and "epoch" in err
     il.Network([3, 4, 2], seed=0).fit(X, (X[:, 0] > 0).astype(int), epochs=2, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_statistics_cost_under_5_percent_of_training():
+    # The budget: layer statistics every epoch cost < 5% of training time. Measured inside
+    # fit (stats_seconds vs train_seconds); the median of three runs absorbs a noisy machine.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4096, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4096)
+    shares = []
+    for _ in range(3):
+        net = il.Network([64, 128, 128, 10], seed=0)
+        report = net.fit(X, y, epochs=2, batch_size=32, optimizer="adam", lr=1e-3, stats_every=1,
+                         progress=False)
+        assert len(report.layer_stats) == 3
+        shares.append(report.stats_seconds / report.train_seconds)
+    assert sorted(shares)[1] < 0.05, shares

@@ -278,6 +278,12 @@ class _Workspace:
         self.y_float = np.empty((rows, net.output_dim), dtype=dt)
         self.y_dummy = np.zeros((rows,), dtype=np.int64)  # for softmax probabilities without labels
         self.X_grad = np.empty((rows, net.input_dim), dtype=dt)  # dL/dX (Jacobians in diagnose)
+        # Accuracy without allocating: predicted and true classes, and the hit mask.
+        self.predicted = np.empty((rows,), dtype=np.int64)
+        self.truth = np.empty((rows,), dtype=np.int64)
+        self.hit = np.empty((rows,), dtype=bool)
+        self.predicted_bits = np.empty((rows, net.output_dim), dtype=bool)
+        self.truth_bits = np.empty((rows, net.output_dim), dtype=bool)
         self.last_training = False  # whether the last forward applied dropout (backward needs it)
 
 
@@ -379,6 +385,9 @@ class Network:
 
         self._dW = [np.zeros_like(layer._W) for layer in self.layers]
         self._db = [np.zeros_like(layer._b) for layer in self.layers]
+        # The arrays never change identity (assignments copy into them): list them once.
+        self._params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        self._grads = [g for pair in zip(self._dW, self._db) for g in pair]
         self._workspaces: "OrderedDict[int, _Workspace]" = OrderedDict()
         self._optimizer: Optional[Dict[str, Any]] = None
         self._step = 0            # optimizer steps taken over every fit (dropout masks, Adam)
@@ -584,12 +593,20 @@ class Network:
         return total_loss / n, accuracy
 
     def _count_correct(self, ws: _Workspace, y: np.ndarray) -> float:
+        """Correct decisions in this batch (ws.P holds its probabilities), into preallocated buffers."""
         if self.output == "softmax":
-            predicted = ws.P.argmax(axis=1)
-            truth = y if y.ndim == 1 else y.argmax(axis=1)
-            return float(np.count_nonzero(predicted == truth))
+            np.argmax(ws.P, axis=1, out=ws.predicted)
+            if y.ndim == 1:
+                np.equal(ws.predicted, y, out=ws.hit)
+            else:
+                np.argmax(y, axis=1, out=ws.truth)
+                np.equal(ws.predicted, ws.truth, out=ws.hit)
+            return float(np.count_nonzero(ws.hit))
         if self.output == "sigmoid":
-            return float(np.count_nonzero((ws.P > 0.5) == (y > 0.5)))
+            np.greater(ws.P, 0.5, out=ws.predicted_bits)
+            np.greater(y, 0.5, out=ws.truth_bits)
+            np.equal(ws.predicted_bits, ws.truth_bits, out=ws.truth_bits)
+            return float(np.count_nonzero(ws.truth_bits))
         return 0.0
 
     def evaluate(self, X: Any, y: Any) -> Dict[str, float]:
@@ -727,7 +744,9 @@ class Network:
         start_time = time.perf_counter()
         y_buffer_is_int = y_train.ndim == 1 and self.output == "softmax"
         if self._lsuv_pending:
-            first = np.ascontiguousarray(X_train[:min(batch_size, n)])
+            first_rows = (self._epoch_order(self._epochs_trained + 1, n) if shuffle
+                          else np.arange(n))[:min(batch_size, n)]
+            first = np.ascontiguousarray(X_train[first_rows])   # the first batch fit will see
             lsuv(self, first, layers=self._lsuv_pending)
             self._lsuv_pending = []
         if self._optimizer is None or self._optimizer["name"] != optimizer:
@@ -773,8 +792,7 @@ class Network:
                 epoch_start = time.perf_counter()
                 stats_epoch = record_stats and epoch % stats_every == 0
                 if shuffle:
-                    rng = np.random.Generator(np.random.Philox(key=self.seed, counter=epoch))
-                    order = rng.permutation(n)
+                    order = self._epoch_order(epoch, n)
                 loss_sum, correct_sum, stopped = 0.0, 0.0, False
                 for batch in range(steps_per_epoch):
                     if self._interrupted:
@@ -874,6 +892,10 @@ class Network:
                 cb.on_fit_end()
         return report
 
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        """The row order of `epoch` (1-based, counted over every fit): Philox keyed by the seed."""
+        return np.random.Generator(np.random.Philox(key=self.seed, counter=epoch)).permutation(n)
+
     def _mark_divergence(self, report: Report, epoch: int, batch: int, steps: int, loss: float,
                          bad_layers: List[int]) -> None:
         where = f"epoch {epoch}, step {batch} of {steps} (optimizer step {self._step + 1})"
@@ -903,8 +925,7 @@ class Network:
 
     def _update(self, h: Dict[str, Any]) -> None:
         """One optimizer step on every parameter from self._dW, self._db (clipped first)."""
-        grads = [g for pair in zip(self._dW, self._db) for g in pair]
-        params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        grads, params = self._grads, self._params
         if h["clip_value"] is not None:
             for g in grads:
                 _core.clip_by_value(g, h["clip_value"])
