@@ -359,6 +359,13 @@ class Network:
                 layer.activation = layer.activation or activation
                 _check_name(f"activation of layer {i}", layer.activation, list(ACTIVATIONS))
                 layer.dropout = dropout if layer.dropout is None else layer.dropout
+            if layer.param is not None:
+                takes = [name for name, default in ACTIVATIONS.items() if default is not None]
+                if last or layer.activation not in takes:
+                    raise ValueError(f"param={layer.param} given for layer {i} with activation "
+                                     f"{layer.activation!r}; only {', '.join(takes)} take a parameter")
+                if layer.activation == "softplus" and layer.param <= 0:
+                    raise ValueError(f"param (softplus beta) of layer {i} must be > 0, got {layer.param}")
         self.layers: List[Dense] = fresh
         self.output = fresh[-1].activation
         self.output_dim = fresh[-1].units
@@ -768,7 +775,7 @@ class Network:
         show = sys.stderr.isatty() if progress is None else bool(progress)
         bar = None
         if show and epochs > 0:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
             bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
         batch_callbacks = [cb for cb in callback_list
                            if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -914,6 +921,7 @@ class Network:
     # ---- optimizers ------------------------------------------------------------------------------------------
     def _new_optimizer_state(self, name: str) -> Dict[str, Any]:
         params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        # step: optimizer steps taken (Adam's bias correction); started: SGD's momentum buffer exists.
         state: Dict[str, Any] = {"name": name, "step": 0, "started": False}
         if name == "sgd":
             state["buffers"] = [(np.zeros_like(p),) for p in params]
@@ -943,6 +951,9 @@ class Network:
             for p, g, (buf,) in zip(params, grads, state["buffers"]):
                 _core.sgd_step(p, g, buf, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
                                weight_decay=h["weight_decay"], nesterov=h["nesterov"], first_step=first)
+            # torch creates the momentum buffer (= the first gradient) on the first step with
+            # momentum != 0; plain SGD steps before that leave it uncreated.
+            state["started"] = state["started"] or h["momentum"] != 0.0
         elif name in ("adam", "adamw"):
             beta1, beta2 = h["betas"]
             for p, g, (m, v) in zip(params, grads, state["buffers"]):
@@ -953,7 +964,6 @@ class Network:
             for p, g, (sq, buf) in zip(params, grads, state["buffers"]):
                 _core.rmsprop_step(p, g, sq, buf, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
                                    weight_decay=h["weight_decay"], momentum=h["momentum"])
-        state["started"] = True
 
     # ---- statistics ------------------------------------------------------------------------------------------
     def _probe_statistics(self, X_probe: np.ndarray, y_probe: np.ndarray, epoch: int,
