@@ -163,6 +163,7 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
 
 // rows[r][c] -> rows[c][r]: an L x L transpose in registers with the unpack / shuffle / 128-bit
 // permute sequence (each __builtin_shuffle below is one AVX instruction).
+#if defined(__GNUC__) && !defined(__clang__)
 template <typename T>
 inline void transpose_in_registers(typename Simd<T>::type* rows) {
   using V = typename Simd<T>::type;
@@ -200,6 +201,7 @@ inline void transpose_in_registers(typename Simd<T>::type* rows) {
     rows[3] = __builtin_shuffle(t1, t3, halves_hi);
   }
 }
+#endif
 
 // op(B)[p0 : p0+kc, j0 : j0+NR] -> one panel of kc groups of NR values, columns past `cols` zeroed.
 template <typename T>
@@ -225,6 +227,7 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
     using V = typename Simd<T>::type;
     constexpr int kL = Simd<T>::kLanes;
     std::int64_t p = 0;
+#if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
     for (; p + kL <= kc; p += kL) {
       for (int half = 0; half < kNR / kL; ++half) {
         V rows[kL];
@@ -240,6 +243,7 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
         for (int c = 0; c < kL; ++c) std::memcpy(dst + (p + c) * kNR + half * kL, &rows[c], sizeof(V));
       }
     }
+#endif
     for (; p < kc; ++p) {  // the last kc % L values of each row
       for (int j = 0; j < kNR; ++j) dst[p * kNR + j] = j < cols ? b[(j0 + j) * ldb + p0 + p] : T(0);
     }
