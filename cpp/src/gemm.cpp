@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "initlab/parallel.hpp"
 
@@ -160,6 +161,48 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
   }
 }
 
+// rows[r][c] -> rows[c][r]: an L x L transpose in registers with the unpack / shuffle / 128-bit
+// permute sequence (each __builtin_shuffle below is one AVX instruction).
+#if defined(__GNUC__) && !defined(__clang__)
+template <typename T>
+inline void transpose_in_registers(typename Simd<T>::type* rows) {
+  using V = typename Simd<T>::type;
+  if constexpr (std::is_same_v<T, float>) {
+    using I = std::int32_t __attribute__((vector_size(32)));
+    const I unpack_lo{0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi{2, 10, 3, 11, 6, 14, 7, 15};
+    const I pairs_lo{0, 1, 8, 9, 4, 5, 12, 13}, pairs_hi{2, 3, 10, 11, 6, 7, 14, 15};
+    const I halves_lo{0, 1, 2, 3, 8, 9, 10, 11}, halves_hi{4, 5, 6, 7, 12, 13, 14, 15};
+    V t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = __builtin_shuffle(rows[i], rows[i + 1], unpack_lo);
+      t[i + 1] = __builtin_shuffle(rows[i], rows[i + 1], unpack_hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = __builtin_shuffle(t[i], t[i + 2], pairs_lo);
+      u[i + 1] = __builtin_shuffle(t[i], t[i + 2], pairs_hi);
+      u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], pairs_lo);
+      u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], pairs_hi);
+    }
+    for (int i = 0; i < 4; ++i) {
+      rows[i] = __builtin_shuffle(u[i], u[i + 4], halves_lo);
+      rows[i + 4] = __builtin_shuffle(u[i], u[i + 4], halves_hi);
+    }
+  } else {
+    using I = std::int64_t __attribute__((vector_size(32)));
+    const I unpack_lo{0, 4, 2, 6}, unpack_hi{1, 5, 3, 7};
+    const I halves_lo{0, 1, 4, 5}, halves_hi{2, 3, 6, 7};
+    const V t0 = __builtin_shuffle(rows[0], rows[1], unpack_lo);
+    const V t1 = __builtin_shuffle(rows[0], rows[1], unpack_hi);
+    const V t2 = __builtin_shuffle(rows[2], rows[3], unpack_lo);
+    const V t3 = __builtin_shuffle(rows[2], rows[3], unpack_hi);
+    rows[0] = __builtin_shuffle(t0, t2, halves_lo);
+    rows[1] = __builtin_shuffle(t1, t3, halves_lo);
+    rows[2] = __builtin_shuffle(t0, t2, halves_hi);
+    rows[3] = __builtin_shuffle(t1, t3, halves_hi);
+  }
+}
+#endif
+
 // op(B)[p0 : p0+kc, j0 : j0+NR] -> one panel of kc groups of NR values, columns past `cols` zeroed.
 template <typename T>
 void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, std::int64_t j0,
@@ -180,14 +223,29 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
         for (int j = 0; j < kNR; ++j) out[j] = j < cols ? src[j] : T(0);
       }
     }
-  } else {  // B is (N, K): read each of the NR rows contiguously, write with stride NR
-    for (int j = 0; j < kNR; ++j) {
-      if (j < cols) {
-        const T* src = b + (j0 + j) * ldb + p0;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * kNR + j] = src[p];
-      } else {
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * kNR + j] = T(0);
+  } else {  // B is (N, K): transpose L x L blocks in registers (L = lanes: 8 floats, 4 doubles)
+    using V = typename Simd<T>::type;
+    constexpr int kL = Simd<T>::kLanes;
+    std::int64_t p = 0;
+#if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
+    for (; p + kL <= kc; p += kL) {
+      for (int half = 0; half < kNR / kL; ++half) {
+        V rows[kL];
+        for (int r = 0; r < kL; ++r) {
+          const int j = half * kL + r;
+          if (j < cols) {
+            std::memcpy(&rows[r], b + (j0 + j) * ldb + p0 + p, sizeof(V));
+          } else {
+            rows[r] = V{};
+          }
+        }
+        transpose_in_registers<T>(rows);
+        for (int c = 0; c < kL; ++c) std::memcpy(dst + (p + c) * kNR + half * kL, &rows[c], sizeof(V));
       }
+    }
+#endif
+    for (; p < kc; ++p) {  // the last kc % L values of each row
+      for (int j = 0; j < kNR; ++j) dst[p * kNR + j] = j < cols ? b[(j0 + j) * ldb + p0 + p] : T(0);
     }
   }
 }
