@@ -24,12 +24,21 @@ and is, in this order of precedence (a cause before its symptoms):
     "exploding"  max(log10 g_f, log10 g_b) >= GAIN_DECADES;
     "vanishing"  min(log10 g_f, log10 g_b) <= -GAIN_DECADES;
     "healthy"    otherwise.
-Calibration (width 256, 30 layers, 512 N(0,1) samples; see tests/test_diagnose.py): he_normal ReLU
-keeps both gains within a factor ~2 and its deepest layers show up to ~40% dead units (inputs grow
-correlated with depth, so a unit tends to be off for the whole batch: a property of deep ReLU nets
-at any scale, not a fault of the initialization); xavier_normal halves the variance per layer
-(g ~ 1e-4); N(0,1) weights multiply it by 128 per layer; tanh with N(0,1) weights has ~87% of its
-units saturated. The thresholds sit between these regimes.
+Calibration (30 hidden layers of width 256, 128 rows of N(0, 1) inputs, seeds 0-2; the cases are
+tests/test_diagnose.py):
+    relu + he_normal           g_f, g_b in [0.67, 1.13]; dead <= 0.40 per layer, ~0.19 on average
+                               (inputs grow correlated with depth, so a unit tends to be off for the
+                               whole batch: deep ReLU nets at any weight scale, not an init fault)
+    relu + xavier_normal       g ~ 3e-5..5e-5 (variance factor 0.5 per layer)      -> vanishing
+    relu + N(0, 1)             g ~ 3e30 (variance factor 128 per layer)             -> exploding
+    tanh + N(0, 1)             87% of the units saturated, g_b ~ 4e13               -> saturated
+    relu + he_normal, width 4  a layer with every unit dead (all seeds tried)       -> dead
+    tanh + xavier_normal       g ~ 0.13-0.16: the slow 1/sqrt(depth) decay of tanh  -> healthy
+    sigmoid + xavier_normal (10 layers) g_b ~ 2e-6                                  -> vanishing
+The thresholds sit between these regimes with a factor ~2 (dead) or several decades (gains) of
+margin, except tanh + xavier_normal: at 30 layers it sits 0.9 decades down, near the threshold, and
+deeper tanh stacks read "vanishing" (their gradients do shrink). Fewer rows make "dead on the whole
+batch" likelier: diagnose on >= 64 rows.
 """
 from __future__ import annotations
 
