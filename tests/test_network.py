@@ -501,3 +501,20 @@ def test_lsuv_gives_unit_variance_layer_by_layer_and_is_deterministic():
     lazy.fit(X, y, epochs=0, batch_size=128, shuffle=False, progress=False)
     eager = il.lsuv(il.Network([20, 64, 64, 64, 10], activation="relu", init="lsuv", seed=1), X)
     assert weights_bytes(lazy) == weights_bytes(eager)
+
+
+def test_a_steady_state_epoch_allocates_no_batch_buffers():
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1024, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+    net = il.Network([il.Dense(256, dropout=0.1), il.Dense(256), il.Dense(10)], input_dim=64, seed=0)
+    net.fit(X, y, epochs=1, batch_size=256, optimizer="adam", progress=False, stats_every=0)
+    tracemalloc.start()
+    try:
+        net.fit(X, y, epochs=2, batch_size=256, optimizer="adam", progress=False, stats_every=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one_activation_buffer = 256 * 256 * 4
+    assert peak < one_activation_buffer / 2, peak   # only the epoch's permutation and small objects
