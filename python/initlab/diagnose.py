@@ -18,6 +18,8 @@ The verdict reads two gains across the depth of the network,
 where top is the last hidden layer (the output layer when there are fewer than 2 hidden layers:
 the output's change of width alone would scale the backward gain by fan_out/fan_in),
 and is, in this order of precedence (a cause before its symptoms):
+    "exploding"  activations or gradients overflow to inf/NaN;
+    "vanishing"  a hidden layer's weights are all zero;
     "dead"       a ReLU-family hidden layer has >= DEAD_LAYER units dead on the whole batch, or
                  the hidden layers' mean dead fraction is >= DEAD_MEAN;
     "saturated"  tanh/sigmoid hidden layers are saturated on average >= SATURATED_MEAN;
@@ -247,6 +249,10 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     net._forward(ws, repeated, training=False)
     ws.dA[-1][...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
     net._backward(ws, repeated, need_dX=True)
+    if not (_core.all_finite(ws.Z[-1]) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
+        values = np.full((S, min(K, samples.shape[1])), np.nan)
+        return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
+                "condition": math.nan, "log10_spread": math.nan}
     values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].astype(np.float64),
                                      compute_uv=False) for s in range(S)])
     sv_max = values[:, 0]
@@ -262,6 +268,15 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
 def _verdict(rows: List[Dict[str, Any]], forward_gain: float, backward_gain: float,
              variance_factor: float):
     hidden = rows[:-1]
+    overflow = [r["layer"] for r in rows
+                if not all(math.isfinite(r[k]) for k in ("pre_std", "act_std", "grad_std"))]
+    if overflow:
+        return "exploding", (f"activations or gradients overflow to inf/NaN from layer {overflow[0]} "
+                             f"(non-finite in layers {overflow})")
+    zero = [r["layer"] for r in hidden if r["spectral_norm"] == 0.0]
+    if zero:
+        return "vanishing", (f"hidden layer {zero[0]} has all-zero weights: no signal and no "
+                             f"gradient pass it, and its units stay identical (symmetry)")
     relu_rows = [r for r in hidden if r["activation"] in RELU_FAMILY]
     if relu_rows:
         worst = max(relu_rows, key=lambda r: r["dead"])
