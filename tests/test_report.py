@@ -124,18 +124,19 @@ def test_progress_bar_when_forced(capsys):
 
 def test_statistics_cost_under_5_percent_of_training():
     # The budget: layer statistics every epoch cost < 5% of training time. Measured inside
-    # fit (stats_seconds vs train_seconds); the median of three runs absorbs a noisy machine.
+    # fit (stats_seconds vs train_seconds); typically 1.5-2%. The median of five runs absorbs a
+    # noisy machine (a preempted run can reach 6%).
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4096, 64)).astype(np.float32)
     y = rng.integers(0, 10, 4096)
     shares = []
-    for _ in range(3):
+    for _ in range(5):
         net = il.Network([64, 128, 128, 10], seed=0)
         report = net.fit(X, y, epochs=2, batch_size=32, optimizer="adam", lr=1e-3, stats_every=1,
                          progress=False)
         assert len(report.layer_stats) == 3
         shares.append(report.stats_seconds / report.train_seconds)
-    assert sorted(shares)[1] < 0.05, shares
+    assert sorted(shares)[2] < 0.05, shares
 
 
 def test_update_ratio_is_the_last_step_of_the_epoch():
