@@ -65,7 +65,9 @@ std::string compiler_name() {
 }
 
 void set_num_threads(int n) {
-  if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+  if (n < 1 || n > initlab::kMaxThreads)
+    throw py::value_error("set_num_threads: n must be >= 1 and <= " + std::to_string(initlab::kMaxThreads) +
+                          ", got " + std::to_string(n));
   initlab::set_num_threads(n);
 }
 
@@ -978,6 +980,7 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- package level -----------------------------------------------------------------------
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.attr("MAX_THREADS") = initlab::kMaxThreads;
   m.def("get_num_threads", &initlab::num_threads);
   m.def("build_info", [] {
     py::dict d;

@@ -15,7 +15,7 @@ int default_threads() {
   // omp_get_max_threads() already honours OMP_NUM_THREADS; without OpenMP there is one thread.
 #ifdef _OPENMP
   int n = omp_get_max_threads();
-  return n >= 1 ? n : 1;
+  return n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
 #else
   return 1;
 #endif
@@ -31,7 +31,7 @@ std::atomic<int>& thread_count() {
 int num_threads() { return thread_count().load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
-  thread_count().store(n >= 1 ? n : 1, std::memory_order_relaxed);
+  thread_count().store(n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n), std::memory_order_relaxed);
 }
 
 int hardware_threads() {

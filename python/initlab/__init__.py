@@ -19,9 +19,12 @@ def set_num_threads(n: int) -> None:
     """Set the number of OpenMP threads every initlab kernel uses (process-wide).
 
     Results do not depend on it: every kernel is bitwise reproducible for any thread count.
+    ``n`` is in [1, 1024] (``_core.MAX_THREADS``); an OMP_NUM_THREADS above it is clamped.
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int >= 1, got {type(n).__name__}")
+    if not 1 <= n <= _core.MAX_THREADS:  # checked here too: ints beyond C int never reach the core
+        raise ValueError(f"set_num_threads: n must be >= 1 and <= {_core.MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 

@@ -13,8 +13,12 @@
 
 namespace initlab {
 
+// The largest team: asking the OpenMP runtime for far more threads than this (OMP_NUM_THREADS=1000000,
+// set_num_threads(10**6)) crashes it at the next region when thread creation fails.
+constexpr int kMaxThreads = 1024;
+
 int num_threads();
-void set_num_threads(int n);  // n >= 1
+void set_num_threads(int n);  // clamped to [1, kMaxThreads] (the bindings reject values outside)
 int hardware_threads();       // what the OpenMP runtime reports as available
 bool has_openmp();
 
