@@ -523,6 +523,11 @@ def test_unknown_names_list_the_valid_names(call):
     (lambda: il.init.gain("relux"), ValueError, ["relux", "relu", "tanh"]),
     (lambda: il.init.gain(3), TypeError, ["nonlinearity"]),
     (lambda: il.init.fans((4, 4), layout="x"), ValueError, ["layout"]),
+    (lambda: il.init.estimate_gain(math.tanh), TypeError, ["activation", "vectorized"]),
+    (lambda: il.init.estimate_gain(3), TypeError, ["activation", "int"]),
+    (lambda: il.random.philox4x32(5, (0, 0)), TypeError, ["counter", "5"]),
+    (lambda: il.random.philox4x32((0, 0, 0, 0), None), TypeError, ["key", "None"]),
+    (lambda: il.random.philox4x32((0, 0, 0, 0), (0, 0), rounds=0), ValueError, ["rounds", "0"]),
 ])
 def test_init_errors_name_the_argument(call, error, words):
     with pytest.raises(error) as err:

@@ -479,7 +479,12 @@ def estimate_gain(activation: Union[str, Callable[[np.ndarray], np.ndarray]]) ->
     left = np.arange(-12.0, 12.0)  # unit intervals [k, k+1]
     z = (left[:, None] + 0.5 * (nodes[None, :] + 1.0)).ravel()
     w = np.tile(0.5 * weights, left.size)
-    values = np.asarray(phi(z.copy()), dtype=np.float64)
+    try:
+        values = np.asarray(phi(z.copy()), dtype=np.float64)
+    except (TypeError, ValueError) as e:  # e.g. math.tanh: works on a float, not on an array
+        raise TypeError(f"estimate_gain: activation must be a vectorized callable (float64 array "
+                        f"in, array of the same shape out); calling it on an array failed: "
+                        f"{type(e).__name__}: {e}") from None
     if values.shape != z.shape:
         raise ValueError("estimate_gain: the activation must map an array to an array of the "
                          "same shape")

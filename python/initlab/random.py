@@ -95,8 +95,12 @@ def philox4x32(counter: Sequence[int], key: Sequence[int], rounds: int = 10) -> 
     >>> philox4x32((0, 0, 0, 0), (0, 0), rounds=10)
     (1713891541, 3781805453, 3159862348, 2600524760)
     """
-    counter = tuple(counter)
-    key = tuple(key)
+    try:
+        counter = tuple(counter)
+        key = tuple(key)
+    except TypeError:
+        raise TypeError(f"philox4x32: counter must be 4 ints and key 2 ints in [0, 2**32), got "
+                        f"counter={counter!r}, key={key!r}") from None
     if len(counter) != 4:
         raise ValueError(f"philox4x32: counter must have 4 words, got {len(counter)}")
     if len(key) != 2:
