@@ -1138,6 +1138,20 @@ def test_save_load(tmp_path):
     bad.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError):
         il.Network.load(bad)
+    missing = tmp_path / "no" / "such" / "dir"
+    report = net.fit(X, y, epochs=1, progress=False)
+    for write, who in ((net.save, "Network.save"), (report.to_json, "Report.to_json"),
+                       (report.to_csv, "Report.to_csv")):
+        with pytest.raises(FileNotFoundError) as err:
+            write(missing / "out")
+        assert who in str(err.value) and str(missing) in str(err.value)
+        with pytest.raises(TypeError, match="path"):
+            write(5)
+    with pytest.raises(TypeError, match="path"):
+        il.Network.load(5)
+    with pytest.raises(FileNotFoundError):
+        il.Network.load(tmp_path / "absent.npz")
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "net.npz"]
 
 
 # ---- errors -----------------------------------------------------------------------------------

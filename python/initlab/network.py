@@ -40,7 +40,7 @@ import numpy as np
 
 from . import _core
 from .callbacks import Callback, as_callbacks
-from .report import Report
+from .report import Report, target_path
 
 # ---- registries (iterated by validation, docs and error messages) ------------------------------
 # Hidden activations -> the default of their parameter (PyTorch's), None when they have none.
@@ -1033,13 +1033,12 @@ class Network:
     def save(self, path: "os.PathLike[str] | str") -> str:
         """Write architecture, weights, dtype and version to one .npz at exactly `path`, atomically
         (a temporary file in the same directory, fsync, os.replace). Optimizer state is not saved."""
-        path = os.fspath(path)
+        path, directory = target_path(path, "Network.save")
         arrays = self._architecture_arrays()
         for i, layer in enumerate(self.layers):
             arrays[f"W{i}"] = layer._W
             arrays[f"b{i}"] = layer._b
         arrays["checksum"] = np.array(self._checksum(arrays))
-        directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -1057,7 +1056,11 @@ class Network:
     def load(cls, path: "os.PathLike[str] | str") -> "Network":
         """Read a file written by `save` (allow_pickle=False), validating keys, dtypes, shapes
         chained layer to layer, finiteness and the checksum; ValueError says what is wrong."""
-        path = os.fspath(path)
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise TypeError(f"Network.load: path must be a str or os.PathLike, got "
+                            f"{type(path).__name__} {path!r}") from None
         where = f"Network.load({path!r})"
         try:
             data = np.load(path, allow_pickle=False)

@@ -42,10 +42,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_text_atomically(path: "os.PathLike[str] | str", text: str) -> str:
-    """Write `text` to a temporary file in the target directory, then rename it into place."""
-    path = os.fspath(path)
+def target_path(path: Any, who: str) -> "tuple[str, str]":
+    """`(path, its directory)` for an atomic write, or an error naming the path: the temporary
+    file's name would otherwise be all that a missing directory's FileNotFoundError shows."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{who}: path must be a str or os.PathLike, got {type(path).__name__} "
+                        f"{path!r}") from None
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{who}: cannot write {path!r}: directory {directory!r} does not exist")
+    return path, directory
+
+
+def write_text_atomically(path: "os.PathLike[str] | str", text: str, who: str = "write") -> str:
+    """Write `text` to a temporary file in the target directory, then rename it into place."""
+    path, directory = target_path(path, who)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -122,7 +135,7 @@ class Report:
     def to_json(self, path: "os.PathLike[str] | str") -> str:
         """Write the whole report as JSON (non-finite numbers become null), atomically."""
         text = json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False)
-        return write_text_atomically(path, text + "\n")
+        return write_text_atomically(path, text + "\n", "Report.to_json")
 
     def to_csv(self, path: "os.PathLike[str] | str", what: str = "history") -> str:
         """Write `history` (one row per epoch) or `layer_stats` (one row per epoch and layer)."""
@@ -137,7 +150,7 @@ class Report:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
-        return write_text_atomically(path, buf.getvalue())
+        return write_text_atomically(path, buf.getvalue(), "Report.to_csv")
 
     def plot(self, path: "os.PathLike[str] | str") -> str:
         """Write a PNG with three panels: loss curves, per-layer gradient norms over epochs (log
@@ -183,8 +196,7 @@ class Report:
         ax_act.set_xlabel("hidden layer (depth)")
         ax_act.set_ylabel("std of activations (log)")
         ax_act.set_title("activation std by depth")
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
+        path, directory = target_path(path, "Report.plot")
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".png")
         os.close(fd)
         try:
