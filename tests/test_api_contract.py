@@ -1193,6 +1193,10 @@ _X, _Y = _data(n=12)
     (lambda: il.lsuv(il.Network([5, 4, 3], seed=0), _X, tol=0.0), ValueError, ["tol"]),
     (lambda: il.lsuv(il.Network([5, 4, 3], seed=0), _X, max_iter=0), ValueError, ["max_iter"]),
     (lambda: il.lsuv("net", _X), TypeError, ["net"]),
+    (lambda: il.Network([5, 3], init=lambda shape: np.zeros(shape)), TypeError,
+     ["init", "(shape, seed, stream)"]),
+    (lambda: il.Network([5, 3], init=lambda s, seed, stream: np.zeros((3, 5))), ValueError,
+     ["init", "(3, 5)", "(5, 3)"]),
 ])
 def test_network_errors_name_the_argument(call, error, words):
     with pytest.raises(error) as err:

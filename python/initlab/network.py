@@ -155,7 +155,12 @@ class _Initializer:
     def draw(self, shape: Tuple[int, ...], seed: int, stream: int, dtype: str,
              fans: Tuple[int, int], argname: str) -> np.ndarray:
         if self.fn is None:  # user callable (shape, seed, stream)
-            value = self.spec(shape, seed, stream)
+            try:
+                value = self.spec(shape, seed, stream)
+            except TypeError as e:  # most often a callable with another signature
+                raise TypeError(f"{argname}: the callable {self.describe()} must take "
+                                f"(shape, seed, stream) and return an array; calling it failed: "
+                                f"{e}") from e
         else:
             kwargs = dict(self.params)
             if len(shape) == 1:  # a bias gets its layer's fans (API.md), when the scheme takes them
