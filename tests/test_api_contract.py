@@ -523,6 +523,11 @@ def test_unknown_names_list_the_valid_names(call):
     (lambda: il.init.gain("relux"), ValueError, ["relux", "relu", "tanh"]),
     (lambda: il.init.gain(3), TypeError, ["nonlinearity"]),
     (lambda: il.init.fans((4, 4), layout="x"), ValueError, ["layout"]),
+    (lambda: il.init.normal((4,), std=1e300), ValueError, ["normal", "float32"]),
+    (lambda: il.init.uniform((4,), low=-1e308, high=1e308, dtype="float64"), ValueError, ["float64"]),
+    (lambda: il.init.constant((4,), value=1e39), ValueError, ["constant", "float32"]),
+    (lambda: il.init.xavier_uniform((4, 4), gain=1e300), ValueError, ["xavier_uniform", "float32"]),
+    (lambda: il.init.orthogonal((4, 4), gain=1e39), ValueError, ["orthogonal", "float32"]),
     (lambda: il.init.estimate_gain(math.tanh), TypeError, ["activation", "vectorized"]),
     (lambda: il.init.estimate_gain(3), TypeError, ["activation", "int"]),
     (lambda: il.random.philox4x32(5, (0, 0)), TypeError, ["counter", "5"]),
@@ -546,6 +551,11 @@ def test_inplace_rejects_read_only_without_writing():
     with pytest.raises(ValueError):
         il.init.normal_(arr, seed=0, std=-1.0)
     np.testing.assert_array_equal(arr, 7.0)
+    arr = np.full((4, 4), 7.0, dtype=np.float32)
+    with pytest.raises(ValueError, match="float32"):  # would overflow to inf in float32
+        il.init.normal_(arr, seed=0, std=1e300)
+    np.testing.assert_array_equal(arr, 7.0)
+    assert np.isfinite(il.init.normal((4, 4), std=1e300, seed=0, dtype="float64")).all()
 
 
 # =====================================================================================

@@ -268,6 +268,33 @@ def _finish_orthogonal(array: np.ndarray, plan: dict, layout: str, seed: int, st
         array[centre] = plan["gain"] * q
 
 
+# The largest |z| a normal draw reaches: Box-Muller's radius sqrt(-2 log u) with u >= 2**-53.
+_MAX_ABS_NORMAL = 9.0
+
+
+def _check_representable(plan: dict, dtype: np.dtype, who: str) -> None:
+    """ValueError when finite parameters would give inf/NaN values in ``dtype`` (std=1e300 in
+    float32, uniform(-1e308, 1e308) whose width overflows), before anything is written."""
+    largest = float(np.finfo(dtype).max)
+    kind = plan["kind"]
+    if kind in ("constant", "identity"):
+        reach = abs(plan["value"])
+    elif kind == "uniform":
+        reach = max(abs(plan["low"]), abs(plan["high"]), plan["high"] - plan["low"])
+    elif kind in ("normal", "sparse"):
+        reach = abs(plan["mean"]) + plan["std"] * _MAX_ABS_NORMAL
+    elif kind == "truncated_normal":
+        reach = abs(plan["mean"]) + plan["std"] * max(abs(plan["a"]), abs(plan["b"]))
+    elif kind in ("orthogonal", "delta_orthogonal"):
+        reach = abs(plan["gain"])
+    else:
+        return
+    if not reach <= largest:  # NaN-safe
+        raise ValueError(f"{who}: the parameters give values of magnitude up to {reach:.3g}, beyond "
+                         f"the largest finite {dtype.name} ({largest:.3g}); use smaller parameters "
+                         f"or dtype='float64'")
+
+
 # ---- the two generated forms -------------------------------------------------------------------
 def _fill(sch: Scheme, array: object, who: str, seed: object, stream: object, layout: object,
           fan_in: object, fan_out: object, params: Dict[str, Any], naive: bool = False) -> np.ndarray:
@@ -277,6 +304,9 @@ def _fill(sch: Scheme, array: object, who: str, seed: object, stream: object, la
     fin = _parse_fan(fan_in, "fan_in", who)
     fout = _parse_fan(fan_out, "fan_out", who)
     numbers, words = _parse_params(sch, who, params)
+    if isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64):
+        _check_representable(_core.init_plan(sch.name, list(array.shape), layout, fin, fout, numbers,
+                                             words), array.dtype, who)
     plan = _core.init_fill(array, sch.name, layout, fin, fout, numbers, words, seed, stream, naive)
     if plan["kind"] in ("orthogonal", "delta_orthogonal"):
         _finish_orthogonal(array, plan, layout, seed, stream)  # type: ignore[arg-type]
@@ -348,7 +378,7 @@ def _make_pair(sch: Scheme) -> Tuple[Callable[..., np.ndarray], Callable[..., np
         dt = _parse_dtype(dtype, who)
         seed = fresh_seed() if seed is None else check_seed(seed)
         stream = check_seed(stream, "stream")
-        _plan(sch, shp, who, layout, fan_in, fan_out, params)  # every error before allocating
+        _check_representable(_plan(sch, shp, who, layout, fan_in, fan_out, params), dt, who)  # before allocating
         _check_memory(shp, dt, who)
         array = np.empty(shp, dtype=dt)
         return _fill(sch, array, who, seed, stream, layout, fan_in, fan_out, params)
