@@ -32,6 +32,9 @@ def test_package_level_names_and_info():
     assert isinstance(info["compiler"], str) and info["compiler"]
     assert isinstance(info["simd"], str) and info["simd"]
     assert info["threads"] == il.get_num_threads()
+    pyproject = os.path.join(os.path.dirname(__file__), os.pardir, "pyproject.toml")
+    if os.path.exists(pyproject):
+        assert f'version = "{il.__version__}"' in open(pyproject).read()
 
 
 def test_set_num_threads_roundtrip_and_errors():
@@ -937,6 +940,32 @@ def test_fit_optimizers_match_torch(config):
     got = [a for layer in net.layers for a in (layer.W, layer.b)]
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)
+
+
+def test_fit_shuffle_and_dropout():
+    X, y = _data(n=48)
+
+    def trained(shuffle, dropout=0.0, seed=3):
+        net = il.Network([5, 16, 3], seed=seed, dropout=dropout)
+        net.fit(X, y, epochs=2, batch_size=8, shuffle=shuffle, stats_every=0, progress=False)
+        return net.layers[0].W
+
+    np.testing.assert_array_equal(trained(True), trained(True))  # the seed fixes the order
+    assert not np.array_equal(trained(True), trained(False))
+    with_dropout = trained(False, dropout=0.5)
+    np.testing.assert_array_equal(with_dropout, trained(False, dropout=0.5))
+    assert not np.array_equal(with_dropout, trained(False))
+    net = il.Network([5, 16, 3], seed=3, dropout=0.5)  # inference never drops
+    np.testing.assert_array_equal(net.forward(X), net.forward(X))
+    np.testing.assert_allclose(net.forward(X), _softmax(_logits(net, X)), rtol=1e-4, atol=1e-6)
+
+
+def test_fan_based_bias_init_gets_the_layer_fans():
+    net = il.Network([400, 3000, 2], bias_init="lecun_normal", seed=0, dtype="float64")
+    assert net.layers[0].b.std() == pytest.approx(1 / math.sqrt(400), rel=0.08)
+    net = il.Network([400, 3000, 2], bias_init="xavier_uniform", seed=0, dtype="float64")
+    bound = math.sqrt(6 / 3400)
+    assert np.abs(net.layers[0].b).max() <= bound and np.abs(net.layers[0].b).max() > 0.99 * bound
 
 
 def test_fit_again_continues_with_optimizer_state():
