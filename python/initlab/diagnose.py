@@ -6,7 +6,7 @@ One forward pass of X (dropout off) and one backward pass give, per layer i:
     dead         fraction of ReLU-family units with Z <= 0 on every row
     grad_norm    ||dL/dW_i||_F
     grad_std     std of the back-propagated gradient dL/dZ_i
-    weight_norm  ||W_i||_2 (spectral norm) and stable_rank = ||W_i||_F^2 / ||W_i||_2^2
+    spectral_norm ||W_i||_2, and stable_rank = ||W_i||_F^2 / ||W_i||_2^2
 The backward pass starts from the loss gradient when y is given, otherwise from a unit-variance
 Gaussian output gradient (seeded). The input-output Jacobian d(logits)/dx (K x n_in) of a few
 samples gives the singular-value spread: dynamical isometry (Saxe et al. 2013; Pennington et al.
