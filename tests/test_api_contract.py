@@ -453,9 +453,10 @@ def test_gain_values():
     assert il.init.gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04), rel=1e-15)
     assert il.init.gain("leaky_relu", param=0.0) == pytest.approx(math.sqrt(2), rel=1e-15)
     assert il.init.gain("selu") == 0.75
-    for name in ("elu", "gelu", "softplus"):
+    for name in ("elu", "gelu", "softplus"):  # documented: the variance-preserving gain
         g = il.init.gain(name)
-        assert math.isfinite(g) and 1.0 < g < 2.0
+        assert g == pytest.approx(il.init.estimate_gain(name), rel=1e-9)
+        assert name in il.init.gain.__doc__
     torch = pytest.importorskip("torch")
     for name, param in (("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.3),
                         ("selu", None), ("sigmoid", None), ("conv2d", None)):
@@ -847,6 +848,24 @@ def test_live_weight_assignment_changes_the_network():
                                rtol=1e-10)
     with pytest.raises(ValueError, match="shape"):
         net.layers[0].W = np.zeros((8, 5))
+
+
+def test_derivatives_at_the_kinks_are_pytorch_s():
+    """Z = 0 exactly in the hidden layer: act'(0) as autograd takes it (relu'(0) = 0, ...)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    X, y = _data(n=6, d=3)
+    for name, fn in (("relu", F.relu), ("leaky_relu", F.leaky_relu), ("elu", F.elu),
+                     ("selu", F.selu), ("gelu", F.gelu), ("softplus", F.softplus)):
+        net = il.Network([3, 4, 3], activation=name, seed=0, dtype="float64")
+        net.layers[0].W = np.zeros((3, 4))
+        dW, db = net.gradients(X, y)[0]
+        W0 = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+        b0 = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+        z = fn(torch.tensor(X) @ W0 + b0) @ torch.tensor(net.layers[1].W) + torch.tensor(net.layers[1].b)
+        F.cross_entropy(z, torch.tensor(y)).backward()
+        np.testing.assert_allclose(dW, W0.grad.numpy(), atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(db, b0.grad.numpy(), atol=1e-15, err_msg=name)
 
 
 @pytest.mark.parametrize("output,activation", [("softmax", "tanh"), ("sigmoid", "gelu"),
