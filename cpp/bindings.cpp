@@ -66,8 +66,8 @@ std::string compiler_name() {
 
 void set_num_threads(int n) {
   if (n < 1 || n > initlab::kMaxThreads)
-    throw py::value_error("set_num_threads: n must be >= 1 and <= " + std::to_string(initlab::kMaxThreads) +
-                          ", got " + std::to_string(n));
+    throw py::value_error("set_num_threads: n must be >= 1 and <= " +
+                          std::to_string(initlab::kMaxThreads) + ", got " + std::to_string(n));
   initlab::set_num_threads(n);
 }
 

@@ -378,7 +378,8 @@ def _make_pair(sch: Scheme) -> Tuple[Callable[..., np.ndarray], Callable[..., np
         dt = _parse_dtype(dtype, who)
         seed = fresh_seed() if seed is None else check_seed(seed)
         stream = check_seed(stream, "stream")
-        _check_representable(_plan(sch, shp, who, layout, fan_in, fan_out, params), dt, who)  # before allocating
+        plan_ = _plan(sch, shp, who, layout, fan_in, fan_out, params)  # every error before allocating
+        _check_representable(plan_, dt, who)
         _check_memory(shp, dt, who)
         array = np.empty(shp, dtype=dt)
         return _fill(sch, array, who, seed, stream, layout, fan_in, fan_out, params)

@@ -52,7 +52,8 @@ def target_path(path: Any, who: str) -> "tuple[str, str]":
                         f"{path!r}") from None
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{who}: cannot write {path!r}: directory {directory!r} does not exist")
+        raise FileNotFoundError(f"{who}: cannot write {path!r}: directory {directory!r} does "
+                                f"not exist")
     return path, directory
 
 
