@@ -10,6 +10,7 @@ from __future__ import annotations
 import os as _os
 
 from . import _core
+from . import datasets
 
 __version__: str = _core.__version__
 
