@@ -5,9 +5,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "initlab/dense.hpp"
+#include "initlab/gemm.hpp"
+#include "initlab/loss.hpp"
+#include "initlab/optim.hpp"
 #include "initlab/parallel.hpp"
+#include "initlab/stats.hpp"
 
 namespace py = pybind11;
 
@@ -51,6 +61,700 @@ void set_num_threads(int n) {
   initlab::set_num_threads(n);
 }
 
+
+// ---- validation for the kernel bindings ------------------------------------------------------
+// Every check raises before anything is written: TypeError for a wrong kind or dtype, ValueError
+// for a wrong shape, layout, value or overlap; the message names the function and the argument.
+
+enum class FloatType { kFloat32, kFloat64 };
+
+std::string shape_str(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (d) s += ", ";
+    s += std::to_string(shape[d]);
+  }
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::vector<std::int64_t> shape_of(const py::array& a) {
+  return std::vector<std::int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+class Check {
+ public:
+  explicit Check(const char* fn) : fn_(fn) {}
+
+  [[noreturn]] void type_error(const std::string& msg) const {
+    throw py::type_error(std::string(fn_) + ": " + msg);
+  }
+  [[noreturn]] void value_error(const std::string& msg) const {
+    throw py::value_error(std::string(fn_) + ": " + msg);
+  }
+
+  // An ndarray (no conversion: a list would become a temporary copy), C-contiguous, of `ndim`.
+  py::array array(const py::object& obj, const char* name, int ndim) const {
+    if (!py::isinstance<py::array>(obj)) {
+      type_error(std::string("argument '") + name + "' must be a numpy.ndarray, got " +
+                 std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (a.ndim() != ndim) {
+      value_error(std::string("argument '") + name + "' must be " + std::to_string(ndim) +
+                  "-dimensional, got ndim=" + std::to_string(a.ndim()) + " with shape " +
+                  shape_str(shape_of(a)));
+    }
+    if (!(a.flags() & py::array::c_style)) {
+      value_error(std::string("argument '") + name +
+                  "' must be C-contiguous (use numpy.ascontiguousarray), got a strided view");
+    }
+    return a;
+  }
+
+  // array() and writeable: outputs are written in place, never copied.
+  py::array output(const py::object& obj, const char* name, int ndim) const {
+    py::array a = array(obj, name, ndim);
+    if (!a.writeable()) {
+      value_error(std::string("argument '") + name + "' is written in place and must be writeable");
+    }
+    return a;
+  }
+
+  FloatType float_type(const py::array& a, const char* name) const {
+    if (a.dtype().is(py::dtype::of<float>())) return FloatType::kFloat32;
+    if (a.dtype().is(py::dtype::of<double>())) return FloatType::kFloat64;
+    type_error(std::string("argument '") + name + "' must have dtype float32 or float64, got " +
+               std::string(py::str(a.dtype())));
+  }
+
+  void same_type(const py::array& a, const char* name, FloatType t, const char* ref) const {
+    if (float_type(a, name) != t) {
+      type_error(std::string("argument '") + name + "' has dtype " + std::string(py::str(a.dtype())) +
+                 " but '" + ref + "' has dtype " + (t == FloatType::kFloat32 ? "float32" : "float64") +
+                 "; one dtype per call");
+    }
+  }
+
+  void shape(const py::array& a, const char* name, const std::vector<std::int64_t>& expected,
+             const char* dims) const {
+    if (shape_of(a) != expected) {
+      value_error(std::string("argument '") + name + "' must have shape " + dims + " = " +
+                  shape_str(expected) + ", got " + shape_str(shape_of(a)));
+    }
+  }
+
+  void nonempty(const py::array& a, const char* name) const {
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+      if (a.shape(d) == 0) {
+        value_error(std::string("argument '") + name + "' has shape " + shape_str(shape_of(a)) +
+                    "; empty batches and zero-width layers are not allowed");
+      }
+    }
+  }
+
+  // Outputs must not share memory with any other argument (C-contiguous: the byte ranges).
+  void no_overlap(const py::array& out, const char* out_name, const py::array& other,
+                  const char* other_name) const {
+    const char* o0 = static_cast<const char*>(out.data());
+    const char* o1 = o0 + out.nbytes();
+    const char* t0 = static_cast<const char*>(other.data());
+    const char* t1 = t0 + other.nbytes();
+    if (out.nbytes() > 0 && other.nbytes() > 0 && o0 < t1 && t0 < o1) {
+      value_error(std::string("argument '") + out_name + "' shares memory with '" + other_name +
+                  "'; pass separate arrays");
+    }
+  }
+
+  double finite(double v, const char* name) const {
+    if (!std::isfinite(v)) value_error(std::string("'") + name + "' must be finite, got " + repr(v));
+    return v;
+  }
+  double at_least(double v, double low, const char* name) const {
+    if (!(v >= low)) {
+      value_error(std::string("'") + name + "' must be >= " + repr(low) + ", got " + repr(v));
+    }
+    return finite(v, name);
+  }
+  double in_unit_interval(double v, const char* name) const {  // [0, 1)
+    if (!(v >= 0.0 && v < 1.0)) value_error(std::string("'") + name + "' must be in [0, 1), got " + repr(v));
+    return v;
+  }
+
+  // A Python int in [0, limit] (limit = 2^64 - 1 or 2^32 - 1).
+  std::uint64_t uint(const py::object& obj, const char* name, std::uint64_t limit) const {
+    if (!py::isinstance<py::int_>(obj) || py::isinstance<py::bool_>(obj)) {
+      type_error(std::string("'") + name + "' must be an int, got " +
+                 std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    if (obj < py::int_(0) || obj > py::int_(limit)) {
+      value_error(std::string("'") + name + "' must be in [0, " + std::to_string(limit) + "], got " +
+                  std::string(py::str(obj)));
+    }
+    return PyLong_AsUnsignedLongLong(obj.ptr());
+  }
+
+  static std::string repr(double v) { return std::string(py::str(py::float_(v))); }
+
+ private:
+  const char* fn_;
+};
+
+template <typename T>
+const T* in_ptr(const py::array& a) {
+  return static_cast<const T*>(a.data());
+}
+template <typename T>
+T* out_ptr(py::array& a) {
+  return static_cast<T*>(a.mutable_data());
+}
+
+// The activation by name, with its parameter (None: the PyTorch default).
+std::pair<initlab::Activation, double> activation_arg(const Check& check, const std::string& name,
+                                                      const py::object& param) {
+  const initlab::ActivationInfo* info = initlab::find_activation(name);
+  if (info == nullptr) {
+    std::string names;
+    for (const auto& a : initlab::kActivations) names += std::string(names.empty() ? "" : ", ") + a.name;
+    check.value_error("unknown activation '" + name + "'; valid names: " + names);
+  }
+  double value = info->default_param;
+  if (!param.is_none()) {
+    if (!py::isinstance<py::float_>(param) && !py::isinstance<py::int_>(param)) {
+      check.type_error("'param' must be a float or None, got " +
+                       std::string(py::str(py::type::of(param).attr("__name__"))));
+    }
+    value = check.finite(param.cast<double>(), "param");
+  }
+  if (info->id == initlab::Activation::kSoftplus && !(value > 0.0)) {
+    check.value_error("softplus 'param' (beta) must be > 0, got " + Check::repr(value));
+  }
+  return {info->id, value};
+}
+
+// ---- GEMM and dense layers --------------------------------------------------------------------
+
+template <bool kReference>
+void gemm_binding(const py::object& a_obj, const py::object& b_obj, const py::object& c_obj, double alpha,
+                  double beta, bool trans_a, bool trans_b) {
+  const Check check(kReference ? "gemm_reference" : "gemm");
+  py::array a = check.array(a_obj, "A", 2), b = check.array(b_obj, "B", 2), c = check.output(c_obj, "C", 2);
+  const FloatType t = check.float_type(a, "A");
+  check.same_type(b, "B", t, "A");
+  check.same_type(c, "C", t, "A");
+  check.nonempty(a, "A");
+  check.nonempty(b, "B");
+  const std::int64_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+  const std::int64_t kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
+  if (kb != k) {
+    check.value_error("inner dimensions disagree: op(A) is " + shape_str({m, k}) + " and op(B) is " +
+                      shape_str({kb, n}) + " (trans_a=" + (trans_a ? "True" : "False") +
+                      ", trans_b=" + (trans_b ? "True" : "False") + ")");
+  }
+  check.shape(c, "C", {m, n}, "(M, N)");
+  check.no_overlap(c, "C", a, "A");
+  check.no_overlap(c, "C", b, "B");
+  check.finite(alpha, "alpha");
+  check.finite(beta, "beta");
+  const std::int64_t lda = a.shape(1), ldb = b.shape(1);
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    auto f = kReference ? &initlab::gemm_reference<float> : &initlab::gemm<float>;
+    f(trans_a, trans_b, m, n, k, static_cast<float>(alpha), in_ptr<float>(a), lda, in_ptr<float>(b), ldb,
+      static_cast<float>(beta), out_ptr<float>(c), n, nullptr);
+  } else {
+    auto f = kReference ? &initlab::gemm_reference<double> : &initlab::gemm<double>;
+    f(trans_a, trans_b, m, n, k, alpha, in_ptr<double>(a), lda, in_ptr<double>(b), ldb, beta,
+      out_ptr<double>(c), n, nullptr);
+  }
+}
+
+void activation_forward_binding(const py::object& z_obj, const py::object& a_obj,
+                                const std::string& activation, const py::object& param) {
+  const Check check("activation_forward");
+  py::array z = check.array(z_obj, "Z", 2), a = check.output(a_obj, "A", 2);
+  const FloatType t = check.float_type(z, "Z");
+  check.same_type(a, "A", t, "Z");
+  check.shape(a, "A", shape_of(z), "Z.shape");
+  if (a.data() != z.data()) check.no_overlap(a, "A", z, "Z");  // A may be Z itself
+  const auto [act, value] = activation_arg(check, activation, param);
+  const std::int64_t count = z.size();
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::activation_forward<float>(count, in_ptr<float>(z), out_ptr<float>(a), act, static_cast<float>(value));
+  } else {
+    initlab::activation_forward<double>(count, in_ptr<double>(z), out_ptr<double>(a), act, value);
+  }
+}
+
+void dense_forward_binding(const py::object& x_obj, const py::object& w_obj, const py::object& b_obj,
+                           const py::object& z_obj, const py::object& a_obj,
+                           const std::string& activation, const py::object& param) {
+  const Check check("dense_forward");
+  py::array x = check.array(x_obj, "X", 2), w = check.array(w_obj, "W", 2), b = check.array(b_obj, "b", 1);
+  py::array z = check.output(z_obj, "Z", 2), a = check.output(a_obj, "A", 2);
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(w, "W", t, "X");
+  check.same_type(b, "b", t, "X");
+  check.same_type(z, "Z", t, "X");
+  check.same_type(a, "A", t, "X");
+  check.nonempty(x, "X");
+  check.nonempty(w, "W");
+  const std::int64_t n = x.shape(0), i = x.shape(1), o = w.shape(1);
+  check.shape(w, "W", {i, o}, "(I, O)");
+  check.shape(b, "b", {o}, "(O,)");
+  check.shape(z, "Z", {n, o}, "(N, O)");
+  check.shape(a, "A", {n, o}, "(N, O)");
+  const auto [act, value] = activation_arg(check, activation, param);
+  for (const auto& [out, out_name] : {std::pair{&z, "Z"}, std::pair{&a, "A"}}) {
+    check.no_overlap(*out, out_name, x, "X");
+    check.no_overlap(*out, out_name, w, "W");
+    check.no_overlap(*out, out_name, b, "b");
+  }
+  if (a.data() == z.data()) {
+    if (act != initlab::Activation::kLinear) {
+      check.value_error("'A' may be the same array as 'Z' only for activation 'linear' (backward needs Z), "
+                        "got '" + activation + "'");
+    }
+  } else {
+    check.no_overlap(a, "A", z, "Z");
+  }
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::dense_forward<float>(n, i, o, in_ptr<float>(x), in_ptr<float>(w), in_ptr<float>(b),
+                                  out_ptr<float>(z), out_ptr<float>(a), act, static_cast<float>(value));
+  } else {
+    initlab::dense_forward<double>(n, i, o, in_ptr<double>(x), in_ptr<double>(w), in_ptr<double>(b),
+                                   out_ptr<double>(z), out_ptr<double>(a), act, value);
+  }
+}
+
+void dense_backward_binding(const py::object& da_obj, const py::object& x_obj, const py::object& w_obj,
+                            const py::object& z_obj, const py::object& a_obj, const std::string& activation,
+                            const py::object& param, const py::object& dw_obj, const py::object& db_obj,
+                            const py::object& dx_obj) {
+  const Check check("dense_backward");
+  py::array da = check.output(da_obj, "dA", 2);
+  py::array x = check.array(x_obj, "X", 2), w = check.array(w_obj, "W", 2);
+  py::array z = check.array(z_obj, "Z", 2), a = check.array(a_obj, "A", 2);
+  py::array dw = check.output(dw_obj, "dW", 2), db = check.output(db_obj, "db", 1);
+  const bool has_dx = !dx_obj.is_none();
+  py::array dx = has_dx ? check.output(dx_obj, "dX", 2) : py::array();
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(da, "dA", t, "X");
+  check.same_type(w, "W", t, "X");
+  check.same_type(z, "Z", t, "X");
+  check.same_type(a, "A", t, "X");
+  check.same_type(dw, "dW", t, "X");
+  check.same_type(db, "db", t, "X");
+  if (has_dx) check.same_type(dx, "dX", t, "X");
+  check.nonempty(x, "X");
+  check.nonempty(w, "W");
+  const std::int64_t n = x.shape(0), i = x.shape(1), o = w.shape(1);
+  check.shape(w, "W", {i, o}, "(I, O)");
+  check.shape(da, "dA", {n, o}, "(N, O)");
+  check.shape(z, "Z", {n, o}, "(N, O)");
+  check.shape(a, "A", {n, o}, "(N, O)");
+  check.shape(dw, "dW", {i, o}, "(I, O)");
+  check.shape(db, "db", {o}, "(O,)");
+  if (has_dx) check.shape(dx, "dX", {n, i}, "(N, I)");
+  const auto [act, value] = activation_arg(check, activation, param);
+  std::vector<std::pair<const py::array*, const char*>> outputs{{&da, "dA"}, {&dw, "dW"}, {&db, "db"}};
+  if (has_dx) outputs.emplace_back(&dx, "dX");
+  const std::pair<const py::array*, const char*> inputs[] = {{&x, "X"}, {&w, "W"}, {&z, "Z"}, {&a, "A"}};
+  for (std::size_t p = 0; p < outputs.size(); ++p) {
+    for (const auto& [in, in_name] : inputs) check.no_overlap(*outputs[p].first, outputs[p].second, *in, in_name);
+    for (std::size_t q = p + 1; q < outputs.size(); ++q) {
+      check.no_overlap(*outputs[p].first, outputs[p].second, *outputs[q].first, outputs[q].second);
+    }
+  }
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::dense_backward<float>(n, i, o, out_ptr<float>(da), in_ptr<float>(x), in_ptr<float>(w),
+                                   in_ptr<float>(z), in_ptr<float>(a), act, static_cast<float>(value),
+                                   out_ptr<float>(dw), out_ptr<float>(db), has_dx ? out_ptr<float>(dx) : nullptr);
+  } else {
+    initlab::dense_backward<double>(n, i, o, out_ptr<double>(da), in_ptr<double>(x), in_ptr<double>(w),
+                                    in_ptr<double>(z), in_ptr<double>(a), act, value, out_ptr<double>(dw),
+                                    out_ptr<double>(db), has_dx ? out_ptr<double>(dx) : nullptr);
+  }
+}
+
+py::list activations_binding() {
+  py::list out;
+  for (const auto& info : initlab::kActivations) {
+    out.append(py::make_tuple(info.name, info.param_name, info.default_param));
+  }
+  return out;
+}
+
+// ---- losses -----------------------------------------------------------------------------------
+
+// The shared checks of the three losses: Z (N, K) logits, P and dZ outputs of the same shape.
+struct LossArgs {
+  py::array z, p, dz;
+  bool has_p = false, has_dz = false;
+  FloatType t = FloatType::kFloat32;
+};
+
+LossArgs loss_args(const Check& check, const py::object& z_obj, const py::object* p_obj,
+                   const py::object& dz_obj) {
+  LossArgs args;
+  args.z = check.array(z_obj, "Z", 2);
+  args.t = check.float_type(args.z, "Z");
+  check.nonempty(args.z, "Z");
+  if (p_obj != nullptr) {
+    args.p = check.output(*p_obj, "P", 2);
+    args.has_p = true;
+    check.same_type(args.p, "P", args.t, "Z");
+    check.shape(args.p, "P", shape_of(args.z), "Z.shape");
+    check.no_overlap(args.p, "P", args.z, "Z");
+  }
+  if (!dz_obj.is_none()) {
+    args.dz = check.output(dz_obj, "dZ", 2);
+    args.has_dz = true;
+    check.same_type(args.dz, "dZ", args.t, "Z");
+    check.shape(args.dz, "dZ", shape_of(args.z), "Z.shape");
+    check.no_overlap(args.dz, "dZ", args.z, "Z");
+    if (args.has_p) check.no_overlap(args.dz, "dZ", args.p, "P");
+  }
+  return args;
+}
+
+// y: float targets of Z's shape and dtype, not overlapping the outputs.
+py::array float_targets(const Check& check, const LossArgs& args, const py::object& y_obj) {
+  py::array y = check.array(y_obj, "y", 2);
+  check.same_type(y, "y", args.t, "Z");
+  check.shape(y, "y", shape_of(args.z), "Z.shape");
+  if (args.has_p) check.no_overlap(args.p, "P", y, "y");
+  if (args.has_dz) check.no_overlap(args.dz, "dZ", y, "y");
+  return y;
+}
+
+double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
+                                     const py::object& p_obj, const py::object& dz_obj) {
+  const Check check("softmax_cross_entropy");
+  LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
+  const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
+  if (!py::isinstance<py::array>(y_obj)) {
+    check.type_error("argument 'y' must be a numpy.ndarray of int64 labels (N,) or float targets (N, K)");
+  }
+  py::array y_any = py::reinterpret_borrow<py::array>(y_obj);
+  const bool integer_labels = y_any.ndim() == 1;
+  py::array y;
+  if (integer_labels) {
+    y = check.array(y_obj, "y", 1);
+    if (!y.dtype().is(py::dtype::of<std::int64_t>())) {
+      check.type_error("integer labels 'y' must have dtype int64, got " + std::string(py::str(y.dtype())));
+    }
+    check.shape(y, "y", {n}, "(N,)");
+    const std::int64_t* labels = in_ptr<std::int64_t>(y);
+    for (std::int64_t r = 0; r < n; ++r) {
+      if (labels[r] < 0 || labels[r] >= k) {
+        check.value_error("label y[" + std::to_string(r) + "] = " + std::to_string(labels[r]) +
+                          " is out of range [0, " + std::to_string(k) + ")");
+      }
+    }
+    if (args.has_dz) check.no_overlap(args.dz, "dZ", y, "y");
+    check.no_overlap(args.p, "P", y, "y");
+  } else {
+    y = float_targets(check, args, y_obj);
+  }
+  py::gil_scoped_release release;
+  if (args.t == FloatType::kFloat32) {
+    return initlab::softmax_cross_entropy<float>(
+        n, k, in_ptr<float>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
+        integer_labels ? nullptr : in_ptr<float>(y), out_ptr<float>(args.p),
+        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+  }
+  return initlab::softmax_cross_entropy<double>(
+      n, k, in_ptr<double>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
+      integer_labels ? nullptr : in_ptr<double>(y), out_ptr<double>(args.p),
+      args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+}
+
+double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
+                                            const py::object& p_obj, const py::object& dz_obj) {
+  const Check check("sigmoid_binary_cross_entropy");
+  LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
+  py::array y = float_targets(check, args, y_obj);
+  const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
+  // Labels must be probabilities: a NaN or a value outside [0, 1] is a caller's error.
+  auto first_bad = [&](auto* values) -> std::int64_t {
+    for (std::int64_t e = 0; e < n * k; ++e) {
+      if (!(values[e] >= 0 && values[e] <= 1)) return e;
+    }
+    return -1;
+  };
+  const std::int64_t bad = args.t == FloatType::kFloat32 ? first_bad(in_ptr<float>(y)) : first_bad(in_ptr<double>(y));
+  if (bad >= 0) {
+    const double v = args.t == FloatType::kFloat32 ? in_ptr<float>(y)[bad] : in_ptr<double>(y)[bad];
+    check.value_error("labels 'y' must be in [0, 1], got " + Check::repr(v) + " at flat index " +
+                      std::to_string(bad));
+  }
+  py::gil_scoped_release release;
+  if (args.t == FloatType::kFloat32) {
+    return initlab::sigmoid_binary_cross_entropy<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
+                                                        out_ptr<float>(args.p),
+                                                        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+  }
+  return initlab::sigmoid_binary_cross_entropy<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
+                                                       out_ptr<double>(args.p),
+                                                       args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+}
+
+double mean_squared_error_binding(const py::object& z_obj, const py::object& y_obj, const py::object& dz_obj) {
+  const Check check("mean_squared_error");
+  LossArgs args = loss_args(check, z_obj, nullptr, dz_obj);
+  py::array y = float_targets(check, args, y_obj);
+  const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
+  py::gil_scoped_release release;
+  if (args.t == FloatType::kFloat32) {
+    return initlab::mean_squared_error<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
+                                              args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+  }
+  return initlab::mean_squared_error<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
+                                             args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+}
+
+// ---- optimizers, clipping, dropout ------------------------------------------------------------
+
+// A flat parameter group: `first` (any ndim, C-contiguous, float) and the arrays that must match it.
+struct Group {
+  std::vector<py::array> arrays;  // in the order given; null entries (None) are empty arrays
+  FloatType t = FloatType::kFloat32;
+  std::int64_t count = 0;
+};
+
+// names[0] is the reference array; `writeable[j]` marks outputs; None is allowed where `optional[j]`.
+Group group_args(const Check& check, std::initializer_list<const py::object*> objs,
+                 std::initializer_list<const char*> names, std::initializer_list<bool> writeable,
+                 std::initializer_list<bool> optional) {
+  Group g;
+  const auto* obj = objs.begin();
+  const auto* name = names.begin();
+  const auto* out = writeable.begin();
+  const auto* opt = optional.begin();
+  std::vector<const char*> kept_names;
+  for (; obj != objs.end(); ++obj, ++name, ++out, ++opt) {
+    if ((*obj)->is_none()) {
+      if (!*opt) check.type_error(std::string("argument '") + *name + "' must be a numpy.ndarray, got None");
+      g.arrays.emplace_back();
+      kept_names.push_back(*name);
+      continue;
+    }
+    if (!py::isinstance<py::array>(**obj)) {
+      check.type_error(std::string("argument '") + *name + "' must be a numpy.ndarray, got " +
+                       std::string(py::str(py::type::of(**obj).attr("__name__"))));
+    }
+    const int ndim = static_cast<int>(py::reinterpret_borrow<py::array>(**obj).ndim());
+    py::array a = *out ? check.output(**obj, *name, ndim) : check.array(**obj, *name, ndim);
+    if (g.arrays.empty()) {
+      g.t = check.float_type(a, *name);
+      g.count = a.size();
+    } else {
+      check.same_type(a, *name, g.t, names.begin()[0]);
+      check.shape(a, *name, shape_of(py::reinterpret_borrow<py::array>(*objs.begin()[0])),
+                  (std::string(names.begin()[0]) + ".shape").c_str());
+    }
+    g.arrays.push_back(a);
+    kept_names.push_back(*name);
+  }
+  // Outputs may not share memory with any other argument.
+  const bool* outs = writeable.begin();
+  for (std::size_t p = 0; p < g.arrays.size(); ++p) {
+    if (!outs[p] || !g.arrays[p]) continue;
+    for (std::size_t q = 0; q < g.arrays.size(); ++q) {
+      if (q != p && g.arrays[q]) check.no_overlap(g.arrays[p], kept_names[p], g.arrays[q], kept_names[q]);
+    }
+  }
+  return g;
+}
+
+template <typename T>
+T* opt_ptr(py::array& a) {
+  return a ? out_ptr<T>(a) : nullptr;
+}
+
+void sgd_step_binding(const py::object& param, const py::object& grad, const py::object& momentum_buffer,
+                      double lr, double momentum, double dampening, double weight_decay, bool nesterov,
+                      bool first_step) {
+  const Check check("sgd_step");
+  check.at_least(lr, 0.0, "lr");
+  check.at_least(momentum, 0.0, "momentum");
+  check.finite(dampening, "dampening");
+  check.at_least(weight_decay, 0.0, "weight_decay");
+  if (nesterov && (momentum <= 0.0 || dampening != 0.0)) {
+    check.value_error("nesterov momentum requires momentum > 0 and dampening == 0 (as torch.optim.SGD)");
+  }
+  Group g = group_args(check, {&param, &grad, &momentum_buffer}, {"param", "grad", "momentum_buffer"},
+                       {true, false, true}, {false, false, momentum == 0.0});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::sgd_step<float>(g.count, out_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]),
+                             opt_ptr<float>(g.arrays[2]), lr, momentum, dampening, weight_decay, nesterov,
+                             first_step);
+  } else {
+    initlab::sgd_step<double>(g.count, out_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]),
+                              opt_ptr<double>(g.arrays[2]), lr, momentum, dampening, weight_decay, nesterov,
+                              first_step);
+  }
+}
+
+void adam_step_binding(const py::object& param, const py::object& grad, const py::object& exp_avg,
+                       const py::object& exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, std::int64_t step, bool decoupled) {
+  const Check check(decoupled ? "adam_step (AdamW)" : "adam_step");
+  check.at_least(lr, 0.0, "lr");
+  check.in_unit_interval(beta1, "beta1");
+  check.in_unit_interval(beta2, "beta2");
+  check.at_least(eps, 0.0, "eps");
+  check.at_least(weight_decay, 0.0, "weight_decay");
+  if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
+  Group g = group_args(check, {&param, &grad, &exp_avg, &exp_avg_sq}, {"param", "grad", "exp_avg", "exp_avg_sq"},
+                       {true, false, true, true}, {false, false, false, false});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::adam_step<float>(g.count, out_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]),
+                              out_ptr<float>(g.arrays[2]), out_ptr<float>(g.arrays[3]), lr, beta1, beta2, eps,
+                              weight_decay, step, decoupled);
+  } else {
+    initlab::adam_step<double>(g.count, out_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]),
+                               out_ptr<double>(g.arrays[2]), out_ptr<double>(g.arrays[3]), lr, beta1, beta2,
+                               eps, weight_decay, step, decoupled);
+  }
+}
+
+void rmsprop_step_binding(const py::object& param, const py::object& grad, const py::object& square_avg,
+                          const py::object& momentum_buffer, double lr, double alpha, double eps,
+                          double weight_decay, double momentum) {
+  const Check check("rmsprop_step");
+  check.at_least(lr, 0.0, "lr");
+  if (!(alpha >= 0.0 && alpha <= 1.0)) check.value_error("'alpha' must be in [0, 1], got " + Check::repr(alpha));
+  check.at_least(eps, 0.0, "eps");
+  check.at_least(weight_decay, 0.0, "weight_decay");
+  check.at_least(momentum, 0.0, "momentum");
+  Group g = group_args(check, {&param, &grad, &square_avg, &momentum_buffer},
+                       {"param", "grad", "square_avg", "momentum_buffer"}, {true, false, true, true},
+                       {false, false, false, momentum == 0.0});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::rmsprop_step<float>(g.count, out_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]),
+                                 out_ptr<float>(g.arrays[2]), opt_ptr<float>(g.arrays[3]), lr, alpha, eps,
+                                 weight_decay, momentum);
+  } else {
+    initlab::rmsprop_step<double>(g.count, out_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]),
+                                  out_ptr<double>(g.arrays[2]), opt_ptr<double>(g.arrays[3]), lr, alpha, eps,
+                                  weight_decay, momentum);
+  }
+}
+
+void clip_by_value_binding(const py::object& grad, double clip_value) {
+  const Check check("clip_by_value");
+  check.at_least(clip_value, 0.0, "clip_value");
+  Group g = group_args(check, {&grad}, {"grad"}, {true}, {false});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::clip_by_value<float>(g.count, out_ptr<float>(g.arrays[0]), static_cast<float>(clip_value));
+  } else {
+    initlab::clip_by_value<double>(g.count, out_ptr<double>(g.arrays[0]), clip_value);
+  }
+}
+
+void dropout_forward_binding(const py::object& a, const py::object& mask, double p, const py::object& seed,
+                             const py::object& stream, const py::object& step) {
+  const Check check("dropout_forward");
+  check.in_unit_interval(p, "p");
+  const std::uint64_t seed_v = check.uint(seed, "seed", ~std::uint64_t{0});
+  const auto stream_v = static_cast<std::uint32_t>(check.uint(stream, "stream", 0xFFFFFFFFu));
+  const auto step_v = static_cast<std::uint32_t>(check.uint(step, "step", 0xFFFFFFFFu));
+  Group g = group_args(check, {&a, &mask}, {"A", "mask"}, {true, true}, {false, false});
+  if (g.count >= (std::int64_t{1} << 34)) check.value_error("'A' has more than 2^34 elements");
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::dropout_forward<float>(g.count, out_ptr<float>(g.arrays[0]), out_ptr<float>(g.arrays[1]), p, seed_v,
+                                    stream_v, step_v);
+  } else {
+    initlab::dropout_forward<double>(g.count, out_ptr<double>(g.arrays[0]), out_ptr<double>(g.arrays[1]), p,
+                                     seed_v, stream_v, step_v);
+  }
+}
+
+void dropout_backward_binding(const py::object& da, const py::object& mask) {
+  const Check check("dropout_backward");
+  Group g = group_args(check, {&da, &mask}, {"dA", "mask"}, {true, false}, {false, false});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::dropout_backward<float>(g.count, out_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]));
+  } else {
+    initlab::dropout_backward<double>(g.count, out_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]));
+  }
+}
+
+// ---- statistics -------------------------------------------------------------------------------
+
+double sum_of_squares_binding(const py::object& x) {
+  const Check check("sum_of_squares");
+  Group g = group_args(check, {&x}, {"x"}, {false}, {false});
+  py::gil_scoped_release release;
+  return g.t == FloatType::kFloat32 ? initlab::sum_of_squares<float>(g.count, in_ptr<float>(g.arrays[0]))
+                                    : initlab::sum_of_squares<double>(g.count, in_ptr<double>(g.arrays[0]));
+}
+
+void scale_binding(const py::object& x, double factor) {
+  const Check check("scale");
+  check.finite(factor, "factor");
+  Group g = group_args(check, {&x}, {"x"}, {true}, {false});
+  py::gil_scoped_release release;
+  if (g.t == FloatType::kFloat32) {
+    initlab::scale<float>(g.count, out_ptr<float>(g.arrays[0]), static_cast<float>(factor));
+  } else {
+    initlab::scale<double>(g.count, out_ptr<double>(g.arrays[0]), factor);
+  }
+}
+
+double diff_norm_binding(const py::object& a, const py::object& b) {
+  const Check check("diff_norm");
+  Group g = group_args(check, {&a, &b}, {"a", "b"}, {false, false}, {false, false});
+  py::gil_scoped_release release;
+  return g.t == FloatType::kFloat32
+             ? initlab::diff_norm<float>(g.count, in_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]))
+             : initlab::diff_norm<double>(g.count, in_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]));
+}
+
+bool all_finite_binding(const py::object& x) {
+  const Check check("all_finite");
+  Group g = group_args(check, {&x}, {"x"}, {false}, {false});
+  py::gil_scoped_release release;
+  return g.t == FloatType::kFloat32 ? initlab::all_finite<float>(g.count, in_ptr<float>(g.arrays[0]))
+                                    : initlab::all_finite<double>(g.count, in_ptr<double>(g.arrays[0]));
+}
+
+py::dict layer_stats_binding(const py::object& z_obj, const py::object& a_obj, const std::string& activation,
+                             const py::object& param) {
+  const Check check("layer_stats");
+  py::array z = check.array(z_obj, "Z", 2), a = check.array(a_obj, "A", 2);
+  const FloatType t = check.float_type(z, "Z");
+  check.same_type(a, "A", t, "Z");
+  check.nonempty(z, "Z");
+  check.shape(a, "A", shape_of(z), "Z.shape");
+  const auto act = activation_arg(check, activation, param).first;
+  const std::int64_t n = z.shape(0), o = z.shape(1);
+  initlab::LayerStats s{};
+  {
+    py::gil_scoped_release release;
+    s = t == FloatType::kFloat32 ? initlab::layer_stats<float>(n, o, in_ptr<float>(z), in_ptr<float>(a), act)
+                                 : initlab::layer_stats<double>(n, o, in_ptr<double>(z), in_ptr<double>(a), act);
+  }
+  py::dict d;
+  d["pre_mean"] = s.pre_mean;
+  d["pre_std"] = s.pre_std;
+  d["act_mean"] = s.act_mean;
+  d["act_std"] = s.act_std;
+  d["saturated"] = s.saturated;
+  d["dead"] = s.dead;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -74,10 +778,57 @@ PYBIND11_MODULE(_core, m) {
   // ---- initializers (init.hpp) -------------------------------------------------------------
 
   // ---- GEMM and dense layers (gemm.hpp, dense.hpp) ------------------------------------------
+  m.def("gemm", &gemm_binding<false>, py::arg("A"), py::arg("B"), py::arg("C"), py::arg("alpha") = 1.0,
+        py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        "C (M, N) := beta*C + alpha*op(A)*op(B) in place; beta == 0 never reads C");
+  m.def("gemm_reference", &gemm_binding<true>, py::arg("A"), py::arg("B"), py::arg("C"), py::arg("alpha") = 1.0,
+        py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        "the triple-loop twin of gemm (test oracle)");
+  m.def("activations", &activations_binding,
+        "the activation registry: [(name, param_name, default_param)] in the core's order");
+  m.def("activation_forward", &activation_forward_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),
+        py::arg("param") = py::none(), "A := act(Z) elementwise (A may be Z)");
+  m.def("dense_forward", &dense_forward_binding, py::arg("X"), py::arg("W"), py::arg("b"), py::arg("Z"),
+        py::arg("A"), py::arg("activation"), py::arg("param") = py::none(),
+        "Z (N, O) := X (N, I) @ W (I, O) + b; A := act(Z)");
+  m.def("dense_backward", &dense_backward_binding, py::arg("dA"), py::arg("X"), py::arg("W"), py::arg("Z"),
+        py::arg("A"), py::arg("activation"), py::arg("param"), py::arg("dW"), py::arg("db"),
+        py::arg("dX") = py::none(),
+        "dA := dZ = dA*act'; dW := X^T dZ; db := column sums of dZ; dX := dZ W^T (skipped when None)");
 
   // ---- losses (loss.hpp) ---------------------------------------------------------------------
+  m.def("softmax_cross_entropy", &softmax_cross_entropy_binding, py::arg("Z"), py::arg("y"), py::arg("P"),
+        py::arg("dZ") = py::none(), "P := softmax(Z); dZ := (P - Y)/N; returns the mean loss");
+  m.def("sigmoid_binary_cross_entropy", &sigmoid_binary_cross_entropy_binding, py::arg("Z"), py::arg("y"),
+        py::arg("P"), py::arg("dZ") = py::none(), "P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss");
+  m.def("mean_squared_error", &mean_squared_error_binding, py::arg("Z"), py::arg("y"), py::arg("dZ") = py::none(),
+        "dZ := 2(Z - y)/(N*K); returns the mean of (Z - y)^2");
 
   // ---- optimizers, clipping, dropout (optim.hpp) --------------------------------------------
+  m.def("sgd_step", &sgd_step_binding, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"),
+        py::kw_only(), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+        py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
+        "one torch.optim.SGD step in place");
+  m.def("adam_step", &adam_step_binding, py::arg("param"), py::arg("grad"), py::arg("exp_avg"),
+        py::arg("exp_avg_sq"), py::kw_only(), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("step"), py::arg("decoupled") = false,
+        "one torch.optim.Adam (decoupled=False) or AdamW (decoupled=True) step in place; step is 1-based");
+  m.def("rmsprop_step", &rmsprop_step_binding, py::arg("param"), py::arg("grad"), py::arg("square_avg"),
+        py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
+        py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, "one torch.optim.RMSprop step in place");
+  m.def("clip_by_value", &clip_by_value_binding, py::arg("grad"), py::arg("clip_value"),
+        "grad := clamp(grad, -clip_value, clip_value) in place");
+  m.def("dropout_forward", &dropout_forward_binding, py::arg("A"), py::arg("mask"), py::kw_only(), py::arg("p"),
+        py::arg("seed"), py::arg("stream"), py::arg("step"),
+        "mask := 0 or 1/(1-p) from Philox(seed, stream, step); A *= mask");
+  m.def("dropout_backward", &dropout_backward_binding, py::arg("dA"), py::arg("mask"), "dA *= mask");
 
   // ---- statistics (stats.hpp) ----------------------------------------------------------------
+  m.def("sum_of_squares", &sum_of_squares_binding, py::arg("x"), "sum of x^2, in double, fixed order");
+  m.def("scale", &scale_binding, py::arg("x"), py::arg("factor"), "x *= factor in place");
+  m.def("diff_norm", &diff_norm_binding, py::arg("a"), py::arg("b"), "||a - b||_2");
+  m.def("all_finite", &all_finite_binding, py::arg("x"), "True when x has no NaN or Inf");
+  m.def("layer_stats", &layer_stats_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),
+        py::arg("param") = py::none(),
+        "{pre_mean, pre_std, act_mean, act_std, saturated, dead} over the whole batch");
 }

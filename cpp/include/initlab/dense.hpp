@@ -1,0 +1,79 @@
+// dense.hpp: activations and the dense-layer forward/backward pair.
+//
+// Vocabulary: N batch rows, I inputs, O outputs.
+//   X is (N, I), W is (I, O), b is (O); Z, A are (N, O); dA, dZ are (N, O); dW is (I, O), db is (O),
+//   dX is (N, I). All row-major and contiguous.
+//
+// Activations, as PyTorch defines them (param in brackets, with its default):
+//   linear     a = z                                             a' = 1
+//   relu       a = z < 0 ? 0 : z                                 a' = [z > 0]
+//   leaky_relu a = z > 0 ? z : s*z                 [s = 0.01]    a' = z > 0 ? 1 : s
+//   elu        a = z > 0 ? z : alpha*expm1(z)      [alpha = 1]   a' = z > 0 ? 1 : alpha*exp(z)
+//   selu       a = scale*(z > 0 ? z : alpha*expm1(z)), alpha = 1.6732632423543772,
+//              scale = 1.0507009873554805 (Klambauer et al. 2017)   a' = scale*(z > 0 ? 1 : alpha*exp(z))
+//   gelu       a = z*Phi(z) = z/2*(1 + erf(z/sqrt2)) (exact)     a' = Phi(z) + z*phi(z)
+//   sigmoid    a = 1/(1 + exp(-z))                               a' = a*(1 - a)
+//   tanh       a = tanh(z)                                       a' = 1 - a^2
+//   softplus   a = log1p(exp(beta*z))/beta, a = z when beta*z > 20 [beta = 1]
+//                                                                a' = sigmoid(beta*z), 1 when beta*z > 20
+// NaN in z gives NaN in a (relu included: NaN < 0 is false, so relu(NaN) = NaN, as in PyTorch).
+//
+// Forward:  Z := X*W + b; A := act(Z). Bias and activation run in the GEMM epilogue, tile by tile.
+//           Cached for backward: Z and A (both are kept by the caller). A may be Z only for linear.
+// Backward: dZ := dA * act'(.) written over dA (in place); act' reads A for sigmoid and tanh and Z
+//           for the others. dW := X^T*dZ, db := column sums of dZ (each column summed over rows
+//           0..N-1 in order, in double), dX := dZ*W^T (skipped when dX is null). dW, db, dX are
+//           overwritten, never accumulated. Outputs must not overlap inputs.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace initlab {
+
+enum class Activation { kLinear, kRelu, kLeakyRelu, kElu, kSelu, kGelu, kSigmoid, kTanh, kSoftplus };
+
+struct ActivationInfo {
+  const char* name;
+  Activation id;
+  double default_param;  // the PyTorch default of the one parameter (0 where there is none)
+  const char* param_name;  // "" where the activation takes no parameter
+};
+
+// The registry: every activation, in the order above. Bindings, tests and docs iterate it.
+inline constexpr ActivationInfo kActivations[] = {
+    {"linear", Activation::kLinear, 0.0, ""},
+    {"relu", Activation::kRelu, 0.0, ""},
+    {"leaky_relu", Activation::kLeakyRelu, 0.01, "negative_slope"},
+    {"elu", Activation::kElu, 1.0, "alpha"},
+    {"selu", Activation::kSelu, 0.0, ""},
+    {"gelu", Activation::kGelu, 0.0, ""},
+    {"sigmoid", Activation::kSigmoid, 0.0, ""},
+    {"tanh", Activation::kTanh, 0.0, ""},
+    {"softplus", Activation::kSoftplus, 1.0, "beta"},
+};
+
+// Looks a name up in kActivations; nullptr when unknown.
+const ActivationInfo* find_activation(const std::string& name);
+// True when act' is computed from A (sigmoid, tanh); false when from Z.
+bool derivative_uses_output(Activation act);
+
+// Z is (N, O), A is (N, O); A := act(Z) elementwise. A may be Z.
+template <typename T>
+void activation_forward(std::int64_t count, const T* z, T* a, Activation act, T param);
+
+// dA, Z, A are (N, O) flattened to `count`; dA := dA * act'(Z or A) in place.
+template <typename T>
+void activation_backward(std::int64_t count, T* da, const T* z, const T* a, Activation act, T param);
+
+// X is (N, I), W is (I, O), b is (O); Z, A are (N, O).
+template <typename T>
+void dense_forward(std::int64_t n, std::int64_t i, std::int64_t o, const T* x, const T* w, const T* b,
+                   T* z, T* a, Activation act, T param);
+
+// dA is (N, O) in, overwritten with dZ; X is (N, I), W is (I, O), Z, A are (N, O);
+// dW is (I, O), db is (O), dX is (N, I) or null.
+template <typename T>
+void dense_backward(std::int64_t n, std::int64_t i, std::int64_t o, T* da, const T* x, const T* w,
+                    const T* z, const T* a, Activation act, T param, T* dw, T* db, T* dx);
+
+}  // namespace initlab

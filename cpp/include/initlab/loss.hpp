@@ -1,0 +1,36 @@
+// loss.hpp: the output losses, each fused with its output activation and its gradient.
+//
+// Vocabulary: N batch rows, K classes (or outputs). Z (logits), P (probabilities), dZ, Y are (N, K);
+// labels are (N) int64 in [0, K) (the caller checks the range).
+//
+// softmax_cross_entropy: P := softmax(Z) row by row; loss := mean over rows of
+//   sum_k Y_nk * (lse_n - z_nk), lse_n = m_n + log(sum_k exp(z_nk - m_n)), m_n = max_k z_nk
+//   (log-sum-exp: no overflow for any finite logit). With integer labels Y is one-hot.
+//   dZ := (P - Y)/N when dZ is not null.
+// sigmoid_binary_cross_entropy: P := sigmoid(Z); loss := mean over all N*K elements of
+//   max(z, 0) - z*y + log1p(exp(-|z|))  (logits form: z = 200, y = 0 gives 200, not inf);
+//   dZ := (P - Y)/(N*K).
+// mean_squared_error: loss := mean over all N*K elements of (z - y)^2; dZ := 2*(Z - Y)/(N*K).
+//
+// Reductions: per-row (or per-chunk) partial losses in double, combined in a fixed chunk order, so
+// the loss is bitwise identical on any thread count. NaN/Inf in Z or Y give a non-finite loss (and
+// P, dZ), never a trap. Outputs must not overlap inputs; dZ may be null.
+#pragma once
+#include <cstdint>
+
+namespace initlab {
+
+// Z, P, dZ are (N, K); exactly one of labels (N) and targets (N, K) is non-null.
+template <typename T>
+double softmax_cross_entropy(std::int64_t n, std::int64_t k, const T* z, const std::int64_t* labels,
+                             const T* targets, T* p, T* dz);
+
+// Z, Y, P, dZ are (N, K).
+template <typename T>
+double sigmoid_binary_cross_entropy(std::int64_t n, std::int64_t k, const T* z, const T* y, T* p, T* dz);
+
+// Z, Y, dZ are (N, K).
+template <typename T>
+double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y, T* dz);
+
+}  // namespace initlab

@@ -1,0 +1,48 @@
+// chunked.hpp (private): the two parallel patterns every elementwise kernel and reduction uses.
+// Both split [0, count) into chunks whose size is fixed by the caller (never by the thread count), so
+// each thread owns the writes of whole chunks and reductions combine partials in chunk order.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "initlab/parallel.hpp"
+
+namespace initlab {
+namespace detail {
+
+// body(begin, end) for every chunk; chunks run in parallel when there is more than one.
+template <typename Body>
+void for_chunks(std::int64_t count, std::int64_t chunk, Body&& body) {
+  const std::int64_t chunks = (count + chunk - 1) / chunk;
+  if (chunks <= 1) {
+    if (count > 0) body(std::int64_t{0}, count);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    body(c * chunk, std::min(count, (c + 1) * chunk));
+  }
+}
+
+// sum over chunks of partial(begin, end) -> double, added in chunk order: ((p0 + p1) + p2) + ...
+// Partials live in a fixed stack array, filled kGroup chunks at a time: nothing is allocated.
+template <typename Partial>
+double sum_chunks(std::int64_t count, std::int64_t chunk, Partial&& partial) {
+  constexpr std::int64_t kGroup = 256;
+  const std::int64_t chunks = (count + chunk - 1) / chunk;
+  double total = 0.0;
+  double partials[kGroup];
+  for (std::int64_t g0 = 0; g0 < chunks; g0 += kGroup) {
+    const std::int64_t g = std::min(kGroup, chunks - g0);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (g > 1)
+    for (std::int64_t c = 0; c < g; ++c) {
+      const std::int64_t begin = (g0 + c) * chunk;
+      partials[c] = partial(begin, std::min(count, begin + chunk));
+    }
+    for (std::int64_t c = 0; c < g; ++c) total += partials[c];
+  }
+  return total;
+}
+
+}  // namespace detail
+}  // namespace initlab
