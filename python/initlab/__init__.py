@@ -10,7 +10,7 @@ from __future__ import annotations
 import os as _os
 
 from . import _core
-from . import datasets
+from . import init, random
 
 __version__: str = _core.__version__
 
@@ -48,7 +48,8 @@ from .callbacks import Callback, EarlyStopping, LambdaCallback  # noqa: E402
 from .diagnose import Diagnosis  # noqa: E402
 from .network import Dense, DivergenceError, Network, lsuv  # noqa: E402
 from .report import Report  # noqa: E402
+from . import datasets, experiments  # noqa: E402
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "info",
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments",
            "Network", "Dense", "Report", "Diagnosis", "DivergenceError", "lsuv",
            "Callback", "EarlyStopping", "LambdaCallback"]

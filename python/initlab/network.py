@@ -9,9 +9,10 @@ per-batch computation is a `_core` kernel call on buffers that are allocated onc
     update    clip_by_value / sum_of_squares + scale (global norm) / sgd_step | adam_step | rmsprop_step
 
 Random streams (one seed per network; Philox counters never overlap between uses):
-    W of layer i: stream i;  b of layer i: stream 2**32 + i;  dropout of layer i: stream 2**33 + i
-    (with the global optimizer step as the mask's step). Shuffling uses numpy's Philox bit generator
-    keyed by (seed, epoch number), so one seed fixes the whole run on any thread count.
+    W of layer i: stream i;  b of layer i: stream 2**32 + i;  dropout of layer i: the dropout
+    kernel's own counters (tagged apart from the initializers') with stream i and the global
+    optimizer step. Shuffling uses numpy's Philox bit generator keyed by (seed, epoch number),
+    so one seed fixes the whole run on any thread count.
 
 >>> import initlab as il, numpy as np
 >>> X = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
@@ -55,7 +56,6 @@ DIVERGENCE_POLICIES = ("stop", "raise", "ignore")
 DTYPES = ("float32", "float64")
 
 BIAS_STREAM = 1 << 32
-DROPOUT_STREAM = 1 << 33
 EVAL_CHUNK = 2048          # rows per forward chunk in predict/evaluate/loss
 MAX_WORKSPACES = 4         # batch sizes whose buffers are kept (train, last partial, probe, eval)
 FORMAT_NAME = "initlab.network"
@@ -504,7 +504,7 @@ class Network:
             if training and layer.dropout:
                 np.copyto(ws.D[i], ws.A[i])  # A stays intact: the backward needs act'(Z) from it
                 _core.dropout_forward(ws.D[i], ws.mask[i], p=layer.dropout, seed=self.seed,
-                                      stream=DROPOUT_STREAM + i, step=self._step)
+                                      stream=i, step=self._step & 0xFFFFFFFF)
                 inp = ws.D[i]
         ws.last_training = training
 
