@@ -425,12 +425,14 @@ def cmd_bench(args) -> int:
 
 
 def _extras() -> Dict[str, Optional[str]]:
+    """Installed versions of the packages initlab can use (read from metadata: nothing imported)."""
+    from importlib import metadata
     found: Dict[str, Optional[str]] = {}
-    for module in ("numpy", "matplotlib", "tqdm", "torch", "dask", "distributed"):
+    for package in ("numpy", "tqdm", "matplotlib", "torch", "dask", "distributed"):
         try:
-            found[module] = getattr(importlib.import_module(module), "__version__", "installed")
-        except ImportError:
-            found[module] = None
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
     return found
 
 

@@ -84,6 +84,15 @@ class Data:
     def features(self) -> int:
         return int(self.X_train.shape[1])
 
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        # An unpickled array (process pools, Dask) carries a dtype object equal to, but not the
+        # same object as, numpy's float32/int64 singletons, which the kernels' bindings compare by
+        # identity: re-view every array with the canonical dtype (no copy).
+        for key, value in state.items():
+            if isinstance(value, np.ndarray):
+                state[key] = value.view(np.float32 if value.dtype == np.float32 else np.int64)
+        self.__dict__.update(state)
+
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "train": int(self.X_train.shape[0]), "validation": int(self.X_val.shape[0]),
                 "features": self.features, "classes": self.classes}
@@ -693,9 +702,10 @@ HE2015_DEPTHS = (22, 30)   # weight layers, as the paper counts them
 
 
 def _he2015_grid(reduced: bool):
-    data = _digits(reduced, max_samples=600)
-    common = dict(width=32 if reduced else 64, activation="relu", epochs=8 if reduced else 30,
-                  batch_size=32, optimizer="sgd", lr=0.003, momentum=0.9, target_accuracy=0.9)
+    data = _digits(reduced, max_samples=800)
+    common = dict(width=32 if reduced else 64, activation="relu", epochs=12 if reduced else 30,
+                  batch_size=32, optimizer="sgd", lr=0.005 if reduced else 0.003, momentum=0.9,
+                  target_accuracy=0.9)
     specs = [RunSpec(init=init, depth=layers - 1, label=f"{layers} layers", **common)
              for layers in HE2015_DEPTHS for init in ("xavier_normal", "he_normal")]
     return data, specs, {"depths": HE2015_DEPTHS, **common}
@@ -716,27 +726,35 @@ def _he2015_check(runs, config) -> List[Claim]:
     epochs = config["epochs"]
     deep_x, deep_h = _one(runs, label="30 layers", init="xavier_normal"), _one(runs, label="30 layers", init="he_normal")
     plateau = _plateau_epochs(deep_x)
+    trained = 0.75 * LN10   # "trains": the loss ends well below chance
     claims.append(Claim(
         "30 ReLU layers: Xavier init stalls at the chance loss ln(10) = 2.303, He init trains",
         f"xavier_normal loss within 0.05 of ln(10) for {plateau} of {epochs} epochs (final "
         f"{deep_x['final_loss']:.3f}); he_normal final loss {deep_h['final_loss']:.3f}, val acc "
         f"{deep_h['final_val_accuracy']:.1%}",
-        plateau >= (epochs + 1) // 2 and deep_h["final_loss"] < 0.5 * LN10))
+        plateau >= (epochs + 1) // 2 and deep_h["final_loss"] < trained))
     shallow_x, shallow_h = _one(runs, label="22 layers", init="xavier_normal"), _one(runs, label="22 layers", init="he_normal")
-    level = 0.5 * LN10
-    ex = _first_epoch(shallow_x["history"], "loss", lambda v: v <= level)
-    eh = _first_epoch(shallow_h["history"], "loss", lambda v: v <= level)
+    start = 0.9 * LN10      # "starts reducing the error": the loss leaves the plateau at ln(10)
+    ex = _first_epoch(shallow_x["history"], "loss", lambda v: v <= start)
+    eh = _first_epoch(shallow_h["history"], "loss", lambda v: v <= start)
     claims.append(Claim(
         "22 ReLU layers: both train, He init starts reducing the error earlier",
-        f"epochs to training loss <= {level:.2f}: he_normal {eh if eh else f'>{epochs}'}, xavier_normal "
-        f"{ex if ex else f'>{epochs}'}; final losses he {shallow_h['final_loss']:.3f}, xavier "
+        f"first epoch with training loss <= 0.9 ln(10) = {start:.2f}: he_normal {eh if eh else f'>{epochs}'}, "
+        f"xavier_normal {ex if ex else f'>{epochs}'}; final losses he {shallow_h['final_loss']:.3f}, xavier "
         f"{shallow_x['final_loss']:.3f}",
-        eh is not None and ex is not None and eh < ex))
+        eh is not None and ex is not None and eh < ex
+        and max(shallow_h["final_loss"], shallow_x["final_loss"]) < trained))
+    gains = {name: (run["at_init"]["forward_gain"], run["at_init"]["backward_gain"])
+             for name, run in (("xavier", deep_x), ("he", deep_h))}
     claims.append(Claim(
-        "Cause (He et al. section 2.2): Xavier halves the signal variance per ReLU layer; He keeps it",
-        f"at 30 layers, ||dW|| first/last layer at init: xavier {deep_x['grad_ratio']:.2e}, he "
-        f"{deep_h['grad_ratio']:.2e}; diagnose verdicts {deep_x['at_init']['verdict']} / {deep_h['at_init']['verdict']}",
-        deep_x["grad_ratio"] < 1e-2 and 0.1 < deep_h["grad_ratio"] < 10))
+        "Cause (He et al. section 2.2): Xavier halves the signal variance at every ReLU layer, forward "
+        "and backward; He init keeps it",
+        "at 30 layers, std of Z (last/first hidden layer) and of dL/dZ (first/last) at init: xavier "
+        f"{gains['xavier'][0]:.1e} and {gains['xavier'][1]:.1e}, he {gains['he'][0]:.2f} and {gains['he'][1]:.2f} "
+        f"(diagnose: {deep_x['at_init']['verdict']} / {deep_h['at_init']['verdict']}); the weight-gradient "
+        f"norm ratio first/last is only {deep_x['grad_ratio']:.2f} / {deep_h['grad_ratio']:.2f}: "
+        "dW = Xᵀ·dZ multiplies a shrunken signal by a shrunken gradient at every depth",
+        max(gains["xavier"]) < 1e-2 and all(0.1 < g < 10 for g in gains["he"])))
     return claims
 
 
@@ -751,9 +769,9 @@ def _he2015_figures(result: Comparison, out_dir: str) -> List[str]:
 
 # ---- Glorot & Bengio 2010 -------------------------------------------------------------------------
 def _glorot2010_grid(reduced: bool):
-    data = _digits(reduced, max_samples=600)
-    common = dict(depth=5, width=64 if reduced else 256, epochs=3 if reduced else 10, batch_size=10,
-                  optimizer="sgd", lr=0.1 if not reduced else 0.05, momentum=0.0, target_accuracy=0.95,
+    data = _digits(reduced, max_samples=None)
+    common = dict(depth=5, width=64 if reduced else 256, epochs=4 if reduced else 10, batch_size=10,
+                  optimizer="sgd", lr=0.1, momentum=0.0, target_accuracy=0.95,
                   stats_every=1)
     specs = [RunSpec(init=init, activation=act, label=act, **common)
              for act in ("tanh", "sigmoid") for init in ("torch_default", "xavier_uniform")]
@@ -763,23 +781,27 @@ def _glorot2010_grid(reduced: bool):
 def _glorot2010_check(runs, config) -> List[Claim]:
     claims = []
     std_t, norm_t = _one(runs, label="tanh", init="torch_default"), _one(runs, label="tanh", init="xavier_uniform")
-    hidden = slice(0, 5)
 
-    def drop(values):  # last hidden layer over first hidden layer
-        v = values[hidden]
-        return v[-1] / v[0]
+    def factor(values, backward=False):
+        """Geometric-mean change of a per-layer std from one hidden layer to the next (5 layers):
+        forward from layer 1 to 5, backward (gradients) from layer 5 to 1."""
+        first, last = values[0], values[4]
+        ratio = first / last if backward else last / first
+        return ratio ** 0.25 if ratio > 0 else 0.0
 
-    act_std, act_norm = drop(std_t["at_init"]["act_std"]), drop(norm_t["at_init"]["act_std"])
+    f_std, f_norm = factor(std_t["at_init"]["act_std"]), factor(norm_t["at_init"]["act_std"])
     claims.append(Claim(
-        "tanh, standard init U(±1/√n): activations shrink from layer to layer; normalized init keeps them",
-        f"std of layer-5 / layer-1 activations at init: standard {act_std:.2f}, normalized {act_norm:.2f}",
-        act_std < 0.5 and act_norm > 0.7))
-    g_std, g_norm = (1 / drop(std_t["at_init"]["grad_std"]), 1 / drop(norm_t["at_init"]["grad_std"]))
+        "tanh, standard init U(±1/√n): activations shrink from layer to layer; normalized init keeps them "
+        "(nearly) constant",
+        f"activation std, factor per layer at init (layer 1 -> 5): standard {f_std:.2f} (linear-regime "
+        f"theory √(n·Var W) = 1/√3 = 0.58), normalized {f_norm:.2f} (theory 1, less through tanh's curvature)",
+        f_std < 0.7 and f_norm >= 0.8))
+    g_std, g_norm = factor(std_t["at_init"]["grad_std"], True), factor(norm_t["at_init"]["grad_std"], True)
     claims.append(Claim(
-        "tanh: with standard init the back-propagated gradient's variance shrinks toward the input; "
-        "normalized init keeps it about constant",
-        f"std of dL/dZ, layer 1 / layer 5 at init: standard {g_std:.2f}, normalized {g_norm:.2f}",
-        g_std < 0.5 and 0.5 <= g_norm <= 2.0))
+        "tanh: with standard init the back-propagated gradient dL/dZ shrinks toward the input; normalized "
+        "init keeps it (nearly) constant",
+        f"std of dL/dZ, factor per layer at init (layer 5 -> 1): standard {g_std:.2f}, normalized {g_norm:.2f}",
+        g_std < 0.7 and g_norm >= 0.8))
     claims.append(Claim(
         "tanh: normalized init learns faster than standard init",
         f"training loss after epoch 1: standard {_losses(std_t)[0]:.3f}, normalized {_losses(norm_t)[0]:.3f}; "
