@@ -245,11 +245,11 @@ def _first_epoch(history: List[Dict[str, Any]], key: str, ok: Callable[[float], 
     return None
 
 
-def run_one(spec: RunSpec, data: Data) -> Dict[str, Any]:
+def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """Build, inspect and train one network; returns a JSON-ready dict (see the module docstring).
 
     Deterministic: the same spec and data give the same numbers (except the timings) in any
-    process, on any thread count.
+    process, on any thread count. ``on_epoch`` is called after every epoch (progress bars).
     """
     from . import Network, lsuv, set_num_threads
 
@@ -286,7 +286,9 @@ def run_one(spec: RunSpec, data: Data) -> Dict[str, Any]:
         "forward_gain": float(diagnosis.forward_gain),
         "backward_gain": float(diagnosis.backward_gain),
     }
-    callbacks = [] if spec.loss_threshold is None else [_StopAtLoss(spec.loss_threshold)]
+    callbacks: List[Any] = [] if spec.loss_threshold is None else [_StopAtLoss(spec.loss_threshold)]
+    if on_epoch is not None:
+        callbacks.append(lambda epoch, logs: on_epoch())
     report = net.fit(data.X_train, data.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                      optimizer=spec.optimizer, lr=spec.lr,
                      momentum=spec.momentum if spec.optimizer in ("sgd", "rmsprop") else 0.0,
@@ -332,10 +334,17 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _progress_bar(total: int, progress: Optional[bool], desc: str):
+def _progress_bar(specs: Sequence[RunSpec], progress: Optional[bool], desc: str):
+    """A bar counting epochs over the whole grid (on a terminal, or when progress=True)."""
     from tqdm.auto import tqdm
     show = sys.stderr.isatty() if progress is None else bool(progress)
-    return tqdm(total=total, desc=desc, unit="run", disable=not show, leave=False)
+    return tqdm(total=sum(spec.epochs for spec in specs), desc=desc, unit="epoch", disable=not show,
+                leave=False)
+
+
+def _finish(bar, spec: RunSpec, run: Dict[str, Any]) -> None:
+    """Count the epochs a run did not need (it stopped early) so the bar ends full."""
+    bar.update(spec.epochs - run["epochs_run"])
 
 
 def _threads_per_task(specs: List[RunSpec], workers: int) -> List[RunSpec]:
@@ -365,21 +374,23 @@ def run_grid(specs: Sequence[RunSpec], data: Data, *, workers: Optional[int] = N
         return _run_dask(specs, data, scheduler, workers, progress, desc)
     results: List[Optional[Dict[str, Any]]] = [None] * len(specs)
     if workers is None or workers == 1 or len(specs) <= 1:
-        with _progress_bar(len(specs), progress, desc) as bar:
+        with _progress_bar(specs, progress, desc) as bar:
             for i, spec in enumerate(specs):
                 bar.set_postfix_str(f"{spec.label} {spec.init} seed {spec.seed}".strip())
-                results[i] = run_one(spec, data)
-                bar.update()
+                results[i] = run_one(spec, data, on_epoch=lambda: bar.update())
+                _finish(bar, spec, results[i])
         return results  # type: ignore[return-value]
     specs = _threads_per_task(specs, workers)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, \
-            _progress_bar(len(specs), progress, desc) as bar:
+            _progress_bar(specs, progress, desc) as bar:
         futures = {pool.submit(run_one, spec, data): i for i, spec in enumerate(specs)}
         try:
             for future in concurrent.futures.as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
+                i = futures[future]
+                results[i] = future.result()
+                bar.update(results[i]["epochs_run"])
+                _finish(bar, specs[i], results[i])
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -413,10 +424,12 @@ def _run_dask(specs: List[RunSpec], data: Data, scheduler: str, workers: Optiona
         futures = [client.submit(run_one, spec, data_future, pure=False) for spec in specs]
         index = {future.key: i for i, future in enumerate(futures)}
         results: List[Optional[Dict[str, Any]]] = [None] * len(specs)
-        with _progress_bar(len(specs), progress, desc) as bar:
+        with _progress_bar(specs, progress, desc) as bar:
             for future in as_completed(futures):
-                results[index[future.key]] = future.result()
-                bar.update()
+                i = index[future.key]
+                results[i] = future.result()
+                bar.update(results[i]["epochs_run"])
+                _finish(bar, specs[i], results[i])
         return results  # type: ignore[return-value]
     finally:
         client.close()
