@@ -1009,6 +1009,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_reference", &gemm_binding<true>, py::arg("A"), py::arg("B"), py::arg("C"), py::arg("alpha") = 1.0,
         py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
         "the triple-loop twin of gemm (test oracle)");
+  m.def("gemm_workspace_allocations", &initlab::gemm_workspace_allocations,
+        "how many times a GEMM packing buffer was (re)allocated; constant in a steady state");
   m.def("activations", &activations_binding,
         "the activation registry: [(name, param_name, default_param)] in the core's order");
   m.def("activation_forward", &activation_forward_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),

@@ -165,15 +165,20 @@ class Report:
                              label=f"layer {layer}")
             ax_grad.set_yscale("log")
             ax_grad.legend(fontsize="small", ncol=max(1, n_layers // 8))
-            depth = list(range(n_layers))
+            # Hidden layers only: the output layer's "activations" are probabilities, another scale.
+            depth = list(range(max(1, n_layers - 1)))
             for rec, style in ((self.layer_stats[0], "o--"), (self.layer_stats[-1], "o-")):
-                ax_act.plot(depth, [s["act_std"] for s in rec], style, label=f"epoch {rec[0]['epoch']}")
+                ax_act.plot(depth, [max(rec[i]["act_std"], 1e-300) for i in depth], style,
+                            label=f"epoch {rec[0]['epoch']}")
             ax_act.set_yscale("log")
             ax_act.legend()
         ax_grad.set_xlabel("epoch")
         ax_grad.set_ylabel("||dL/dW||_F on the probe batch (log)")
         ax_grad.set_title("gradient norm per layer")
-        ax_act.set_xlabel("layer (depth)")
+        from matplotlib.ticker import MaxNLocator
+        for ax in (ax_loss, ax_grad, ax_act):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_act.set_xlabel("hidden layer (depth)")
         ax_act.set_ylabel("std of activations (log)")
         ax_act.set_title("activation std by depth")
         path = os.fspath(path)
