@@ -25,6 +25,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step")
+# What --quick passes to each module's run() (only the keywords its signature takes).
+QUICK_ARGUMENTS = {"init_fill": {"size": 1024, "repeats": 2}, "gemm": {"quick": True},
+                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]}}
 
 
 class CommandError(Exception):
@@ -408,8 +411,9 @@ def cmd_bench(args) -> int:
             continue
         run = module.run
         kwargs: Dict[str, Any] = {"threads": tuple(args.threads)}
-        if args.quick and "quick" in inspect.signature(run).parameters:
-            kwargs["quick"] = True
+        if args.quick:
+            accepted = inspect.signature(run).parameters
+            kwargs.update({k: v for k, v in QUICK_ARGUMENTS.get(name, {}).items() if k in accepted})
         print(f"== initlab.bench.{name} (threads {', '.join(map(str, args.threads))})")
         rows = run(**kwargs)
         print(module.format_table(rows))
