@@ -77,7 +77,9 @@ def test_run_one_records_init_statistics_and_history(small_data):
     counts = np.asarray(a["histograms"]["counts"])
     assert counts.shape == (2, experiments.HISTOGRAM_BINS)
     rows = min(256, small_data.X_train.shape[0])
-    assert counts.sum(axis=1).tolist() == [rows * 16, rows * 16]
+    outside = np.asarray(a["histograms"]["outside"])
+    assert (counts.sum(axis=1) + outside).tolist() == [rows * 16, rows * 16]
+    assert (outside <= 0.02 * rows * 16).all()    # the range holds the 0.5..99.5 percentiles
     assert a["verdict"] in ("healthy", "vanishing", "exploding", "saturated", "dead")
     # summary fields agree with the history
     assert run["final_loss"] == run["history"][-1]["loss"]

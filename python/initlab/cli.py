@@ -419,9 +419,8 @@ def cmd_bench(args) -> int:
         print(module.format_table(rows))
         all_rows[name] = rows
     if args.out and all_rows:
-        from .experiments import _json_safe
-        from .report import write_text_atomically
-        write_text_atomically(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
+        from .experiments import _json_safe, _write_text
+        _write_text(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
         print(f"wrote {args.out}")
     if not all_rows:
         raise CommandError(f"no benchmark module is available ({', '.join(unavailable)})")

@@ -206,7 +206,8 @@ def _hidden_activations(net, X: np.ndarray) -> List[np.ndarray]:
 def _histograms(activations: List[np.ndarray], activation: str) -> Dict[str, Any]:
     """Histograms with one set of bin edges for all layers, so widths compare across depth.
 
-    Bounded activations use their range; others the 0.5..99.5 percentile range over all layers.
+    Bounded activations use their range; others the 0.5..99.5 percentile range over all layers
+    (``outside`` counts, per layer, the values beyond it).
     """
     if activation == "tanh":
         low, high = -1.0, 1.0
@@ -221,8 +222,9 @@ def _histograms(activations: List[np.ndarray], activation: str) -> Dict[str, Any
     else:
         low, high = 0.0, 1.0
     edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    counts = [np.histogram(np.clip(a.ravel(), low, high), bins=edges)[0].tolist() for a in activations]
-    return {"edges": edges.tolist(), "counts": counts}
+    counts = [np.histogram(a.ravel(), bins=edges)[0] for a in activations]
+    outside = [int(a.size - c.sum()) for a, c in zip(activations, counts)]
+    return {"edges": edges.tolist(), "counts": [c.tolist() for c in counts], "outside": outside}
 
 
 class _StopAtLoss(Callback):
@@ -474,6 +476,15 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _write_text(path: "os.PathLike[str] | str", text: str) -> str:
+    """Write atomically (temporary file, then rename) with the permissions the umask gives."""
+    from .figures import file_mode
+    from .report import write_text_atomically
+    path = write_text_atomically(path, text)
+    os.chmod(path, file_mode())
+    return path
+
+
 @dataclass
 class Claim:
     """One statement of a paper, what this run measured, and whether the statement held."""
@@ -560,14 +571,11 @@ class Comparison:
 
     def to_json(self, path: "os.PathLike[str] | str") -> str:
         """Everything (config, claims, every run with its history and statistics), atomically."""
-        from .report import write_text_atomically
-        return write_text_atomically(path, json.dumps(_json_safe(self.to_dict()), indent=1,
-                                                      allow_nan=False) + "\n")
+        return _write_text(path, json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False) + "\n")
 
     def to_csv(self, path: "os.PathLike[str] | str", what: str = "summary") -> str:
         """``summary`` (one row per run), ``history`` (per run and epoch) or ``layers`` (per run
         and layer, at init)."""
-        from .report import write_text_atomically
         if what == "summary":
             keys, rows = list(SUMMARY_KEYS), self.summary()
         elif what == "history":
@@ -590,7 +598,7 @@ class Comparison:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in keys})
-        return write_text_atomically(path, buf.getvalue())
+        return _write_text(path, buf.getvalue())
 
     def save(self, out_dir: "os.PathLike[str] | str", *, figures: bool = True) -> List[str]:
         """Write ``results.json``, ``summary.csv``, ``history.csv``, ``layers.csv`` and (with
