@@ -81,6 +81,17 @@ def test_compare_on_a_csv_file_and_a_preset_conflict(capsys, tmp_path):
                                           "and training; drop --depth"
 
 
+def test_compare_without_hidden_layers_skips_the_histograms(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    status, out, err = _run(capsys, "compare", "--depth", "0", "--epochs", "1", "--inits", "zeros,he_normal",
+                            "--no-progress", "--out", str(tmp_path))
+    assert status == 0, err
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["grad_norms_at_init.png", "loss_curves.png"]
+    # all-zero weights in a single softmax layer: loss exactly ln(10) at init
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert runs[0]["at_init"]["loss"] == pytest.approx(np.log(10), rel=1e-6)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compare", "--inits", "he_norml", "--no-progress"], "'he_norml' is not a known initializer; valid:"),
     (["compare", "--data", "missing.npz", "--no-progress"], "neither a built-in data set"),

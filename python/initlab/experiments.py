@@ -612,10 +612,9 @@ class Comparison:
         if figures:
             from . import figures as figure_module
             preset = PRESETS.get(self.name)
-            if preset is not None:
-                written += preset.figures(self, out_dir)
-            else:
-                written += figure_module.comparison_figures(self, out_dir)
+            drawn = (preset.figures(self, out_dir) if preset is not None
+                     else figure_module.comparison_figures(self, out_dir))
+            written += [path for path in drawn if path is not None]
         return written
 
 

@@ -163,11 +163,13 @@ def _histogram_layers(n: int) -> List[int]:
 
 
 def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
-                          title: str = "activation values per hidden layer at init") -> str:
+                          title: str = "activation values per hidden layer at init") -> Optional[str]:
     """Glorot & Bengio (2010, figure 6) style: for each initializer, the normalized histogram of
     every hidden layer's activation values at init, overlaid (one colour per layer)."""
     from matplotlib import colormaps
-    runs = _first_seed(runs)
+    runs = [r for r in _first_seed(runs) if r["at_init"]["histograms"]["counts"]]
+    if not runs:
+        return None  # no hidden layer: nothing to draw
     fig, axes = _panels(len(runs), 5.0, 2.6, max_cols=2)
     for ax, r in zip(axes, runs):
         hist = r["at_init"]["histograms"]
@@ -263,7 +265,8 @@ def epochs_vs_depth(result, path: str, *,
 
 def comparison_figures(result, out_dir: str) -> List[str]:
     """The three figures of `initlab compare --out`: loss curves, gradient norms, activation histograms."""
-    return [loss_curves_by_group(result, os.path.join(out_dir, "loss_curves.png"),
-                                 chance=math.log(result.runs[0]["widths"][-1])),
-            grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
-            activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
+    paths = [loss_curves_by_group(result, os.path.join(out_dir, "loss_curves.png"),
+                                  chance=math.log(result.runs[0]["widths"][-1])),
+             grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
+             activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
+    return [p for p in paths if p is not None]
