@@ -783,8 +783,12 @@ def _he2015_figures(result: Comparison, out_dir: str) -> List[str]:
     return [figures.loss_curves_by_group(result, os.path.join(out_dir, "he2015_loss.png"),
                                          title="He et al. 2015: deep ReLU nets on digits, Xavier vs He",
                                          chance=LN10),
-            figures.grad_norms(result, os.path.join(out_dir, "he2015_grad_norms.png"),
-                               title="‖dW‖ per layer at init")]
+            figures.layer_profile(result.runs, os.path.join(out_dir, "he2015_layers.png"),
+                                  keys=(("pre_std", "std of Z (pre-activation)"),
+                                        ("grad_std", "std of dL/dZ (back-propagated)"),
+                                        ("grad_norm", "‖dL/dW‖")),
+                                  title="He et al. 2015: per layer at init (Xavier halves the variance "
+                                        "at every ReLU layer)")]
 
 
 # ---- Glorot & Bengio 2010 -------------------------------------------------------------------------
