@@ -103,3 +103,14 @@ def test_without_labels_the_output_gradient_is_seeded_noise():
     assert [r["grad_norm"] for r in a.layers] == [r["grad_norm"] for r in b.layers]
     assert [r["grad_norm"] for r in a.layers] != [r["grad_norm"] for r in c.layers]
     assert a.layers[-1]["grad_std"] == pytest.approx(1.0, abs=0.3)   # unit-variance output gradient
+
+
+def test_overflow_and_zero_weights():
+    X = np.random.default_rng(0).normal(size=(64, 128)).astype(np.float32)
+    d = il.Network([128] * 51 + [10], init=("normal", {"std": 1.0}), seed=0).diagnose(X)
+    assert d.verdict == "exploding" and "overflow" in d.evidence
+    assert np.isnan(d.jacobian["sv_max"])
+    assert "nan" in str(d)
+    d = il.Network([128, 32, 32, 10], init="zeros", seed=0).diagnose(X)
+    assert d.verdict == "vanishing" and "all-zero weights" in d.evidence
+    assert d.suggestion.startswith("he_normal")

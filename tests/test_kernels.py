@@ -514,6 +514,11 @@ def test_validation_messages():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="'Z' is written in place and must be writeable"):
         _core.dense_forward(f32, W, b, ro, A, "relu")
+    with pytest.raises(TypeError, match="'param' must be a float or None, got str"):
+        _core.dense_forward(f32, W, b, Z, A, "elu", "1.0")
+    with pytest.raises(ValueError, match="'param' must be finite"):
+        _core.dense_forward(f32, W, b, Z, A, "elu", float("nan"))
+    _core.dense_forward(f32, W, b, Z, A, "elu", np.float32(0.5))  # numpy scalars are numbers
     with pytest.raises(ValueError, match="unknown activation 'swish'; valid names: linear, relu"):
         _core.dense_forward(f32, W, b, Z, A, "swish")
     with pytest.raises(TypeError, match="'Z' must be a numpy.ndarray, got list"):

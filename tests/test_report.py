@@ -124,15 +124,34 @@ def test_progress_bar_when_forced(capsys):
 
 def test_statistics_cost_under_5_percent_of_training():
     # The budget: layer statistics every epoch cost < 5% of training time. Measured inside
-    # fit (stats_seconds vs train_seconds); the median of three runs absorbs a noisy machine.
+    # fit (stats_seconds vs train_seconds); typically 1.5-2%. The median of five runs absorbs a
+    # noisy machine (a preempted run can reach 6%).
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4096, 64)).astype(np.float32)
     y = rng.integers(0, 10, 4096)
     shares = []
-    for _ in range(3):
+    for _ in range(5):
         net = il.Network([64, 128, 128, 10], seed=0)
         report = net.fit(X, y, epochs=2, batch_size=32, optimizer="adam", lr=1e-3, stats_every=1,
                          progress=False)
         assert len(report.layer_stats) == 3
         shares.append(report.stats_seconds / report.train_seconds)
-    assert sorted(shares)[1] < 0.05, shares
+    assert sorted(shares)[2] < 0.05, shares
+
+
+def test_update_ratio_is_the_last_step_of_the_epoch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4)).astype(np.float64)
+    y = rng.integers(0, 2, 50)
+    kept = []
+
+    class Keep(il.Callback):
+        def on_batch_end(self, step, logs):
+            kept.append(self.network.layers[0].W.copy())
+
+    net = il.Network([4, 6, 2], seed=0, dtype="float64")
+    report = net.fit(X, y, epochs=2, batch_size=16, lr=0.5, progress=False, callbacks=[Keep()])
+    assert len(kept) == 8                                   # 4 steps per epoch, the last one partial
+    W_end, W_before = kept[-1], kept[-2]
+    expected = np.linalg.norm(W_end - W_before) / np.linalg.norm(W_end)
+    assert report.layer_stats[-1][0]["update_ratio"] == pytest.approx(expected, rel=1e-12)

@@ -331,7 +331,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 
   if (m <= B::kMC) {
     // One row block: A is packed once per K slice and shared; each thread packs the B panels of
-    // its own jr range into a small thread-local buffer that stays in L1, so B is never written to
+    // its own tiles into a small thread-local buffer that stays in L1, so B is never written to
     // (and read back from) a large packed block. This is the shape of every product of a training
     // step whose M is the batch size.
     const std::int64_t m_panels = (m + kMR - 1) / kMR;
@@ -348,18 +348,23 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
           pack_a_panel(trans_a, a, lda, ip * kMR, pc, std::min<std::int64_t>(kMR, m - ip * kMR), kc,
                        packed_a + ip * kc * kMR);
         }
+        // The jr and ir loops, flattened as in the blocked path below: a thread's contiguous range
+        // of tiles walks B panels in order, and the panel is packed when the range reaches it
+        // (a panel split between two threads is packed by both).
+        std::int64_t packed_jp = -1;
 #pragma omp for schedule(static)
-        for (std::int64_t jp = 0; jp < n_panels; ++jp) {  // the jr loop
-          const std::int64_t col = jp * kNR;
+        for (std::int64_t t = 0; t < n_panels * m_panels; ++t) {
+          const std::int64_t jp = t / m_panels, ip = t % m_panels;
+          const std::int64_t row = ip * kMR, col = jp * kNR;
+          const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
           const std::int64_t nr = std::min<std::int64_t>(kNR, n - col);
-          pack_b_panel(trans_b, b, ldb, pc, col, nr, kc, b_panel);
-          for (std::int64_t ip = 0; ip < m_panels; ++ip) {  // the ir loop
-            const std::int64_t row = ip * kMR;
-            const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
-            T* c_tile = c + row * ldc + col;
-            compute_tile<T>(kc, packed_a + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
-            if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
+          if (jp != packed_jp) {
+            pack_b_panel(trans_b, b, ldb, pc, col, nr, kc, b_panel);
+            packed_jp = jp;
           }
+          T* c_tile = c + row * ldc + col;
+          compute_tile<T>(kc, packed_a + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
+          if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
         }
       }
     }

@@ -287,7 +287,7 @@ class _Workspace:
         self.last_training = False  # whether the last forward applied dropout (backward needs it)
 
 
-# ---- the network -----------------------------------------------------------------------------------
+# ---- the network ---------------------------------------------------------------------------------
 class Network:
     """A multilayer perceptron trained with the native kernels (see the module docstring).
 
@@ -564,7 +564,7 @@ class Network:
         for start in range(0, n, chunk):
             yield start, min(start + chunk, n)
 
-    # ---- public inference API ----------------------------------------------------------------------
+    # ---- public inference API --------------------------------------------------------------------
     def forward(self, X: Any) -> np.ndarray:
         """Output activations (n, K): probabilities for softmax/sigmoid, values for linear."""
         X = self._check_X(X)
@@ -643,7 +643,7 @@ class Network:
         self._backward(ws, X)
         return [(dW.copy(), db.copy()) for dW, db in zip(self._dW, self._db)]
 
-    # ---- training --------------------------------------------------------------------------------------
+    # ---- training --------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, epochs: int = 10, batch_size: int = 32, optimizer: str = "sgd",
             lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
@@ -747,39 +747,8 @@ class Network:
         for cb in callback_list:
             cb.on_fit_begin(self, report, metrics)  # may reject the configuration (ValueError)
 
-        # ---- set-up that may touch the weights (validation is over) ---------------------------------
-        start_time = time.perf_counter()
-        y_buffer_is_int = y_train.ndim == 1 and self.output == "softmax"
-        if self._lsuv_pending:
-            first_rows = (self._epoch_order(self._epochs_trained + 1, n) if shuffle
-                          else np.arange(n))[:min(batch_size, n)]
-            first = np.ascontiguousarray(X_train[first_rows])   # the first batch fit will see
-            lsuv(self, first, layers=self._lsuv_pending)
-            self._lsuv_pending = []
-        if self._optimizer is None or self._optimizer["name"] != optimizer:
-            self._optimizer = self._new_optimizer_state(optimizer)
-        probe_rows = np.random.Generator(np.random.Philox(key=self.seed)).permutation(n)[:probe_size]
-        probe_rows.sort()
-        X_probe = np.ascontiguousarray(X_train[probe_rows])
-        y_probe = np.ascontiguousarray(y_train[probe_rows])
-        record_stats = stats_every > 0
-        W_before = [np.empty_like(layer._W) for layer in self.layers] if record_stats else None
-        if record_stats:
-            t0 = time.perf_counter()
-            report.layer_stats.append(self._probe_statistics(X_probe, y_probe, self._epochs_trained, None))
-            report.stats_seconds += time.perf_counter() - t0
-
-        steps_per_epoch = -(-n // batch_size)
-        layer_indices = list(range(len(self.layers)))
-        order = np.arange(n)
-        show = sys.stderr.isatty() if progress is None else bool(progress)
-        bar = None
-        if show and epochs > 0:
-            from tqdm import tqdm
-            bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
-        batch_callbacks = [cb for cb in callback_list
-                           if type(cb).on_batch_end is not Callback.on_batch_end]
-
+        # Ctrl-C only raises a flag, read at batch boundaries, so the weights are never left half
+        # updated (LSUV and the optimizer step included); a second Ctrl-C interrupts at once.
         previous_handler = None
         self._interrupted = False
         if threading.current_thread() is threading.main_thread():
@@ -792,8 +761,42 @@ class Network:
             except ValueError:  # pragma: no cover - not in the main interpreter
                 previous_handler = None
 
+        # ---- set-up that may touch the weights (validation is over) ------------------------------
+        start_time = time.perf_counter()
         epoch = self._epochs_trained
+        bar = None
         try:
+            y_buffer_is_int = y_train.ndim == 1 and self.output == "softmax"
+            if self._lsuv_pending:
+                first_rows = (self._epoch_order(self._epochs_trained + 1, n) if shuffle
+                              else np.arange(n))[:min(batch_size, n)]
+                first = np.ascontiguousarray(X_train[first_rows])   # the first batch fit will see
+                lsuv(self, first, layers=self._lsuv_pending)
+                self._lsuv_pending = []
+            if self._optimizer is None or self._optimizer["name"] != optimizer:
+                self._optimizer = self._new_optimizer_state(optimizer)
+            probe_rows = np.random.Generator(np.random.Philox(key=self.seed)).permutation(n)[:probe_size]
+            probe_rows.sort()
+            X_probe = np.ascontiguousarray(X_train[probe_rows])
+            y_probe = np.ascontiguousarray(y_train[probe_rows])
+            record_stats = stats_every > 0
+            W_before = [np.empty_like(layer._W) for layer in self.layers] if record_stats else None
+            if record_stats:
+                t0 = time.perf_counter()
+                report.layer_stats.append(
+                    self._probe_statistics(X_probe, y_probe, self._epochs_trained, None))
+                report.stats_seconds += time.perf_counter() - t0
+
+            steps_per_epoch = -(-n // batch_size)
+            layer_indices = list(range(len(self.layers)))
+            order = np.arange(n)
+            show = sys.stderr.isatty() if progress is None else bool(progress)
+            if show and epochs > 0:
+                from tqdm import tqdm
+                bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
+            batch_callbacks = [cb for cb in callback_list
+                               if type(cb).on_batch_end is not Callback.on_batch_end]
+
             for _ in range(epochs):
                 epoch = self._epochs_trained + 1
                 epoch_start = time.perf_counter()
@@ -918,7 +921,7 @@ class Network:
         report.stop_reason = (f"diverged at {where}: loss {loss!r}, {layers}; "
                               f"weights kept from the last finite step")
 
-    # ---- optimizers ------------------------------------------------------------------------------------------
+    # ---- optimizers ------------------------------------------------------------------------------
     def _new_optimizer_state(self, name: str) -> Dict[str, Any]:
         params = [p for layer in self.layers for p in (layer._W, layer._b)]
         # step: optimizer steps taken (Adam's bias correction); started: SGD's momentum buffer exists.
@@ -965,7 +968,7 @@ class Network:
                 _core.rmsprop_step(p, g, sq, buf, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
                                    weight_decay=h["weight_decay"], momentum=h["momentum"])
 
-    # ---- statistics ------------------------------------------------------------------------------------------
+    # ---- statistics ------------------------------------------------------------------------------
     def _probe_statistics(self, X_probe: np.ndarray, y_probe: np.ndarray, epoch: int,
                           W_before: Optional[List[np.ndarray]]) -> List[Dict[str, Any]]:
         """Per-layer statistics on the probe batch (eval mode): forward moments, gradient norms."""
@@ -992,13 +995,13 @@ class Network:
                          "weight_norm": weight_norm, "update_ratio": update_ratio})
         return rows
 
-    # ---- diagnosis -------------------------------------------------------------------------------------------
+    # ---- diagnosis -------------------------------------------------------------------------------
     def diagnose(self, X: Any, y: Any = None, *, jacobian_samples: int = 4, seed: int = 0):
         """Per-layer health at the current weights and a verdict; see `initlab.diagnose`."""
         from .diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
 
-    # ---- persistence -----------------------------------------------------------------------------------------
+    # ---- persistence -----------------------------------------------------------------------------
     def _architecture_arrays(self) -> Dict[str, np.ndarray]:
         return {
             "format": np.array(FORMAT_NAME),
@@ -1079,8 +1082,8 @@ class Network:
         if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
             raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
         if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not supported "
-                             f"(this initlab reads {FORMAT_VERSION})")
+            raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not "
+                             f"supported (this initlab reads {FORMAT_VERSION})")
         dtype = str(arrays["dtype"])
         if dtype not in DTYPES:
             raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
@@ -1134,7 +1137,7 @@ class Network:
         return net
 
 
-# ---- LSUV ------------------------------------------------------------------------------------------------------
+# ---- LSUV ----------------------------------------------------------------------------------------
 def lsuv(net: Network, X: Any, tol: float = 0.1, max_iter: int = 10, *,
          layers: Optional[Sequence[int]] = None) -> Network:
     """Layer-sequential unit-variance scaling (Mishkin & Matas 2016, "All you need is a good init").

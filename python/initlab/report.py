@@ -4,6 +4,8 @@
   (accuracy is None for a linear output; val_* are None without validation data). `loss` and
   `accuracy` are means over the epoch's mini-batches, weighted by batch size, measured in training
   mode (dropout on) as Keras does; `seconds` is the wall time of the epoch including validation.
+  An epoch cut short (divergence, a callback's stop after a batch, Ctrl-C) is not recorded:
+  stop_reason says where training stopped.
 - `layer_stats`: one list per recorded epoch (epoch 0 is the network before this fit's first step,
   then every `stats_every` epochs), with one dict per layer: `epoch, layer, pre_mean, pre_std,
   act_mean, act_std, saturated, dead, grad_norm, weight_norm, update_ratio`. They are measured on a

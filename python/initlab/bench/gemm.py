@@ -72,12 +72,15 @@ def blas_info() -> str:
     return "numpy BLAS: not found by threadpoolctl"
 
 
-def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32) -> list[dict]:
-    """One dict per (shape, variant, threads): initlab and numpy GFLOP/s and their ratio."""
+def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32,
+        shapes: Sequence[tuple[str, int, int, int]] | None = None) -> list[dict]:
+    """One dict per (shape, variant, threads): initlab and numpy GFLOP/s and their ratio.
+    `shapes` ((label, M, N, K), ...) replaces the default squares and MLP shapes."""
     from .train_step import thread_limits
 
-    shapes = [(f"square {s}", s, s, s) for s in SQUARE_SIZES if not (quick and s > 1024)]
-    shapes += list(MLP_SHAPES)
+    if shapes is None:
+        shapes = [(f"square {s}", s, s, s) for s in SQUARE_SIZES if not (quick and s > 1024)]
+        shapes += list(MLP_SHAPES)
     rounds, min_seconds = (2, 0.05) if quick else (4, 0.2)
     rows = []
     for t in threads:
