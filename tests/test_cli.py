@@ -117,7 +117,7 @@ def test_bad_option_values_are_usage_errors(capsys):
 def test_python_m_runs_the_same_program_and_errors_have_no_traceback(tmp_path):
     done = _python_m("info")
     assert done.returncode == 0, done.stderr
-    assert f"version" in done.stdout and il.__version__ in done.stdout and "presets: he2015" in done.stdout
+    assert "version" in done.stdout and il.__version__ in done.stdout and "presets: he2015" in done.stdout
     failed = _python_m("diagnose", "--model", str(tmp_path / "none.npz"))
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert failed.stderr.startswith("initlab diagnose: error:")
