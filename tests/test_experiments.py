@@ -175,7 +175,18 @@ def test_process_workers_equal_serial(small_data):
     serial = experiments.run_grid(specs, small_data, progress=False)
     parallel = experiments.run_grid(specs, small_data, workers=2, progress=False)
     assert [_strip_times(r) for r in parallel] == [_strip_times(r) for r in serial]
-    assert {r["spec"]["threads"] for r in parallel} == {max(1, experiments._cpu_count() // 2)}
+    assert {r["spec"]["threads"] for r in parallel} == {1}      # small networks run on one thread
+
+
+def test_thread_choice_per_task(small_data):
+    small = RunSpec(init="he_normal", width=16, batch_size=32)
+    large = RunSpec(init="he_normal", width=1024, batch_size=256)
+    fixed = RunSpec(init="he_normal", threads=3)
+    chosen = experiments._threads_per_task([small, large, fixed], small_data, workers=1)
+    assert [spec.threads for spec in chosen] == [1, experiments._cpu_count(), 3]
+    before = il.get_num_threads()
+    experiments.run_grid([RunSpec(init="he_normal", **TINY)], small_data, progress=False)
+    assert il.get_num_threads() == before   # the grid leaves the caller's thread count as it was
 
 
 def test_dask_local_cluster_equals_serial(small_data):

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where the runs execute")
     g.add_argument("--threads", type=_positive_int, default=None,
-                   help="kernel threads per run (default: all cores, or cores/workers)")
+                   help="kernel threads per run (default: 1 for small networks, where threads do not "
+                        "pay off, else the cores divided by the workers)")
     g.add_argument("--workers", type=_positive_int, default=None,
                    help="run the grid on N local processes (or N Dask workers with --scheduler local)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",

@@ -349,10 +349,24 @@ def _finish(bar, spec: RunSpec, run: Dict[str, Any]) -> None:
     bar.update(spec.epochs - run["epochs_run"])
 
 
-def _threads_per_task(specs: List[RunSpec], workers: int) -> List[RunSpec]:
-    """Give each task its share of the cores unless its thread count is set."""
+# Below this many multiply-adds per layer and batch (batch x fan_in x fan_out), a GEMM is too small
+# to gain from OpenMP threads, and on a busy machine the threads' synchronization can make it many
+# times slower (measured on 2 shared cores: the default `initlab compare` took 15 s on 1 thread and
+# 166 s on 2). Such runs use one thread; their cores are better used by --workers.
+SMALL_GEMM_MACS = 1 << 21
+
+
+def _threads_per_task(specs: List[RunSpec], data: Data, workers: int) -> List[RunSpec]:
+    """Give each task its share of the cores (one thread for small networks) unless set."""
     share = max(1, _cpu_count() // max(1, workers))
-    return [spec if spec.threads is not None else replace(spec, threads=share) for spec in specs]
+    chosen = []
+    for spec in specs:
+        if spec.threads is None:
+            widths = spec.widths(data)
+            macs = spec.batch_size * max(a * b for a, b in zip(widths, widths[1:]))
+            spec = replace(spec, threads=1 if macs < SMALL_GEMM_MACS else share)
+        chosen.append(spec)
+    return chosen
 
 
 def run_grid(specs: Sequence[RunSpec], data: Data, *, workers: Optional[int] = None,
@@ -364,8 +378,9 @@ def run_grid(specs: Sequence[RunSpec], data: Data, *, workers: Optional[int] = N
     ``scheduler="local"`` starts a Dask ``LocalCluster`` on 127.0.0.1 (``workers`` processes, one
     thread each, 2 by default), any other string is the address of a Dask scheduler
     (``tcp://host:8786``) whose workers have initlab installed. Each task sets its own kernel thread
-    count (its spec's ``threads``, else the cores divided by the workers). The results are those of
-    the serial run: every run is deterministic.
+    count: its spec's ``threads``, else one thread for a small network (`SMALL_GEMM_MACS`) and the
+    cores divided by the workers for a larger one (one thread on a remote cluster). The results are
+    those of the serial run: every run is deterministic, on any thread count.
     """
     specs = list(specs)
     for spec in specs:
@@ -376,13 +391,19 @@ def run_grid(specs: Sequence[RunSpec], data: Data, *, workers: Optional[int] = N
         return _run_dask(specs, data, scheduler, workers, progress, desc)
     results: List[Optional[Dict[str, Any]]] = [None] * len(specs)
     if workers is None or workers == 1 or len(specs) <= 1:
-        with _progress_bar(specs, progress, desc) as bar:
-            for i, spec in enumerate(specs):
-                bar.set_postfix_str(f"{spec.label} {spec.init} seed {spec.seed}".strip())
-                results[i] = run_one(spec, data, on_epoch=lambda: bar.update())
-                _finish(bar, spec, results[i])
+        from . import get_num_threads, set_num_threads
+        specs = _threads_per_task(specs, data, 1)
+        threads_before = get_num_threads()
+        try:
+            with _progress_bar(specs, progress, desc) as bar:
+                for i, spec in enumerate(specs):
+                    bar.set_postfix_str(f"{spec.label} {spec.init} seed {spec.seed}".strip())
+                    results[i] = run_one(spec, data, on_epoch=lambda: bar.update())
+                    _finish(bar, spec, results[i])
+        finally:
+            set_num_threads(threads_before)  # the caller's setting, whatever the runs used
         return results  # type: ignore[return-value]
-    specs = _threads_per_task(specs, workers)
+    specs = _threads_per_task(specs, data, workers)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, \
             _progress_bar(specs, progress, desc) as bar:
@@ -414,13 +435,13 @@ def _run_dask(specs: List[RunSpec], data: Data, scheduler: str, workers: Optiona
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None)
         client = Client(cluster)
-        specs = _threads_per_task(specs, n_workers)
+        specs = _threads_per_task(specs, data, n_workers)
     else:
         try:
             client = Client(scheduler, timeout="20s")
         except OSError as exc:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
-        specs = [spec if spec.threads is not None else replace(spec, threads=1) for spec in specs]
+        specs = _threads_per_task(specs, data, 1_000_000)  # unknown machines: one thread per task
     try:
         data_future = client.scatter(data, broadcast=True)
         futures = [client.submit(run_one, spec, data_future, pure=False) for spec in specs]

@@ -94,6 +94,11 @@ def _groups(runs: Sequence[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, An
     return [(label, [r for r in runs if r["label"] == label]) for label in labels]
 
 
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _first_seed(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One run per (group, init): the lowest seed (per-layer figures show one network each)."""
     chosen: Dict[Tuple[str, str], Dict[str, Any]] = {}
@@ -148,6 +153,7 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
                     label=r["init"])
         ax.set_yscale("log")
         ax.set_xlabel("layer (1 = input side)")
+        _integer_ticks(ax)
         ax.set_ylabel("‖dL/dW‖ (Frobenius) on the probe batch")
         ax.set_title(label or "all runs")
         ax.legend(fontsize="x-small")
@@ -213,6 +219,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
         if log and key != "saturated":
             ax.set_yscale("log")
         ax.set_xlabel("hidden layer" if hidden_only else "layer (1 = input side)")
+        _integer_ticks(ax)
         ax.set_ylabel(name)
         ax.set_title(name)
     axes[0, 0].legend(fontsize="x-small")
