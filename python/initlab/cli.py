@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p, train_defaults)
     p.add_argument("--seed", type=_non_negative_int, default=0, help="network seed (default 0)")
     p.add_argument("--max-samples", type=_positive_int, default=None, help="use at most this many samples")
-    p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="kernel threads (default: 1 for small networks, where threads do not pay off, else all cores)")
     p.add_argument("--out", default=None, metavar="DIR", help="write the model, report and plots into DIR")
     p.set_defaults(handler=cmd_train)
 
@@ -358,9 +359,7 @@ def cmd_diagnose(args) -> int:
 
 def cmd_train(args) -> int:
     from . import Network, set_num_threads
-    from .experiments import DEFAULTS, prepare_data
-    if args.threads is not None:
-        set_num_threads(args.threads)
+    from .experiments import DEFAULTS, prepare_data, suggest_threads
     data = prepare_data(_pick(args.data, "digits"), max_samples=args.max_samples)
     if args.layers is not None:
         if args.depth is not None or args.width is not None:
@@ -369,6 +368,8 @@ def cmd_train(args) -> int:
     else:
         hidden = [_pick(args.width, 128)] * _pick(args.depth, 2)
     widths = [data.features] + list(hidden) + [data.classes]
+    batch_size = _pick(args.batch_size, DEFAULTS["batch_size"])
+    set_num_threads(args.threads if args.threads is not None else suggest_threads(widths, batch_size))
     optimizer = _pick(args.optimizer, DEFAULTS["optimizer"])
     net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
                   init=_pick(args.init, "he_normal"), seed=args.seed)
@@ -378,7 +379,7 @@ def cmd_train(args) -> int:
           f"{net.layers[0].init_name}; data {data.name}: {data.X_train.shape[0]} train / "
           f"{data.X_val.shape[0]} validation samples\n")
     report = net.fit(data.X_train, data.y_train, epochs=_pick(args.epochs, 20),
-                     batch_size=_pick(args.batch_size, DEFAULTS["batch_size"]), optimizer=optimizer,
+                     batch_size=batch_size, optimizer=optimizer,
                      lr=_pick(args.lr, DEFAULTS["lr"]),
                      momentum=_pick(args.momentum, DEFAULTS["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
                      validation_data=(data.X_val, data.y_val))

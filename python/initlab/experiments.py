@@ -356,17 +356,19 @@ def _finish(bar, spec: RunSpec, run: Dict[str, Any]) -> None:
 SMALL_GEMM_MACS = 1 << 21
 
 
+def suggest_threads(widths: Sequence[int], batch_size: int, cores: Optional[int] = None) -> int:
+    """Kernel threads for training a network of these widths: 1 when its largest layer's GEMM per
+    batch is below `SMALL_GEMM_MACS` multiply-adds, else ``cores`` (default: all of them)."""
+    macs = batch_size * max(a * b for a, b in zip(widths, widths[1:]))
+    return 1 if macs < SMALL_GEMM_MACS else (cores or _cpu_count())
+
+
 def _threads_per_task(specs: List[RunSpec], data: Data, workers: int) -> List[RunSpec]:
     """Give each task its share of the cores (one thread for small networks) unless set."""
     share = max(1, _cpu_count() // max(1, workers))
-    chosen = []
-    for spec in specs:
-        if spec.threads is None:
-            widths = spec.widths(data)
-            macs = spec.batch_size * max(a * b for a, b in zip(widths, widths[1:]))
-            spec = replace(spec, threads=1 if macs < SMALL_GEMM_MACS else share)
-        chosen.append(spec)
-    return chosen
+    return [spec if spec.threads is not None else
+            replace(spec, threads=suggest_threads(spec.widths(data), spec.batch_size, share))
+            for spec in specs]
 
 
 def run_grid(specs: Sequence[RunSpec], data: Data, *, workers: Optional[int] = None,
@@ -1003,4 +1005,4 @@ def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = Non
 
 
 __all__ = ["Data", "RunSpec", "Comparison", "Claim", "Preset", "PRESETS", "DEFAULTS", "DEFAULT_INITS",
-           "prepare_data", "run_one", "run_grid", "compare", "run_preset"]
+           "prepare_data", "run_one", "run_grid", "compare", "run_preset", "suggest_threads"]
