@@ -495,7 +495,9 @@ def _fmt(value: Any, digits: int = 4) -> str:
             return str(value)
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
             return f"{value:.2e}"
-        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits - 1}f}"
+        if abs(value) >= 10 ** (digits - 1):
+            return f"{value:.0f}"
+        return f"{value:#.{digits}g}" if abs(value) >= 1 else f"{value:.{digits - 1}f}"
     return str(value)
 
 
