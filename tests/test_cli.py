@@ -107,6 +107,15 @@ def test_errors_are_one_line_and_exit_1(capsys, argv, message):
     assert err.startswith(f"initlab {argv[0]}: error: ")
 
 
+def test_unexpected_failures_are_one_line_too(capsys, monkeypatch):
+    def broken(args):
+        raise KeyError("boom")
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    status, out, err = _run(capsys, "info")
+    assert status == 1 and err.strip() == ("initlab info: internal error: KeyError: 'boom' "
+                                           "(set INITLAB_DEBUG=1 to see the traceback)")
+
+
 def test_bad_option_values_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["compare", "--epochs", "-3"])

@@ -486,6 +486,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"initlab {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug, still reported as one line
+        if os.environ.get("INITLAB_DEBUG"):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"initlab {args.command}: internal error: {type(exc).__name__}: {message} "
+              "(set INITLAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
