@@ -819,7 +819,7 @@ def _he2015_figures(result: Comparison, out_dir: str) -> List[str]:
 # ---- Glorot & Bengio 2010 -------------------------------------------------------------------------
 def _glorot2010_grid(reduced: bool):
     data = _digits(reduced, max_samples=None)
-    common = dict(depth=5, width=64 if reduced else 256, epochs=4 if reduced else 10, batch_size=10,
+    common = dict(depth=5, width=64 if reduced else 256, epochs=6 if reduced else 10, batch_size=10,
                   optimizer="sgd", lr=0.1, momentum=0.0, target_accuracy=0.95,
                   stats_every=1)
     specs = [RunSpec(init=init, activation=act, label=act, **common)
