@@ -272,8 +272,8 @@ struct PackBuffer {
 
 template <typename T>
 struct PackBuffers {
-  PackBuffer<T> a, b;  // the calling thread's packed A block and B block
-  PackBuffer<T> b_panel;  // each team thread's own B panel (single row-block path)
+  PackBuffer<T> a, b;  // blocked path: the calling thread's shared packed A block and B block
+  PackBuffer<T> a_block, b_panel;  // single row-block path: each team thread's own A and B panel
 };
 
 template <typename T>
@@ -318,42 +318,42 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   constexpr int kMR = B::kMR, kNR = B::kNR;
   const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
 
-  PackBuffers<T>& buffers = pack_buffers<T>();
-  const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
-  const std::int64_t mc_max = std::min<std::int64_t>(B::kMC, (m + kMR - 1) / kMR * kMR);
   const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
-  T* const packed_a = buffers.a.reserve(kc_max * mc_max);
-  T* const packed_b = m <= B::kMC ? nullptr : buffers.b.reserve(kc_max * nc_max);
 
   // The team size only changes who computes a tile, never what a tile computes.
   const std::int64_t useful = std::max<std::int64_t>(1, m * n * k / kMinMacsPerThread);
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), useful));
 
   if (m <= B::kMC) {
-    // One row block: A is packed once per K slice and shared; each thread packs the B panels of
-    // its own tiles into a small thread-local buffer that stays in L1, so B is never written to
-    // (and read back from) a large packed block. This is the shape of every product of a training
-    // step whose M is the batch size.
+    // One row block (every product of a training step whose M is the batch size). Each thread
+    // packs all of op(A)'s K slice into its own buffer (M*KC values: cheap next to its share of
+    // the tiles) and packs the B panels of its own tiles into an L1-sized buffer just before using
+    // them, so B is never written to (and read back from) a large packed block. With nothing
+    // shared, the threads never wait for each other: schedule(static) hands a thread the same
+    // tiles in every K slice, so it accumulates into C tiles that only it touches, and the one
+    // barrier is the end of the parallel region.
     const std::int64_t m_panels = (m + kMR - 1) / kMR;
     const std::int64_t n_panels = (n + kNR - 1) / kNR;
+    const std::int64_t tiles = n_panels * m_panels;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-      T* const b_panel = pack_buffers<T>().b_panel.reserve(kc_max * kNR);
+      PackBuffers<T>& own = pack_buffers<T>();
+      T* const a_block = own.a_block.reserve(kc_max * m_panels * kMR);
+      T* const b_panel = own.b_panel.reserve(kc_max * kNR);
       for (std::int64_t pc = 0; pc < k; pc += B::kKC) {  // the pc loop
         const std::int64_t kc = std::min(B::kKC, k - pc);
         const T beta_block = pc == 0 ? beta : T(1);  // later K slices accumulate into C
         const bool last_slice = pc + kc >= k;
-#pragma omp for schedule(static)
         for (std::int64_t ip = 0; ip < m_panels; ++ip) {
           pack_a_panel(trans_a, a, lda, ip * kMR, pc, std::min<std::int64_t>(kMR, m - ip * kMR), kc,
-                       packed_a + ip * kc * kMR);
+                       a_block + ip * kc * kMR);
         }
         // The jr and ir loops, flattened as in the blocked path below: a thread's contiguous range
         // of tiles walks B panels in order, and the panel is packed when the range reaches it
         // (a panel split between two threads is packed by both).
         std::int64_t packed_jp = -1;
-#pragma omp for schedule(static)
-        for (std::int64_t t = 0; t < n_panels * m_panels; ++t) {
+#pragma omp for schedule(static) nowait
+        for (std::int64_t t = 0; t < tiles; ++t) {
           const std::int64_t jp = t / m_panels, ip = t % m_panels;
           const std::int64_t row = ip * kMR, col = jp * kNR;
           const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
@@ -363,7 +363,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
             packed_jp = jp;
           }
           T* c_tile = c + row * ldc + col;
-          compute_tile<T>(kc, packed_a + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
+          compute_tile<T>(kc, a_block + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
           if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
         }
       }
@@ -371,6 +371,10 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     return;
   }
 
+  PackBuffers<T>& buffers = pack_buffers<T>();
+  const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
+  T* const packed_a = buffers.a.reserve(kc_max * B::kMC);
+  T* const packed_b = buffers.b.reserve(kc_max * nc_max);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     for (std::int64_t jc = 0; jc < n; jc += B::kNC) {  // the jc loop
