@@ -272,8 +272,8 @@ struct PackBuffer {
 
 template <typename T>
 struct PackBuffers {
-  PackBuffer<T> a, b;  // blocked path: the calling thread's shared packed A block and B block
-  PackBuffer<T> a_block, b_panel;  // single row-block path: each team thread's own A and B panel
+  PackBuffer<T> b;  // blocked path: the B block, in the calling thread's buffers, shared by the team
+  PackBuffer<T> a_block, b_panel;  // each team thread's own A block and (single row-block path) B panel
 };
 
 template <typename T>
@@ -371,12 +371,16 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     return;
   }
 
-  PackBuffers<T>& buffers = pack_buffers<T>();
+  // Blocked path (M > MC: the weight gradients X^T*dZ, large square products). op(B)'s block is
+  // packed once per (jc, pc) by the whole team into the calling thread's buffer; each thread packs
+  // the A block of every row block itself, so the only waits are around the shared B block.
+  PackBuffers<T>& caller = pack_buffers<T>();
   const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
-  T* const packed_a = buffers.a.reserve(kc_max * B::kMC);
-  T* const packed_b = buffers.b.reserve(kc_max * nc_max);
+  T* const packed_b = caller.b.reserve(kc_max * nc_max);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    T* const a_block = pack_buffers<T>().a_block.reserve(kc_max * B::kMC);
+    bool first_block = true;
     for (std::int64_t jc = 0; jc < n; jc += B::kNC) {  // the jc loop
       const std::int64_t nc = std::min(B::kNC, n - jc);
       const std::int64_t n_panels = (nc + kNR - 1) / kNR;
@@ -384,29 +388,32 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
         const std::int64_t kc = std::min(B::kKC, k - pc);
         const T beta_block = pc == 0 ? beta : T(1);  // later K slices accumulate into C
         const bool last_slice = pc + kc >= k;
+        if (!first_block) {
+#pragma omp barrier
+        }  // everyone is done with the previous B block before it is overwritten
+        first_block = false;
 #pragma omp for schedule(static)
         for (std::int64_t jp = 0; jp < n_panels; ++jp) {
           pack_b_panel(trans_b, b, ldb, pc, jc + jp * kNR, std::min<std::int64_t>(kNR, nc - jp * kNR), kc,
                        packed_b + jp * kc * kNR);
-        }
+        }  // implicit barrier: the B block is complete
         for (std::int64_t ic = 0; ic < m; ic += B::kMC) {  // the ic loop
           const std::int64_t mc = std::min(B::kMC, m - ic);
           const std::int64_t m_panels = (mc + kMR - 1) / kMR;
-#pragma omp for schedule(static)
           for (std::int64_t ip = 0; ip < m_panels; ++ip) {
             pack_a_panel(trans_a, a, lda, ic + ip * kMR, pc, std::min<std::int64_t>(kMR, mc - ip * kMR), kc,
-                         packed_a + ip * kc * kMR);
+                         a_block + ip * kc * kMR);
           }
           // The jr and ir loops, flattened: tile t is (jr = t / m_panels, ir = t % m_panels), so a
           // thread's contiguous range of tiles reuses each B panel across consecutive A panels.
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
           for (std::int64_t t = 0; t < n_panels * m_panels; ++t) {
             const std::int64_t jp = t / m_panels, ip = t % m_panels;
             const std::int64_t row = ic + ip * kMR, col = jc + jp * kNR;
             const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
             const std::int64_t nr = std::min<std::int64_t>(kNR, n - col);
             T* c_tile = c + row * ldc + col;
-            compute_tile<T>(kc, packed_a + ip * kc * kMR, packed_b + jp * kc * kNR, alpha, beta_block,
+            compute_tile<T>(kc, a_block + ip * kc * kMR, packed_b + jp * kc * kNR, alpha, beta_block,
                             c_tile, ldc, mr, nr);
             if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
           }
