@@ -185,29 +185,33 @@ def thread_limits(threads: int) -> Iterator[str]:
             torch.set_num_threads(torch_old)
 
 
-def time_step(step: Callable[[], float], min_seconds: float, min_repeats: int = 5) -> float:
-    """Median seconds per call after a warm-up, over at least min_repeats calls and min_seconds."""
-    for _ in range(3):
-        step()
-    times: list[float] = []
+def time_steps_interleaved(steps: dict[str, Callable[[], float] | None], min_seconds: float,
+                           block: int = 5) -> dict[str, float]:
+    """Median seconds per step of each function, timed in turns of `block` steps until every one
+    has run for min_seconds: interleaving gives each the same share of a shared machine's noise,
+    and blocks keep one library's idle OpenMP threads from spinning through another's steps."""
+    live = {name: fn for name, fn in steps.items() if fn is not None}
+    for fn in live.values():
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in live}
     start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 2000:
+    while min(len(v) for v in times.values()) < 3 * block or time.perf_counter() - start < min_seconds * len(live):
+        for name, fn in live.items():
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        if min(len(v) for v in times.values()) >= 2000:
             break
-    return statistics.median(times)
+    return {name: (statistics.median(times[name]) if name in times else float("nan")) for name in steps}
 
 
 def run(threads: Sequence[int] = (1, 2), quick: bool = False,
         networks: Sequence[str] | None = None) -> list[dict]:
     """Time every network in NETWORKS for each thread count; one dict per (network, threads) with
-    milliseconds per step for initlab, torch and numpy and the ratio initlab/torch.
-
-    The three run in alternating rounds; each figure is the smallest per-round median (the round
-    least disturbed by other processes on a shared machine)."""
-    min_seconds, rounds = (0.15, 2) if quick else (0.5, 3)
+    the median milliseconds per step for initlab, torch and numpy and the ratio initlab/torch."""
+    min_seconds = 0.3 if quick else 1.5
     rows = []
     for spec in NETWORKS:
         if networks is not None and spec.name not in networks:
@@ -215,14 +219,10 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False,
         for t in threads:
             with thread_limits(t) as note:
                 steps = {"initlab": initlab_step(spec), "torch": torch_step(spec), "numpy": numpy_step(spec)}
-                best = {name: float("inf") for name in steps}
-                for _ in range(rounds):
-                    for name, step in steps.items():
-                        if step is not None:
-                            best[name] = min(best[name], time_step(step, min_seconds))
+                seconds = time_steps_interleaved(steps, min_seconds)
             widths = ("-".join(map(str, spec.widths)) if len(spec.widths) < 8
                       else f"{spec.widths[0]}-{spec.widths[1]}x{len(spec.widths) - 2}-{spec.widths[-1]}")
-            ms = {name: (v * 1e3 if v != float("inf") else float("nan")) for name, v in best.items()}
+            ms = {name: v * 1e3 for name, v in seconds.items()}
             rows.append({
                 "network": spec.name, "widths": widths, "batch": spec.batch, "threads": t,
                 "initlab_ms": ms["initlab"], "torch_ms": ms["torch"], "numpy_ms": ms["numpy"],
