@@ -6,7 +6,7 @@ for the three products of a dense layer:
 - ``X^T*dZ``  C (M, N) = A^T @ B, A stored (K, M)         (gradient w.r.t. the weights)
 
 Figures are GFLOP/s (2*M*N*K flops per product) of the fastest call, with initlab and numpy
-timed in alternating blocks of calls so that both see the same share of a shared machine's noise. numpy's thread count is limited
+timed in turns so that both see the same share of a shared machine's noise. numpy's thread count is limited
 with threadpoolctl when it is installed; the BLAS it runs (OpenBLAS core type) is reported.
 
 >>> from initlab.bench import gemm
@@ -47,21 +47,24 @@ def _operands(variant: str, m: int, n: int, k: int, dtype, seed: int = 0):
 
 
 def _best_seconds_interleaved(fns: Sequence[Callable[[], object]], min_seconds: float,
-                              block: int = 3) -> list[float]:
-    """The fastest call of each function, timing `block` calls of each in turn until min_seconds
-    have passed: interleaving gives every function the same share of a shared machine's noise."""
-    for fn in fns:
-        fn()
+                              rounds: int = 3) -> list[float]:
+    """The fastest call of each function over `rounds` turns of min_seconds/rounds each: taking
+    turns gives each the same share of a shared machine's noise; the pause before a turn lets the
+    other library's spinning worker threads go to sleep (see train_step.SETTLE_SECONDS)."""
+    from .train_step import SETTLE_SECONDS
+
     best = [float("inf")] * len(fns)
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < 3 or time.perf_counter() - start < min_seconds:
+    for _ in range(rounds):
         for i, fn in enumerate(fns):
-            for _ in range(block):
+            time.sleep(SETTLE_SECONDS)
+            fn()
+            start = time.perf_counter()
+            calls = 0
+            while calls < 3 or time.perf_counter() - start < min_seconds / rounds:
                 t0 = time.perf_counter()
                 fn()
                 best[i] = min(best[i], time.perf_counter() - t0)
-        rounds += 1
+                calls += 1
     return best
 
 
@@ -87,7 +90,7 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32,
     if shapes is None:
         shapes = [(f"square {s}", s, s, s) for s in SQUARE_SIZES if not (quick and s > 1024)]
         shapes += list(MLP_SHAPES)
-    min_seconds = 0.1 if quick else 0.6
+    min_seconds = 0.15 if quick else 0.6
     rows = []
     for t in threads:
         with thread_limits(t):

@@ -185,25 +185,32 @@ def thread_limits(threads: int) -> Iterator[str]:
             torch.set_num_threads(torch_old)
 
 
+# Seconds to wait after one library's block of steps before timing another: idle OpenMP and
+# OpenBLAS worker threads spin for a while after their last parallel region (OpenBLAS for about
+# 0.1 s), and on a machine with as many threads as cores they would steal the next library's cores.
+SETTLE_SECONDS = 0.3
+
+
 def time_steps_interleaved(steps: dict[str, Callable[[], float] | None], min_seconds: float,
-                           block: int = 5) -> dict[str, float]:
-    """Median seconds per step of each function, timed in turns of `block` steps until every one
-    has run for min_seconds: interleaving gives each the same share of a shared machine's noise,
-    and blocks keep one library's idle OpenMP threads from spinning through another's steps."""
+                           rounds: int = 3) -> dict[str, float]:
+    """Median seconds per step of each function, over `rounds` turns in which each library runs
+    steps for min_seconds/rounds: taking turns gives each the same share of a shared machine's
+    noise; the pause between turns lets the previous library's worker threads go to sleep."""
     live = {name: fn for name, fn in steps.items() if fn is not None}
-    for fn in live.values():
-        for _ in range(3):
-            fn()
     times: dict[str, list[float]] = {name: [] for name in live}
-    start = time.perf_counter()
-    while min(len(v) for v in times.values()) < 3 * block or time.perf_counter() - start < min_seconds * len(live):
+    for _ in range(rounds):
         for name, fn in live.items():
-            for _ in range(block):
+            time.sleep(SETTLE_SECONDS)
+            for _ in range(2):  # warm-up: caches, thread pools
+                fn()
+            start = time.perf_counter()
+            while True:
                 t0 = time.perf_counter()
                 fn()
-                times[name].append(time.perf_counter() - t0)
-        if min(len(v) for v in times.values()) >= 2000:
-            break
+                t1 = time.perf_counter()
+                times[name].append(t1 - t0)
+                if t1 - start >= min_seconds / rounds and len(times[name]) >= 3:
+                    break
     return {name: (statistics.median(times[name]) if name in times else float("nan")) for name in steps}
 
 
