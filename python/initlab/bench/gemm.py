@@ -5,8 +5,8 @@ for the three products of a dense layer:
 - ``dZ*W^T``  C (M, N) = A (M, K) @ B^T, B stored (N, K)  (gradient w.r.t. the input)
 - ``X^T*dZ``  C (M, N) = A^T @ B, A stored (K, M)         (gradient w.r.t. the weights)
 
-Figures are GFLOP/s (2*M*N*K flops per product), the best of several timing rounds (the least
-disturbed by other processes) with initlab and numpy alternating. numpy's thread count is limited
+Figures are GFLOP/s (2*M*N*K flops per product) of the fastest call, with initlab and numpy
+timed in turns so that both see the same share of a shared machine's noise. numpy's thread count is limited
 with threadpoolctl when it is installed; the BLAS it runs (OpenBLAS core type) is reported.
 
 >>> from initlab.bench import gemm
@@ -46,16 +46,25 @@ def _operands(variant: str, m: int, n: int, k: int, dtype, seed: int = 0):
     return a.astype(dtype), b.astype(dtype), np.empty((m, n), dtype)
 
 
-def _best_seconds(fn: Callable[[], object], min_seconds: float) -> float:
-    fn()
-    best = float("inf")
-    start = time.perf_counter()
-    calls = 0
-    while calls < 3 or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        calls += 1
+def _best_seconds_interleaved(fns: Sequence[Callable[[], object]], min_seconds: float,
+                              rounds: int = 3) -> list[float]:
+    """The fastest call of each function over `rounds` turns of min_seconds/rounds each: taking
+    turns gives each the same share of a shared machine's noise; the pause before a turn lets the
+    other library's spinning worker threads go to sleep (see train_step.SETTLE_SECONDS)."""
+    from .train_step import SETTLE_SECONDS
+
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            time.sleep(SETTLE_SECONDS)
+            fn()
+            start = time.perf_counter()
+            calls = 0
+            while calls < 3 or time.perf_counter() - start < min_seconds / rounds:
+                t0 = time.perf_counter()
+                fn()
+                best[i] = min(best[i], time.perf_counter() - t0)
+                calls += 1
     return best
 
 
@@ -81,7 +90,7 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32,
     if shapes is None:
         shapes = [(f"square {s}", s, s, s) for s in SQUARE_SIZES if not (quick and s > 1024)]
         shapes += list(MLP_SHAPES)
-    rounds, min_seconds = (2, 0.05) if quick else (4, 0.2)
+    min_seconds = 0.15 if quick else 0.6
     rows = []
     for t in threads:
         with thread_limits(t):
@@ -93,10 +102,7 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32,
                     a_op = a.T if ta else a
                     b_op = b.T if tb else b
                     theirs = lambda: np.matmul(a_op, b_op, out=c)  # noqa: E731
-                    t_ours = t_numpy = float("inf")
-                    for _ in range(rounds):  # alternate, keep the best of each
-                        t_ours = min(t_ours, _best_seconds(ours, min_seconds))
-                        t_numpy = min(t_numpy, _best_seconds(theirs, min_seconds))
+                    t_ours, t_numpy = _best_seconds_interleaved([ours, theirs], min_seconds)
                     flops = 2.0 * m * n * k
                     rows.append({"shape": label, "m": m, "n": n, "k": k, "variant": variant, "threads": t,
                                  "dtype": np.dtype(dtype).name, "initlab_gflops": flops / t_ours / 1e9,
