@@ -78,6 +78,19 @@ void set_num_threads(int n) {
 
 enum class FloatType { kFloat32, kFloat64 };
 
+// dtype tests by numpy's equivalence (PyArray_EquivTypes), not object identity: an array that
+// crossed a pickle (a Dask worker) carries an equal but distinct float32 dtype object.
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T, 0>>(a);
+}
+
+// Kernels load whole elements: an unaligned buffer (a pickle-5 out-of-band view) is undefined
+// behaviour for them, so it is refused rather than read.
+bool is_aligned(const py::array& a) {
+  return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
 std::string shape_str(const std::vector<std::int64_t>& shape) {
   std::string s = "(";
   for (std::size_t d = 0; d < shape.size(); ++d) {
@@ -118,6 +131,10 @@ class Check {
       value_error(std::string("argument '") + name +
                   "' must be C-contiguous (use numpy.ascontiguousarray), got a strided view");
     }
+    if (!is_aligned(a)) {
+      value_error(std::string("argument '") + name +
+                  "' is not aligned to its dtype (use numpy.ascontiguousarray or a copy)");
+    }
     return a;
   }
 
@@ -131,8 +148,8 @@ class Check {
   }
 
   FloatType float_type(const py::array& a, const char* name) const {
-    if (a.dtype().is(py::dtype::of<float>())) return FloatType::kFloat32;
-    if (a.dtype().is(py::dtype::of<double>())) return FloatType::kFloat64;
+    if (has_dtype<float>(a)) return FloatType::kFloat32;
+    if (has_dtype<double>(a)) return FloatType::kFloat64;
     type_error(std::string("argument '") + name + "' must have dtype float32 or float64, got " +
                std::string(py::str(a.dtype())));
   }
@@ -457,7 +474,7 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
   py::array y;
   if (integer_labels) {
     y = check.array(y_obj, "y", 1);
-    if (!y.dtype().is(py::dtype::of<std::int64_t>())) {
+    if (!has_dtype<std::int64_t>(y)) {
       check.type_error("integer labels 'y' must have dtype int64, got " + std::string(py::str(y.dtype())));
     }
     check.shape(y, "y", {n}, "(N,)");
@@ -786,8 +803,8 @@ OutArray check_out(const py::handle& obj, const std::string& who) {
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
   auto array = py::reinterpret_borrow<py::array>(obj);
-  const bool is_float = array.dtype().is(py::dtype::of<float>());
-  const bool is_double = array.dtype().is(py::dtype::of<double>());
+  const bool is_float = has_dtype<float>(array);
+  const bool is_double = has_dtype<double>(array);
   if (!is_float && !is_double) {
     throw py::type_error(who + ": array must have dtype float32 or float64, got " +
                          std::string(py::str(array.dtype())));
@@ -795,6 +812,9 @@ OutArray check_out(const py::handle& obj, const std::string& who) {
   if (!(array.flags() & py::array::c_style)) {
     throw py::value_error(who + ": array must be C-contiguous (it is written in place; pass "
                                 "numpy.ascontiguousarray(a) and keep the result)");
+  }
+  if (!is_aligned(array)) {
+    throw py::value_error(who + ": array is not aligned to its dtype (pass a copy)");
   }
   if (!array.writeable()) throw py::value_error(who + ": array must be writable, it is read-only");
   std::vector<std::int64_t> shape(array.shape(), array.shape() + array.ndim());

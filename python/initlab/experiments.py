@@ -84,19 +84,6 @@ class Data:
     def features(self) -> int:
         return int(self.X_train.shape[1])
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        # Arrays unpickled in another process (process pools, Dask) can sit at a misaligned address
-        # inside the received message (Dask: pickle protocol 5 buffers), which the C++ kernels must
-        # not read as floats, and carry a dtype object equal to, but not the same object as,
-        # numpy's float32/int64, which the bindings compare by identity. Copy misaligned arrays
-        # (aligned memory) and re-view every array with the canonical dtype.
-        for key, value in state.items():
-            if isinstance(value, np.ndarray):
-                if not value.flags.aligned:
-                    value = value.copy()
-                state[key] = value.view(np.float32 if value.dtype == np.float32 else np.int64)
-        self.__dict__.update(state)
-
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "train": int(self.X_train.shape[0]), "validation": int(self.X_val.shape[0]),
                 "features": self.features, "classes": self.classes}

@@ -76,6 +76,12 @@ class DivergenceError(FloatingPointError):
 
 
 # ---- small validators (each names the argument, what was given and what is allowed) -----------
+def _kernel_ready(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """`arr` as the kernels take it: C-contiguous, aligned, of `dtype`; copied only when needed
+    (an unpickled or sliced-from-bytes array can be unaligned, which the bindings refuse)."""
+    return np.require(arr, dtype=dtype, requirements=["C", "A"])
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
@@ -440,7 +446,7 @@ class Network:
     # ---- input validation -----------------------------------------------------------------------
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         if isinstance(X, np.ndarray) and X.dtype == self.dtype and X.flags.c_contiguous \
-                and X.ndim == 2 and X.shape[1] == self.input_dim:
+                and X.flags.aligned and X.ndim == 2 and X.shape[1] == self.input_dim:
             arr = X
         else:
             arr = np.asarray(X)
@@ -451,7 +457,7 @@ class Network:
             if arr.shape[1] != self.input_dim:
                 raise ValueError(f"{name} must have {self.input_dim} columns (the input width), "
                                  f"got shape {arr.shape}")
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+            arr = _kernel_ready(arr, self.dtype)
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {arr.shape}): at least one sample is needed")
         if not _core.all_finite(arr):
@@ -478,13 +484,13 @@ class Network:
                 if arr.size and (arr.min() < 0 or arr.max() >= K):
                     bad = arr[(arr < 0) | (arr >= K)][0]
                     raise ValueError(f"{name}: softmax labels must be integers in [0, {K}), got {bad!r}")
-                return np.ascontiguousarray(arr, dtype=np.int64)
+                return _kernel_ready(arr, np.int64)
             if arr.ndim == 2 and arr.shape[1] == K:
                 if arr.size and (arr.min() < 0 or arr.max() > 1 or
                                  np.abs(arr.sum(axis=1) - 1).max() > 1e-3):
                     raise ValueError(f"{name}: one-hot / probability targets must lie in [0, 1] "
                                      f"with rows summing to 1")
-                return np.ascontiguousarray(arr, dtype=self.dtype)
+                return _kernel_ready(arr, self.dtype)
             raise ValueError(f"{name} must have shape ({n},) (integer labels) or ({n}, {K}) "
                              f"(one-hot) for a softmax output, got {arr.shape}")
         if arr.ndim == 1 and K == 1:
@@ -496,7 +502,7 @@ class Network:
         if self.output == "sigmoid" and arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: sigmoid (binary cross-entropy) labels must lie in [0, 1], "
                              f"got values in [{arr.min()}, {arr.max()}]")
-        return np.ascontiguousarray(arr, dtype=self.dtype)
+        return _kernel_ready(arr, self.dtype)
 
     # ---- workspaces and passes -------------------------------------------------------------------
     def _workspace(self, rows: int) -> _Workspace:
