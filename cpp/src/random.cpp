@@ -13,6 +13,10 @@
 #include <cmath>
 #include <cstring>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include "initlab/parallel.hpp"
 
 namespace initlab {
@@ -124,8 +128,12 @@ inline double cos_approx_impl(double x) {
 
 // Words [4 * first_block, 4 * (first_block + kBatchBlocks)) of (seed, stream), in word order.
 // The inner loops run over the blocks of the batch: the lanes of the vectorized Philox.
-void philox_batch(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_block,
-                  std::uint32_t* words) {
+// philox_batch_portable is the plain-C++ form (the compiler vectorizes it); with AVX2 the same
+// arithmetic is written with intrinsics (32-bit words, so the bits are identical by construction;
+// the tests compare both paths against philox_block and numpy).
+[[maybe_unused]] void philox_batch_portable(std::uint64_t seed, std::uint64_t stream,
+                                            std::uint64_t first_block,
+                           std::uint32_t* words) {
   alignas(64) std::uint32_t c0[kBatchBlocks], c1[kBatchBlocks], c2[kBatchBlocks], c3[kBatchBlocks];
   for (int j = 0; j < kBatchBlocks; ++j) {
     const std::uint64_t block = first_block + static_cast<std::uint64_t>(j);
@@ -155,6 +163,68 @@ void philox_batch(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_
     words[4 * j + 2] = c2[j];
     words[4 * j + 3] = c3[j];
   }
+}
+
+#ifdef __AVX2__
+// (hi, lo) halves of the 32x32 -> 64-bit products m * x for 8 lanes of x.
+inline void mul_hi_lo(__m256i x, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(x, m);                          // lanes 0, 2, 4, 6
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);  // lanes 1, 3, 5, 7
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+void philox_batch_avx2(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_block,
+                       std::uint32_t* words) {
+  const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int g = 0; g < kBatchBlocks; g += 8) {  // 8 blocks per group, one per 32-bit lane
+    const std::uint64_t block0 = first_block + static_cast<std::uint64_t>(g);
+    // The low words of 8 consecutive blocks; the high word is per lane where the low word wraps.
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0))), lane);
+    const __m256i wrapped = _mm256_cmpgt_epi32(
+        _mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0))), _mm256_set1_epi32(INT32_MIN)),
+        _mm256_xor_si256(c0, _mm256_set1_epi32(INT32_MIN)));  // unsigned block0 > c0: carried
+    __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0 >> 32))), wrapped);
+    __m256i c2 = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(stream)));
+    __m256i c3 = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(stream >> 32)));
+    std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      __m256i hi0, lo0, hi1, lo1;
+      mul_hi_lo(c0, m0, hi0, lo0);
+      mul_hi_lo(c2, m1, hi1, lo1);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+    // Transpose the 4 x 8 (word, block) tile to word order: block j's words 4j .. 4j+3.
+    const __m256i t0 = _mm256_unpacklo_epi32(c0, c1);  // b0w0 b0w1 b1w0 b1w1 | b4.. b5..
+    const __m256i t1 = _mm256_unpackhi_epi32(c0, c1);  // b2w0 b2w1 b3w0 b3w1 | b6.. b7..
+    const __m256i t2 = _mm256_unpacklo_epi32(c2, c3);  // b0w2 b0w3 b1w2 b1w3 | ...
+    const __m256i t3 = _mm256_unpackhi_epi32(c2, c3);
+    const __m256i b01 = _mm256_unpacklo_epi64(t0, t2);  // block 0 | block 4
+    const __m256i b11 = _mm256_unpackhi_epi64(t0, t2);  // block 1 | block 5
+    const __m256i b22 = _mm256_unpacklo_epi64(t1, t3);  // block 2 | block 6
+    const __m256i b33 = _mm256_unpackhi_epi64(t1, t3);  // block 3 | block 7
+    __m256i* out = reinterpret_cast<__m256i*>(words + 4 * g);
+    _mm256_storeu_si256(out + 0, _mm256_permute2x128_si256(b01, b11, 0x20));  // blocks 0, 1
+    _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(b22, b33, 0x20));  // blocks 2, 3
+    _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(b01, b11, 0x31));  // blocks 4, 5
+    _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(b22, b33, 0x31));  // blocks 6, 7
+  }
+}
+#endif
+
+inline void philox_batch(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_block,
+                         std::uint32_t* words) {
+#ifdef __AVX2__
+  philox_batch_avx2(seed, stream, first_block, words);
+#else
+  philox_batch_portable(seed, stream, first_block, words);
+#endif
 }
 
 // ---- per-type constants and the exact uniform ----------------------------------------------------
@@ -361,17 +431,23 @@ struct UniformTransform {
   }
 };
 
+// The work is split in short loops over the batch (log, then sqrt, then the angle): each loop body is
+// short enough for the out-of-order core to overlap many iterations of the long polynomial chains.
 template <class T>
 struct NormalTransform {
   T mean, std;
   void operator()(const std::uint32_t* words, T* out) const {
-    for (int m = 0; m < batch_values<T>() / 2; ++m) {
-      const T u1 = uniform_from_word<T>(Real<T>::element_word(words, 2 * m));
+    constexpr int kPairs = batch_values<T>() / 2;
+    alignas(64) T radius[kPairs];
+    for (int m = 0; m < kPairs; ++m) {
+      radius[m] = log_approx_impl(uniform_from_word<T>(Real<T>::element_word(words, 2 * m)));
+    }
+    for (int m = 0; m < kPairs; ++m) radius[m] = std::sqrt(T(-2) * radius[m]);
+    for (int m = 0; m < kPairs; ++m) {
       T c, s;
       cos_sin_from_word<T>(Real<T>::element_word(words, 2 * m + 1), c, s);
-      const T r = box_muller_radius(u1);
-      out[2 * m] = mean + std * (r * c);
-      out[2 * m + 1] = mean + std * (r * s);
+      out[2 * m] = mean + std * (radius[m] * c);
+      out[2 * m + 1] = mean + std * (radius[m] * s);
     }
   }
 };
@@ -379,23 +455,31 @@ struct NormalTransform {
 template <class T>
 struct TruncatedNormalTransform {
   TruncatedNormalConstants<T> k;
+  T finish(T erfinv_over_t, T t) const {  // z = erfinv(t) sqrt 2, clipped to [a, b], then scaled
+    T z = (erfinv_over_t * t) * Real<T>::kSqrt2;
+    z = z < k.a ? k.a : z;
+    z = z > k.b ? k.b : z;
+    return k.mean + k.std * z;
+  }
   void operator()(const std::uint32_t* words, T* out) const {
     alignas(64) T t[batch_values<T>()], w[batch_values<T>()];
     for (int i = 0; i < batch_values<T>(); ++i) {
       const T u = uniform_from_word<T>(Real<T>::element_word(words, i));
       const T p = k.pa + k.d * u, q = k.qa - k.d * u;
       t[i] = p - q;
-      w[i] = -log_approx_impl((T(4) * p) * q);
-      out[i] = erfinv_central(w[i]);
+      w[i] = (T(4) * p) * q;
     }
-    // The tail branch is rare (|z| > 2.9 in float, > 3.3 in double): fix those elements up.
+    for (int i = 0; i < batch_values<T>(); ++i) w[i] = -log_approx_impl(w[i]);
+    int tails = 0;
     for (int i = 0; i < batch_values<T>(); ++i) {
-      if (!erfinv_is_central(w[i])) out[i] = erfinv_tail(w[i]);
+      tails += erfinv_is_central(w[i]) ? 0 : 1;
+      out[i] = finish(erfinv_central(w[i]), t[i]);
     }
-    for (int i = 0; i < batch_values<T>(); ++i) {
-      T z = (out[i] * t[i]) * Real<T>::kSqrt2;
-      z = std::min(std::max(z, k.a), k.b);
-      out[i] = k.mean + k.std * z;
+    // Giles' tail branch is rare (|z| > 2.9 in float, > 3.3 in double): fix those elements up.
+    if (tails > 0) {
+      for (int i = 0; i < batch_values<T>(); ++i) {
+        if (!erfinv_is_central(w[i])) out[i] = finish(erfinv_tail(w[i]), t[i]);
+      }
     }
   }
 };
