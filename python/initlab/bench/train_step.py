@@ -1,0 +1,250 @@
+"""Time one full training step (forward, softmax cross-entropy, backward, SGD update) of an MLP built
+directly from initlab's native kernels, next to PyTorch and numpy, measured in the same run with the
+same thread count.
+
+The initlab step uses preallocated buffers only (a steady-state step allocates nothing in the core):
+``dense_forward`` per layer (GEMM with bias and activation in its epilogue), the fused
+``softmax_cross_entropy``, ``dense_backward`` per layer in reverse (no dX for the first layer), and
+``sgd_step`` per parameter. PyTorch runs ``nn.Sequential`` + ``F.cross_entropy`` + ``torch.optim.SGD``
+under ``torch.set_num_threads``; numpy runs the textbook formulas under threadpoolctl's limit when
+threadpoolctl is installed (otherwise numpy's BLAS uses its own thread count, noted in the table).
+
+>>> from initlab.bench import train_step
+>>> rows = train_step.run(threads=(1,), quick=True)   # doctest: +SKIP
+>>> print(train_step.format_table(rows))              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from initlab import _core
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """An MLP benchmark case: layer widths (input first), hidden activation, batch size."""
+
+    name: str
+    widths: tuple[int, ...]
+    activation: str
+    batch: int
+
+
+NETWORKS: tuple[NetSpec, ...] = (
+    NetSpec("tiny", (64, 64, 64, 10), "relu", 32),
+    NetSpec("mnist", (784, 512, 512, 10), "relu", 128),
+    NetSpec("wide", (784, 2048, 2048, 10), "relu", 256),
+    NetSpec("deep30", (256,) * 31 + (10,), "relu", 128),  # 30 ReLU layers of 256, then the output
+    NetSpec("tanh5", (784,) + (1000,) * 5 + (10,), "tanh", 64),
+)
+
+LEARNING_RATE = 0.01
+
+
+def _data(spec: NetSpec, seed: int = 0):
+    gen = np.random.default_rng(seed)
+    X = gen.standard_normal((spec.batch, spec.widths[0])).astype(np.float32)
+    y = gen.integers(0, spec.widths[-1], spec.batch).astype(np.int64)
+    weights = []
+    for fan_in, fan_out in zip(spec.widths[:-1], spec.widths[1:]):
+        std = np.sqrt(2.0 / fan_in) if spec.activation == "relu" else np.sqrt(1.0 / fan_in)
+        weights.append(((gen.standard_normal((fan_in, fan_out)) * std).astype(np.float32),
+                        np.zeros(fan_out, np.float32)))
+    return X, y, weights
+
+
+def initlab_step(spec: NetSpec) -> Callable[[], float]:
+    """A closure running one training step on preallocated buffers; returns the loss."""
+    X, y, weights = _data(spec)
+    n = spec.batch
+    layers = len(weights)
+    acts = [spec.activation] * (layers - 1) + ["linear"]
+    Ws = [w for w, _ in weights]
+    bs = [b for _, b in weights]
+    Zs = [np.empty((n, w.shape[1]), np.float32) for w in Ws]
+    # The output layer is linear: its A is its Z (allowed for "linear").
+    As = [np.empty_like(z) for z in Zs[:-1]] + [Zs[-1]]
+    dAs = [np.empty_like(z) for z in Zs]  # dAs[l]: gradient w.r.t. A of layer l, becomes dZ
+    dWs = [np.empty_like(w) for w in Ws]
+    dbs = [np.empty_like(b) for b in bs]
+    P = np.empty_like(Zs[-1])
+    inputs = [X] + As[:-1]
+
+    def step() -> float:
+        for layer in range(layers):
+            _core.dense_forward(inputs[layer], Ws[layer], bs[layer], Zs[layer], As[layer], acts[layer])
+        loss = _core.softmax_cross_entropy(Zs[-1], y, P, dAs[-1])
+        for layer in range(layers - 1, -1, -1):
+            dX = dAs[layer - 1] if layer > 0 else None
+            _core.dense_backward(dAs[layer], inputs[layer], Ws[layer], Zs[layer], As[layer], acts[layer], None,
+                                 dWs[layer], dbs[layer], dX)
+        for layer in range(layers):
+            _core.sgd_step(Ws[layer], dWs[layer], None, lr=LEARNING_RATE)
+            _core.sgd_step(bs[layer], dbs[layer], None, lr=LEARNING_RATE)
+        return loss
+
+    return step
+
+
+def numpy_step(spec: NetSpec) -> Callable[[], float]:
+    """The same step in plain numpy (float32)."""
+    X, y, weights = _data(spec)
+    n = spec.batch
+    Ws = [w for w, _ in weights]
+    bs = [b for _, b in weights]
+    relu = spec.activation == "relu"
+
+    def step() -> float:
+        inputs, Zs = [X], []
+        for layer, (W, b) in enumerate(zip(Ws, bs)):
+            Z = inputs[-1] @ W + b
+            Zs.append(Z)
+            if layer < len(Ws) - 1:
+                inputs.append(np.maximum(Z, 0) if relu else np.tanh(Z))
+        Z = Zs[-1]
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        expz = np.exp(shifted)
+        sums = expz.sum(axis=1, keepdims=True)
+        loss = float(np.mean(np.log(sums[:, 0]) - shifted[np.arange(n), y]))
+        dZ = expz / sums
+        dZ[np.arange(n), y] -= 1
+        dZ /= n
+        for layer in range(len(Ws) - 1, -1, -1):
+            dW = inputs[layer].T @ dZ
+            db = dZ.sum(axis=0)
+            if layer > 0:
+                dA = dZ @ Ws[layer].T
+                dZ = dA * (Zs[layer - 1] > 0) if relu else dA * (1 - inputs[layer] ** 2)
+            Ws[layer] -= LEARNING_RATE * dW
+            bs[layer] -= LEARNING_RATE * db
+        return loss
+
+    return step
+
+
+def torch_step(spec: NetSpec):
+    """The same step in PyTorch, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    X, y, weights = _data(spec)
+    modules = []
+    for layer, (W, b) in enumerate(weights):
+        linear = torch.nn.Linear(W.shape[0], W.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(b))
+        modules.append(linear)
+        if layer < len(weights) - 1:
+            modules.append(torch.nn.ReLU() if spec.activation == "relu" else torch.nn.Tanh())
+    model = torch.nn.Sequential(*modules)
+    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=False)
+        loss = torch.nn.functional.cross_entropy(model(tX), ty)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+@contextlib.contextmanager
+def thread_limits(threads: int) -> Iterator[str]:
+    """Set initlab's, PyTorch's and numpy's BLAS thread counts; yields a note on numpy's BLAS."""
+    old = _core.get_num_threads()
+    _core.set_num_threads(threads)
+    torch_old = None
+    try:
+        import torch
+        torch_old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(limits=threads, user_api="blas")
+        note = ""
+    except ImportError:
+        limiter, note = contextlib.nullcontext(), "numpy BLAS threads not limited (no threadpoolctl)"
+    try:
+        with limiter:
+            yield note
+    finally:
+        _core.set_num_threads(old)
+        if torch is not None and torch_old is not None:
+            torch.set_num_threads(torch_old)
+
+
+def time_step(step: Callable[[], float], min_seconds: float, min_repeats: int = 5) -> float:
+    """Median seconds per call after a warm-up, over at least min_repeats calls and min_seconds."""
+    for _ in range(3):
+        step()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 2000:
+            break
+    return statistics.median(times)
+
+
+def run(threads: Sequence[int] = (1, 2), quick: bool = False,
+        networks: Sequence[str] | None = None) -> list[dict]:
+    """Time every network in NETWORKS for each thread count; one dict per (network, threads) with
+    milliseconds per step for initlab, torch and numpy and the ratio initlab/torch."""
+    min_seconds = 0.2 if quick else 1.0
+    rows = []
+    for spec in NETWORKS:
+        if networks is not None and spec.name not in networks:
+            continue
+        for t in threads:
+            with thread_limits(t) as note:
+                ours = time_step(initlab_step(spec), min_seconds)
+                torch_fn = torch_step(spec)
+                theirs = time_step(torch_fn, min_seconds) if torch_fn is not None else float("nan")
+                plain = time_step(numpy_step(spec), min_seconds)
+            rows.append({
+                "network": spec.name, "widths": "-".join(map(str, spec.widths)) if len(spec.widths) < 8
+                else f"{spec.widths[0]}-{spec.widths[1]}x{len(spec.widths) - 2}-{spec.widths[-1]}",
+                "batch": spec.batch, "threads": t, "initlab_ms": ours * 1e3, "torch_ms": theirs * 1e3,
+                "numpy_ms": plain * 1e3, "ratio_vs_torch": ours / theirs, "note": note,
+            })
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A markdown table of run()'s rows."""
+    lines = ["| network | widths | batch | threads | initlab ms | torch ms | numpy ms | initlab/torch |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['widths']} | {r['batch']} | {r['threads']} | {r['initlab_ms']:.3f} | "
+                     f"{r['torch_ms']:.3f} | {r['numpy_ms']:.3f} | {r['ratio_vs_torch']:.2f} |")
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    return "\n".join(lines + [f"\n{n}" for n in notes])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--quick", action="store_true", help="shorter timing windows")
+    parser.add_argument("--networks", nargs="+", choices=[s.name for s in NETWORKS])
+    args = parser.parse_args(argv)
+    print(format_table(run(threads=args.threads, quick=args.quick, networks=args.networks)))
+
+
+if __name__ == "__main__":
+    main()
