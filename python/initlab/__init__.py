@@ -48,7 +48,8 @@ from .callbacks import Callback, EarlyStopping, LambdaCallback  # noqa: E402
 from .diagnose import Diagnosis  # noqa: E402
 from .network import Dense, DivergenceError, Network, lsuv  # noqa: E402
 from .report import Report  # noqa: E402
+from . import datasets, experiments  # noqa: E402
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random",
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments",
            "Network", "Dense", "Report", "Diagnosis", "DivergenceError", "lsuv",
            "Callback", "EarlyStopping", "LambdaCallback"]

@@ -1,0 +1,485 @@
+"""The ``initlab`` command line (also ``python -m initlab``).
+
+    initlab compare     which initialization lets this network learn, and why? (one run per init)
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv     reproduce a paper's finding
+    initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
+    initlab train       train one network, save it with its report and plots
+    initlab bench       time the kernels against numpy and PyTorch
+    initlab info        build and runtime facts
+
+Errors print one line on stderr (``initlab COMMAND: error: ...``) and exit with status 1
+(2 for a bad command line, 130 after Ctrl-C); never a traceback (set INITLAB_DEBUG=1 to see one).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+BENCH_MODULES = ("init_fill", "gemm", "train_step")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+# ---- argument types (argparse turns their ValueError into a one-line usage error) ---------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> List[int]:
+    """``0,1,2`` or a range ``0-4`` (inclusive)."""
+    values: List[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                low, high = part.split("-", 1)
+                values.extend(range(int(low), int(high) + 1))
+            else:
+                values.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints or a range like 0-4, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected ints >= 0, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> List[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+# ---- the parser ---------------------------------------------------------------------------------
+
+def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
+    g = p.add_argument_group("network")
+    g.add_argument("--depth", type=_non_negative_int, default=None,
+                   help=f"hidden layers; the net has depth+1 weight layers (default {defaults['depth']})")
+    g.add_argument("--width", type=_positive_int, default=None,
+                   help=f"units per hidden layer (default {defaults['width']})")
+    g.add_argument("--activation", default=None,
+                   help=f"hidden activation: linear, relu, leaky_relu, elu, selu, gelu, sigmoid, tanh, "
+                        f"softplus (default {defaults['activation']})")
+    if init_list:
+        g.add_argument("--inits", type=_name_list, default=None, metavar="NAMES",
+                       help="comma-separated initializers (`initlab info` lists them; 'lsuv' too) "
+                            f"(default {','.join(defaults['inits'])})")
+    else:
+        g.add_argument("--init", default=None, help="initializer name (default he_normal)")
+
+
+def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_non_negative_int, default=None, help=f"(default {defaults['epochs']})")
+    g.add_argument("--batch-size", type=_positive_int, default=None, help=f"(default {defaults['batch_size']})")
+    g.add_argument("--optimizer", default=None, help=f"sgd, adam, adamw or rmsprop (default {defaults['optimizer']})")
+    g.add_argument("--lr", type=_non_negative_float, default=None, help=f"learning rate (default {defaults['lr']})")
+    g.add_argument("--momentum", type=_non_negative_float, default=None,
+                   help=f"for sgd and rmsprop (default {defaults['momentum']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .experiments import DEFAULTS, PRESETS
+    parser = argparse.ArgumentParser(
+        prog="initlab",
+        description="initlab: a laboratory for neural-network weight initialization. "
+                    "Run `initlab compare` to see which initialization lets a network learn, and why.",
+        epilog="Each command has its own -h. `python -m initlab` is the same program.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # compare
+    presets = "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
+    p = sub.add_parser(
+        "compare", help="train one network per initializer on the same data and compare",
+        description="Train one network per initializer (and per seed) on the same data and print: final "
+                    "training loss, validation accuracy, epochs to the target accuracy, the ratio of the "
+                    "gradient norms of the first and last layer at init, the diagnosis verdict at init and "
+                    "the time. With --out, write results.json, summary.csv, history.csv, layers.csv and "
+                    "PNG figures. With no options it runs the built-in digits data "
+                    f"(a {DEFAULTS['depth']}-hidden-layer ReLU net, {len(DEFAULTS['inits'])} initializers).",
+        epilog=f"Presets (--preset NAME, add --reduced for a quick small version): {presets}.")
+    p.add_argument("--data", default=None,
+                   help="built-in data set (digits, spirals, moons, blobs) or a file: .npz (keys X, y), "
+                        ".csv/.tsv (label in the last column), or MNIST IDX images (labels found next to "
+                        "them) (default digits)")
+    _add_network_options(p, DEFAULTS, init_list=True)
+    _add_training_options(p, DEFAULTS)
+    p.add_argument("--seeds", type=_int_list, default=None, help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    p.add_argument("--target-accuracy", type=_fraction, default=None,
+                   help=f"validation accuracy whose first epoch is reported (default {DEFAULTS['target_accuracy']})")
+    p.add_argument("--max-samples", type=_positive_int, default=None, help="use at most this many samples")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="reproduce a paper's experiment (fixes data, network and training)")
+    p.add_argument("--reduced", action="store_true", help="with --preset: the small, quick version")
+    _add_run_options(p)
+    p.add_argument("--out", default=None, metavar="DIR", help="write JSON, CSV and PNG figures into DIR")
+    p.set_defaults(handler=cmd_compare)
+
+    # diagnose
+    p = sub.add_parser(
+        "diagnose", help="per-layer diagnosis of a network at initialization, with a verdict",
+        description="Build a network (or load a saved one) and print Network.diagnose: per-layer "
+                    "activation moments, saturated and dead fractions, gradient norms, the Jacobian's "
+                    "singular values, and a verdict (healthy, vanishing, exploding, saturated, dead) "
+                    "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
+                    "backward pass starts from a random unit-variance output gradient.")
+    p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
+    p.add_argument("--layers", type=_int_list, default=None, metavar="WIDTHS",
+                   help="all widths, input first, e.g. 64,256,256,10 (instead of --depth/--width)")
+    _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)
+    p.add_argument("--data", default=None, help="data to diagnose on: built-in name or file (default: noise)")
+    p.add_argument("--samples", type=_positive_int, default=256, help="rows in the batch (default 256)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="network seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.set_defaults(handler=cmd_diagnose)
+
+    # train
+    train_defaults = dict(DEFAULTS, depth=2, width=128, epochs=20)
+    p = sub.add_parser(
+        "train", help="train one network; save the model, the report and its plots",
+        description="Train one network on a data set, print the report and the validation result; with "
+                    "--out write model.npz (Network.save), report.json, history.csv, layer_stats.csv and "
+                    "report.png.")
+    p.add_argument("--data", default=None, help="built-in data set or file (default digits)")
+    p.add_argument("--layers", type=_int_list, default=None, metavar="WIDTHS",
+                   help="hidden widths, e.g. 256,128 (instead of --depth/--width)")
+    _add_network_options(p, train_defaults, init_list=False)
+    _add_training_options(p, train_defaults)
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="network seed (default 0)")
+    p.add_argument("--max-samples", type=_positive_int, default=None, help="use at most this many samples")
+    p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the model, report and plots into DIR")
+    p.set_defaults(handler=cmd_train)
+
+    # bench
+    p = sub.add_parser(
+        "bench", help="time the kernels against numpy and PyTorch",
+        description="Run the benchmark modules (" + ", ".join(f"initlab.bench.{m}" for m in BENCH_MODULES)
+                    + ") and print their tables; a module that cannot be imported is reported and skipped.")
+    p.add_argument("--only", type=_name_list, default=None, metavar="NAMES",
+                   help=f"comma-separated subset of {', '.join(BENCH_MODULES)}")
+    p.add_argument("--threads", type=_int_list, default=[1, 2], help="thread counts (default 1,2)")
+    p.add_argument("--quick", action="store_true", help="short timings (for a smoke test)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write every row as JSON")
+    p.set_defaults(handler=cmd_bench)
+
+    # info
+    p = sub.add_parser("info", help="version, compiler, SIMD, OpenMP, threads, optional extras",
+                       description="Print il.info(), the optional extras found, the initializers and the "
+                                   "built-in data sets.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(handler=cmd_info)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the runs execute")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="kernel threads per run (default: all cores, or cores/workers)")
+    g.add_argument("--workers", type=_positive_int, default=None,
+                   help="run the grid on N local processes (or N Dask workers with --scheduler local)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the grid on a Dask cluster: 'local' starts a LocalCluster on 127.0.0.1, "
+                        "otherwise a scheduler address such as tcp://host:8786 (needs initlab[distributed])")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _version() -> str:
+    try:
+        from . import __version__
+        return f"initlab {__version__}"
+    except Exception:  # noqa: BLE001 - the version must print even with a broken build
+        return "initlab (version unknown: the native core is not importable)"
+
+
+def _progress(args) -> Optional[bool]:
+    return False if getattr(args, "no_progress", False) else None
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+def cmd_compare(args) -> int:
+    from . import experiments
+    if args.preset is not None:
+        fixed = [name for name in ("data", "depth", "width", "activation", "inits", "epochs", "batch_size",
+                                   "optimizer", "lr", "momentum", "seeds", "target_accuracy", "max_samples")
+                 if getattr(args, name) is not None]
+        if fixed:
+            raise CommandError(f"--preset {args.preset} fixes its data, network and training; drop "
+                               + ", ".join("--" + name.replace("_", "-") for name in fixed))
+        preset = experiments.PRESETS[args.preset]
+        print(f"{preset.title}\n{preset.description}{' (reduced size)' if args.reduced else ''}\n")
+        started = time.perf_counter()
+        result = experiments.run_preset(args.preset, reduced=args.reduced, workers=args.workers,
+                                        scheduler=args.scheduler, threads=args.threads,
+                                        progress=_progress(args))
+    else:
+        if args.reduced:
+            raise CommandError("--reduced only applies with --preset")
+        d = experiments.DEFAULTS
+        started = time.perf_counter()
+        result = experiments.compare(
+            _pick(args.data, d["data"]), inits=_pick(args.inits, d["inits"]), depth=_pick(args.depth, d["depth"]),
+            width=_pick(args.width, d["width"]), activation=_pick(args.activation, d["activation"]),
+            seeds=_pick(args.seeds, d["seeds"]), epochs=_pick(args.epochs, d["epochs"]),
+            batch_size=_pick(args.batch_size, d["batch_size"]), optimizer=_pick(args.optimizer, d["optimizer"]),
+            lr=_pick(args.lr, d["lr"]), momentum=_pick(args.momentum, d["momentum"]),
+            target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]), threads=args.threads,
+            workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
+            max_samples=args.max_samples)
+        c = result.config
+        print(f"data {c['data']['name']}: {c['data']['train']} train / {c['data']['validation']} validation "
+              f"samples, {c['data']['features']} features, {c['data']['classes']} classes; network "
+              f"{c['depth']} x {c['width']} {c['activation']}, {c['optimizer']} lr {c['lr']} momentum "
+              f"{c['momentum']}, batch {c['batch_size']}, {c['epochs']} epochs\n")
+    print(result.table(), end="")
+    if result.claims:
+        print("\nclaims of the paper, checked on these runs:")
+        print(result.claims_table(), end="")
+    print(f"\ntotal {time.perf_counter() - started:.1f} s")
+    if args.out:
+        paths = result.save(args.out, figures=_have_matplotlib())
+        if not _have_matplotlib():
+            print("(no figures: matplotlib is not installed; pip install 'initlab[plot]')")
+        print(f"wrote {len(paths)} files to {args.out}: " + ", ".join(os.path.basename(p) for p in paths))
+    return 0
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _diagnose_batch(args, input_dim: int):
+    if args.data is None:
+        X = np.random.default_rng(args.seed).standard_normal((args.samples, input_dim)).astype(np.float32)
+        return X, None, "N(0, 1) noise"
+    from .experiments import prepare_data
+    data = prepare_data(args.data, max_samples=None)
+    if data.features != input_dim:
+        raise CommandError(f"--data {args.data} has {data.features} features, the network takes {input_dim}")
+    n = min(args.samples, data.X_train.shape[0])
+    return data.X_train[:n], data.y_train[:n], f"{n} standardized rows of {args.data}"
+
+
+def cmd_diagnose(args) -> int:
+    from . import Network
+    if args.model is not None:
+        if any(v is not None for v in (args.layers, args.depth, args.width, args.activation, args.init)):
+            raise CommandError("--model already fixes the network; drop --layers/--depth/--width/--activation/--init")
+        net = Network.load(args.model)
+    else:
+        if args.layers is not None:
+            if args.depth is not None or args.width is not None:
+                raise CommandError("give either --layers or --depth/--width, not both")
+            widths = args.layers
+        else:
+            input_dim, classes = 64, 10
+            if args.data is not None:
+                from .experiments import prepare_data
+                data = prepare_data(args.data)
+                input_dim, classes = data.features, data.classes
+            widths = [input_dim] + [_pick(args.width, 256)] * _pick(args.depth, 10) + [classes]
+        if len(widths) < 2:
+            raise CommandError(f"--layers needs at least an input and an output width, got {widths}")
+        net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
+                      init=_pick(args.init, "he_normal"), seed=args.seed)
+    X, y, where = _diagnose_batch(args, net.input_dim)
+    if y is not None and y.max() >= net.output_dim:
+        y = None  # labels the network cannot take: diagnose from a random output gradient instead
+    diagnosis = net.diagnose(X, y)
+    if args.json:
+        from .experiments import _json_safe
+        print(json.dumps(_json_safe(diagnosis.to_dict()), indent=1))
+    else:
+        print(f"network {net.widths}, activation {net.layers[0].activation if len(net.layers) > 1 else '-'}, "
+              f"init {net.layers[0].init_name}; batch: {where}\n")
+        print(str(diagnosis), end="")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import Network, set_num_threads
+    from .experiments import DEFAULTS, prepare_data
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    data = prepare_data(_pick(args.data, "digits"), max_samples=args.max_samples)
+    if args.layers is not None:
+        if args.depth is not None or args.width is not None:
+            raise CommandError("give either --layers or --depth/--width, not both")
+        hidden = args.layers
+    else:
+        hidden = [_pick(args.width, 128)] * _pick(args.depth, 2)
+    widths = [data.features] + list(hidden) + [data.classes]
+    optimizer = _pick(args.optimizer, DEFAULTS["optimizer"])
+    net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
+                  init=_pick(args.init, "he_normal"), seed=args.seed)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    print(f"network {widths}, {net.layers[0].activation if len(net.layers) > 1 else 'linear'}, init "
+          f"{net.layers[0].init_name}; data {data.name}: {data.X_train.shape[0]} train / "
+          f"{data.X_val.shape[0]} validation samples\n")
+    report = net.fit(data.X_train, data.y_train, epochs=_pick(args.epochs, 20),
+                     batch_size=_pick(args.batch_size, DEFAULTS["batch_size"]), optimizer=optimizer,
+                     lr=_pick(args.lr, DEFAULTS["lr"]),
+                     momentum=_pick(args.momentum, DEFAULTS["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
+                     validation_data=(data.X_val, data.y_val))
+    print(str(report), end="")
+    final = net.evaluate(data.X_val, data.y_val)
+    print(f"\nvalidation: loss {final['loss']:.4f}, accuracy {final['accuracy']:.2%}")
+    if args.out:
+        written = [net.save(os.path.join(args.out, "model.npz")),
+                   report.to_json(os.path.join(args.out, "report.json")),
+                   report.to_csv(os.path.join(args.out, "history.csv")),
+                   report.to_csv(os.path.join(args.out, "layer_stats.csv"), "layer_stats")]
+        if _have_matplotlib():
+            written.append(report.plot(os.path.join(args.out, "report.png")))
+        print(f"wrote {', '.join(os.path.basename(os.fspath(p)) for p in written)} to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    names = args.only or list(BENCH_MODULES)
+    unknown = [n for n in names if n not in BENCH_MODULES]
+    if unknown:
+        raise CommandError(f"--only: unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCH_MODULES)}")
+    all_rows: Dict[str, Any] = {}
+    unavailable = []
+    for name in names:
+        try:
+            module = importlib.import_module(f"initlab.bench.{name}")
+        except ImportError as exc:
+            unavailable.append(name)
+            print(f"initlab.bench.{name}: unavailable ({exc})", file=sys.stderr)
+            continue
+        run = module.run
+        kwargs: Dict[str, Any] = {"threads": tuple(args.threads)}
+        if args.quick and "quick" in inspect.signature(run).parameters:
+            kwargs["quick"] = True
+        print(f"== initlab.bench.{name} (threads {', '.join(map(str, args.threads))})")
+        rows = run(**kwargs)
+        print(module.format_table(rows))
+        all_rows[name] = rows
+    if args.out and all_rows:
+        from .experiments import _json_safe
+        from .report import write_text_atomically
+        write_text_atomically(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
+        print(f"wrote {args.out}")
+    if not all_rows:
+        raise CommandError(f"no benchmark module is available ({', '.join(unavailable)})")
+    return 0
+
+
+def _extras() -> Dict[str, Optional[str]]:
+    found: Dict[str, Optional[str]] = {}
+    for module in ("numpy", "matplotlib", "tqdm", "torch", "dask", "distributed"):
+        try:
+            found[module] = getattr(importlib.import_module(module), "__version__", "installed")
+        except ImportError:
+            found[module] = None
+    return found
+
+
+def cmd_info(args) -> int:
+    import initlab as il
+    from . import datasets, experiments
+    info = dict(il.info())
+    extras = _extras()
+    try:
+        inits = list(il.init.names())
+    except AttributeError:
+        inits = []
+    if args.json:
+        print(json.dumps({"info": info, "python": sys.version.split()[0], "packages": extras,
+                          "initializers": inits, "datasets": list(datasets.BUILTIN),
+                          "presets": list(experiments.PRESETS)}, indent=1))
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key.ljust(width)}  {value}")
+    print(f"{'python'.ljust(width)}  {sys.version.split()[0]}")
+    print("\noptional packages: " + ", ".join(f"{k} {v}" if v else f"{k} (not installed)" for k, v in extras.items()))
+    print("initializers: " + ", ".join(inits + ["lsuv"]))
+    print("data sets: " + ", ".join(datasets.BUILTIN))
+    print("presets: " + ", ".join(experiments.PRESETS))
+    return 0
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"initlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
+        if os.environ.get("INITLAB_DEBUG"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"initlab {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""PNG figures for `initlab compare` and the presets (matplotlib, the optional ``plot`` extra).
+
+One figure per question, axes labelled with units, log scales for norms. Each function takes runs
+as `initlab.experiments.run_one` returns them and writes one PNG (atomically); it returns the path.
+The same initializer has the same colour in every figure.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+DPI = 80  # small files: the docs/ figures are committed
+
+
+def _figure(rows: int, cols: int, width: float, height: float):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("figures need matplotlib: pip install 'initlab[plot]'") from None
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, path: str) -> str:
+    """savefig to a temporary file in the target folder, then rename it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=DPI, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _colors(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    from matplotlib import colormaps
+    palette = colormaps["tab10"]
+    names = list(dict.fromkeys(r["init"] for r in runs))
+    return {name: palette(i % 10) for i, name in enumerate(names)}
+
+
+def _groups(runs: Sequence[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, Any]]]]:
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    return [(label, [r for r in runs if r["label"] == label]) for label in labels]
+
+
+def _first_seed(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One run per (group, init): the lowest seed (per-layer figures show one network each)."""
+    chosen: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for r in runs:
+        key = (r["label"], r["init"])
+        if key not in chosen or r["seed"] < chosen[key]["seed"]:
+            chosen[key] = r
+    return list(chosen.values())
+
+
+def _positive(values: Sequence[Optional[float]]) -> List[float]:
+    """Values for a log axis: missing or non-positive ones become NaN (a gap in the line)."""
+    return [v if (v is not None and math.isfinite(v) and v > 0) else float("nan") for v in values]
+
+
+# ------------------------------------------------------------------------------------------------
+
+def loss_curves_by_group(result, path: str, *, title: str = "training loss per initializer",
+                         chance: Optional[float] = None) -> str:
+    """Training loss (solid) and validation loss (dotted) against epoch, one panel per group."""
+    groups = _groups(result.runs)
+    colors = _colors(result.runs)
+    fig, axes = _figure(1, len(groups), 5.0, 3.8)
+    for ax, (label, runs) in zip(axes[0], groups):
+        seen = set()
+        for r in runs:
+            epochs = [h["epoch"] for h in r["history"]]
+            name = r["init"] if r["init"] not in seen else None
+            seen.add(r["init"])
+            ax.plot(epochs, [h["loss"] for h in r["history"]], "-", color=colors[r["init"]], label=name)
+            ax.plot(epochs, [h["val_loss"] for h in r["history"]], ":", color=colors[r["init"]])
+        if chance is not None:
+            ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"chance: ln(classes) = {chance:.3f}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss (nats; solid train, dotted validation)")
+        ax.set_title(label or "all runs")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def grad_norms(result, path: str, *, title: str = "gradient norm per layer at init") -> str:
+    """‖dL/dW‖ per layer at initialization (log scale), one line per initializer, one panel per group."""
+    runs = _first_seed(result.runs)
+    groups = _groups(runs)
+    colors = _colors(result.runs)
+    fig, axes = _figure(1, len(groups), 5.0, 3.8)
+    for ax, (label, group) in zip(axes[0], groups):
+        for r in group:
+            norms = r["at_init"]["grad_norm"]
+            ax.plot(range(1, len(norms) + 1), _positive(norms), "o-", ms=3, color=colors[r["init"]],
+                    label=r["init"])
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (1 = input side)")
+        ax.set_ylabel("‖dL/dW‖ (Frobenius) on the probe batch")
+        ax.set_title(label or "all runs")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _histogram_layers(n: int) -> List[int]:
+    from .experiments import MAX_HISTOGRAM_LAYERS
+    if n <= MAX_HISTOGRAM_LAYERS:
+        return list(range(n))
+    return sorted(set(int(round(x)) for x in np.linspace(0, n - 1, MAX_HISTOGRAM_LAYERS)))
+
+
+def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
+                          title: str = "activation values per hidden layer at init") -> str:
+    """Glorot & Bengio (2010, figure 6) style: for each initializer, the normalized histogram of
+    every hidden layer's activation values at init, overlaid (one colour per layer)."""
+    from matplotlib import colormaps
+    runs = _first_seed(runs)
+    fig, axes = _figure(len(runs), 1, 7.0, 2.4)
+    for ax, r in zip(axes[:, 0], runs):
+        hist = r["at_init"]["histograms"]
+        edges = np.asarray(hist["edges"])
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        layers = _histogram_layers(len(hist["counts"]))
+        cmap = colormaps["viridis"]
+        for k, i in enumerate(layers):
+            counts = np.asarray(hist["counts"][i], dtype=np.float64)
+            total = counts.sum()
+            density = counts / total if total else counts
+            ax.plot(centres, density, color=cmap(k / max(1, len(layers) - 1)), label=f"layer {i + 1}")
+        ax.set_title(f"{r['label']} {r['init']}".strip(), fontsize="medium")
+        ax.set_ylabel("fraction of values")
+        if r["spec"]["activation"] not in ("tanh", "sigmoid"):
+            ax.set_yscale("log")
+        ax.legend(fontsize="x-small", ncol=min(6, len(layers)))
+    axes[-1, 0].set_xlabel("activation value")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
+                  keys: Sequence[Tuple[str, str]] = (("act_std", "activation std"),),
+                  title: str = "per layer at init", hidden_only: bool = False, log: bool = True) -> str:
+    """Per-layer statistics at init (`at_init[key]`), one panel per statistic, one line per run."""
+    runs = _first_seed(runs)
+    colors = _colors(runs)
+    styles = {label: style for label, style in zip(dict.fromkeys(r["label"] for r in runs),
+                                                   ("-", "--", ":", "-."))}
+    fig, axes = _figure(1, len(keys), 4.6, 3.6)
+    for ax, (key, name) in zip(axes[0], keys):
+        for r in runs:
+            values = r["at_init"][key]
+            if hidden_only:
+                values = values[:-1]
+            xs = range(1, len(values) + 1)
+            ys = _positive(values) if log and key != "saturated" else values
+            ax.plot(xs, ys, "o", ls=styles.get(r["label"], "-"), ms=3, color=colors[r["init"]],
+                    label=f"{r['label']} {r['init']}".strip())
+        if log and key != "saturated":
+            ax.set_yscale("log")
+        ax.set_xlabel("hidden layer" if hidden_only else "layer (1 = input side)")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+    axes[0, 0].legend(fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def top_layer_means(runs: Sequence[Dict[str, Any]], path: str, *,
+                    title: str = "Glorot & Bengio 2010, figure 2: sigmoid activations during training") -> str:
+    """Mean activation of each hidden layer (probe batch) against epoch, one panel per run."""
+    runs = [r for r in _first_seed(runs) if r["layer_stats"]]
+    fig, axes = _figure(1, max(1, len(runs)), 4.6, 3.6)
+    for ax, r in zip(axes[0], runs):
+        stats = r["layer_stats"]
+        epochs = [epoch[0]["epoch"] for epoch in stats]
+        hidden = len(stats[0]) - 1
+        for layer in range(hidden):
+            ax.plot(epochs, [epoch[layer]["act_mean"] for epoch in stats], "o-", ms=3, label=f"layer {layer + 1}")
+        ax.set_xlabel("epoch (0 = at init)")
+        ax.set_ylabel("mean activation (probe batch)")
+        ax.set_title(f"{r['label']} {r['init']}".strip())
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def epochs_vs_depth(result, path: str, *,
+                    title: str = "Saxe et al. 2013: epochs to the loss threshold against depth") -> str:
+    """Epochs to reach the training-loss threshold against depth, one line per initializer;
+    runs that never reached it are drawn at the epoch cap with an open marker."""
+    colors = _colors(result.runs)
+    fig, axes = _figure(1, 1, 5.5, 3.8)
+    ax = axes[0, 0]
+    for init in dict.fromkeys(r["init"] for r in result.runs):
+        runs = sorted(_first_seed([r for r in result.runs if r["init"] == init]), key=lambda r: len(r["widths"]))
+        depths = [len(r["widths"]) - 1 for r in runs]
+        reached = [r["epochs_to_loss"] for r in runs]
+        ys = [e if e is not None else r["spec"]["epochs"] for e, r in zip(reached, runs)]
+        ax.plot(depths, ys, "-", color=colors[init], label=init)
+        for d, y, e in zip(depths, ys, reached):
+            ax.plot([d], [y], "o", color=colors[init], mfc=colors[init] if e is not None else "white")
+    threshold = result.runs[0]["spec"]["loss_threshold"]
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth (weight layers, log scale)")
+    ax.set_ylabel(f"epochs to training loss ≤ {threshold:g}")
+    ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def comparison_figures(result, out_dir: str) -> List[str]:
+    """The three figures of `initlab compare --out`: loss curves, gradient norms, activation histograms."""
+    return [loss_curves_by_group(result, os.path.join(out_dir, "loss_curves.png"),
+                                 chance=math.log(result.runs[0]["widths"][-1])),
+            grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
+            activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]

@@ -1,0 +1,217 @@
+"""il.experiments: runs, grids on processes and Dask, files and figures, and the presets' claims."""
+import csv
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import initlab as il
+from initlab import experiments
+from initlab.experiments import RunSpec
+
+TINY = dict(depth=2, width=16, epochs=2, batch_size=32, lr=0.01, momentum=0.9)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return experiments.prepare_data("digits", max_samples=300, seed=0)
+
+
+def _strip_times(run):
+    """A run without its wall-clock fields (everything else must be bitwise reproducible)."""
+    run = json.loads(json.dumps(experiments._json_safe(run)))
+    run.pop("seconds")
+    run.pop("train_seconds")
+    for h in run["history"]:
+        h.pop("seconds")
+    run["spec"].pop("threads")  # the executors choose the thread count; results must not depend on it
+    return run
+
+
+# ---------------------------------------------------------------- data
+
+def test_prepare_data_split_and_standardization():
+    data = experiments.prepare_data("digits", val_fraction=0.25, seed=3)
+    assert data.X_train.shape == (1348, 64) and data.X_val.shape == (449, 64)
+    assert data.classes == 10 and data.X_train.dtype == np.float32
+    varying = data.X_train.std(axis=0) > 0
+    np.testing.assert_allclose(data.X_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(data.X_train.std(axis=0)[varying], 1, atol=1e-4)
+    again = experiments.prepare_data("digits", val_fraction=0.25, seed=3)
+    assert np.array_equal(data.X_val, again.X_val) and np.array_equal(data.y_train, again.y_train)
+    # the split is a partition of the 1797 samples
+    X, y = il.datasets.load_digits()
+    assert sorted(np.bincount(np.concatenate([data.y_train, data.y_val])).tolist()) == sorted(np.bincount(y).tolist())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(val_fraction=0.0), "val_fraction"),
+    (dict(val_fraction=1.5), "val_fraction"),
+    (dict(max_samples=1), "max_samples"),
+])
+def test_prepare_data_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        experiments.prepare_data("digits", **kwargs)
+
+
+# ---------------------------------------------------------------- one run
+
+def test_run_one_records_init_statistics_and_history(small_data):
+    spec = RunSpec(init="he_normal", target_accuracy=0.5, **TINY)
+    run = experiments.run_one(spec, small_data)
+    assert run["widths"] == [64, 16, 16, 10]
+    assert [h["epoch"] for h in run["history"]] == [1, 2]
+    a = run["at_init"]
+    assert len(a["grad_norm"]) == 3 and len(a["act_std"]) == 3
+    # the gradient norms are those of Network.gradients on the probe batch (the first 256 rows)
+    net = il.Network(run["widths"], activation="relu", output="softmax", init="he_normal", seed=0)
+    probe = slice(0, 256)
+    expected = [float(np.linalg.norm(dW)) for dW, _ in net.gradients(small_data.X_train[probe],
+                                                                     small_data.y_train[probe])]
+    np.testing.assert_allclose(a["grad_norm"], expected, rtol=1e-5)
+    assert run["grad_ratio"] == pytest.approx(expected[0] / expected[-1], rel=1e-5)
+    np.testing.assert_allclose(a["loss"], net.loss(small_data.X_train[probe], small_data.y_train[probe]), rtol=1e-6)
+    # histograms: one per hidden layer, each counting every activation of the probe batch
+    counts = np.asarray(a["histograms"]["counts"])
+    assert counts.shape == (2, experiments.HISTOGRAM_BINS)
+    assert counts.sum(axis=1).tolist() == [256 * 16, 256 * 16]
+    assert a["verdict"] in ("healthy", "vanishing", "exploding", "saturated", "dead")
+    # summary fields agree with the history
+    assert run["final_loss"] == run["history"][-1]["loss"]
+    first_ok = next((h["epoch"] for h in run["history"] if h["val_accuracy"] >= 0.5), None)
+    assert run["epochs_to_target"] == first_ok
+
+
+def test_run_one_is_deterministic_and_thread_independent(small_data):
+    spec = RunSpec(init="xavier_uniform", activation="tanh", **TINY)
+    a = experiments.run_one(replace(spec, threads=1), small_data)
+    b = experiments.run_one(replace(spec, threads=2), small_data)
+    assert _strip_times(a) == _strip_times(b)
+
+
+def test_loss_threshold_stops_training(small_data):
+    spec = RunSpec(init="he_normal", loss_threshold=1.5, **dict(TINY, epochs=30))
+    run = experiments.run_one(spec, small_data)
+    assert run["epochs_to_loss"] is not None and run["epochs_run"] == run["epochs_to_loss"] < 30
+    losses = [h["loss"] for h in run["history"]]
+    assert losses[-1] <= 1.5 and all(loss > 1.5 for loss in losses[:-1])
+    assert "threshold" in run["stop_reason"]
+
+
+def test_lsuv_run_has_unit_variance_layers_at_init(small_data):
+    run = experiments.run_one(RunSpec(init="lsuv", **dict(TINY, depth=4)), small_data)
+    pre_var = np.square(run["at_init"]["pre_std"])
+    assert np.all(np.abs(pre_var - 1.0) < 0.5), pre_var
+
+
+# ---------------------------------------------------------------- grids and executors
+
+def test_compare_files_and_figures(small_data, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = experiments.compare(small_data, inits=["he_normal", "small_random"], seeds=[0, 1],
+                                 progress=False, **TINY)
+    assert [(r["init"], r["seed"]) for r in result.runs] == [("he_normal", 0), ("he_normal", 1),
+                                                             ("small_random", 0), ("small_random", 1)]
+    table = result.table()
+    assert "he_normal" in table and "small_random" in table and "verdict at init" in table
+    # small_random (0.01 N(0,1)) shrinks the signal: its first/last gradient ratio is far below he's
+    by_init = {r["init"]: r for r in result.runs if r["seed"] == 0}
+    assert by_init["small_random"]["grad_ratio"] < 0.1 * by_init["he_normal"]["grad_ratio"]
+    paths = result.save(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["activations_at_init.png", "grad_norms_at_init.png", "history.csv", "layers.csv",
+                     "loss_curves.png", "results.json", "summary.csv"]
+    assert len(paths) == 7
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 200_000
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["runs"]) == 4 and saved["config"]["inits"] == ["he_normal", "small_random"]
+    assert saved["runs"][0]["history"][-1]["loss"] == pytest.approx(result.runs[0]["final_loss"])
+    with open(tmp_path / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert [row["init"] for row in summary] == ["he_normal", "he_normal", "small_random", "small_random"]
+    assert float(summary[0]["final_loss"]) == pytest.approx(result.runs[0]["final_loss"])
+    with open(tmp_path / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4 * 2
+    with open(tmp_path / "layers.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4 * 3
+
+
+def test_compare_rejects_bad_arguments(small_data):
+    with pytest.raises(ValueError, match="not a known initializer; valid:.*he_normal"):
+        experiments.compare(small_data, inits=["he_normall"], progress=False)
+    with pytest.raises(ValueError, match="activation"):
+        experiments.compare(small_data, inits=["he_normal"], activation="relu6", progress=False)
+    with pytest.raises(ValueError, match="optimizer"):
+        experiments.compare(small_data, inits=["he_normal"], optimizer="lbfgs", progress=False)
+    with pytest.raises(ValueError, match="depth must be an int >= 0"):
+        experiments.compare(small_data, inits=["he_normal"], depth=-1, progress=False)
+    with pytest.raises(ValueError, match="workers must be an int >= 1"):
+        experiments.compare(small_data, inits=["he_normal"], workers=0, progress=False)
+    with pytest.raises(ValueError, match="neither a built-in data set"):
+        experiments.compare("no-such-data", progress=False)
+
+
+def _grid(data):
+    return [RunSpec(init=init, seed=seed, **TINY) for init in ("he_normal", "xavier_normal") for seed in (0, 1)]
+
+
+def test_process_workers_equal_serial(small_data):
+    specs = _grid(small_data)
+    serial = experiments.run_grid(specs, small_data, progress=False)
+    parallel = experiments.run_grid(specs, small_data, workers=2, progress=False)
+    assert [_strip_times(r) for r in parallel] == [_strip_times(r) for r in serial]
+    assert {r["spec"]["threads"] for r in parallel} == {max(1, experiments._cpu_count() // 2)}
+
+
+def test_dask_local_cluster_equals_serial(small_data):
+    pytest.importorskip("dask.distributed")
+    specs = _grid(small_data)
+    serial = experiments.run_grid(specs, small_data, progress=False)
+    distributed = experiments.run_grid(specs, small_data, scheduler="local", workers=2, progress=False)
+    assert [_strip_times(r) for r in distributed] == [_strip_times(r) for r in serial]
+
+
+# ---------------------------------------------------------------- presets (reduced size)
+
+def _claims(name):
+    result = experiments.run_preset(name, reduced=True, progress=False)
+    return result, {c.claim: c for c in result.claims}
+
+
+def test_he2015_xavier_stalls_at_depth_30_and_he_trains():
+    result, claims = _claims("he2015")
+    deep_x = experiments._one(result.runs, label="30 layers", init="xavier_normal")
+    deep_h = experiments._one(result.runs, label="30 layers", init="he_normal")
+    assert all(abs(loss - math.log(10)) < 0.05 for loss in experiments._losses(deep_x))
+    assert deep_h["final_loss"] < 0.5 * math.log(10)
+    assert deep_x["at_init"]["verdict"] == "vanishing" and deep_h["at_init"]["verdict"] != "vanishing"
+    assert all(c.holds for c in result.claims), result.claims_table()
+
+
+def test_glorot2010_claims_hold_at_reduced_size():
+    result, claims = _claims("glorot2010")
+    std_t = experiments._one(result.runs, label="tanh", init="torch_default")
+    norm_t = experiments._one(result.runs, label="tanh", init="xavier_uniform")
+    # activation std shrinks layer by layer under U(±1/√n) (variance factor ~1/3 per tanh layer)
+    act = std_t["at_init"]["act_std"][:5]
+    assert all(b < a for a, b in zip(act, act[1:]))
+    assert norm_t["at_init"]["act_std"][4] > 2 * std_t["at_init"]["act_std"][4]
+    assert all(c.holds for c in result.claims), result.claims_table()
+
+
+def test_saxe2013_orthogonal_flat_gaussian_grows():
+    result, claims = _claims("saxe2013")
+    assert all(c.holds for c in result.claims), result.claims_table()
+
+
+def test_lsuv_preset_claims_hold():
+    result, claims = _claims("lsuv")
+    assert all(c.holds for c in result.claims), result.claims_table()
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="valid: he2015, glorot2010, saxe2013, lsuv"):
+        experiments.run_preset("he2016")
