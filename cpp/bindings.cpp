@@ -116,7 +116,17 @@ class Check {
       value_error(std::string("argument '") + name +
                   "' must be C-contiguous (use numpy.ascontiguousarray), got a strided view");
     }
+    if (!is_aligned(a)) {
+      value_error(std::string("argument '") + name + "' is not aligned to its dtype's " +
+                  std::to_string(a.itemsize()) + " bytes (a view at an odd byte offset); pass an aligned copy");
+    }
     return a;
+  }
+
+  // The kernels read T through T*: a buffer off T's alignment is undefined behaviour, so it is
+  // refused (numpy makes such views from np.frombuffer or byte slices at odd offsets).
+  static bool is_aligned(const py::array& a) {
+    return a.size() == 0 || reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(a.itemsize()) == 0;
   }
 
   // array() and writeable: outputs are written in place, never copied.
@@ -791,6 +801,10 @@ OutArray check_out(const py::handle& obj, const std::string& who) {
                                 "numpy.ascontiguousarray(a) and keep the result)");
   }
   if (!array.writeable()) throw py::value_error(who + ": array must be writable, it is read-only");
+  if (!Check::is_aligned(array)) {
+    throw py::value_error(who + ": array is not aligned to its dtype (a view at an odd byte offset); "
+                                "pass an aligned array");
+  }
   std::vector<std::int64_t> shape(array.shape(), array.shape() + array.ndim());
   return {array, is_double, shape, static_cast<std::int64_t>(array.size())};
 }
