@@ -325,8 +325,9 @@ InitPlan plan_init(const InitRequest& r) {
     require_ndim(r, 3, 5);
     const double groups = p.number("groups");
     const std::int64_t out_channels = r.layout == Layout::kOutIn ? r.shape[0] : r.shape.back();
-    if (!(groups >= 1 && groups == std::floor(groups))) {
-      fail(s, "groups must be an integer >= 1, got " + format_number(groups));
+    // The upper bound keeps the cast to int64 below defined (1e300 would be undefined behaviour).
+    if (!(groups >= 1 && groups <= 0x1p53 && groups == std::floor(groups))) {
+      fail(s, "groups must be an integer in [1, 2^53], got " + format_number(groups));
     }
     if (out_channels % static_cast<std::int64_t>(groups) != 0) {
       fail(s, "groups must divide the output channels (" + std::to_string(out_channels) +
