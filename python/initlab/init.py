@@ -149,6 +149,8 @@ def scheme(name: str) -> Scheme:
 def _parse_shape(shape: object, who: str) -> Tuple[int, ...]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
+    if isinstance(shape, (str, bytes)):  # iterable, but not a shape (b"x" would be (120,))
+        raise TypeError(f"{who}: shape must be an int or a tuple of ints, got {type(shape).__name__}")
     try:
         dims = tuple(shape)  # type: ignore[arg-type]
     except TypeError:
@@ -160,6 +162,8 @@ def _parse_shape(shape: object, who: str) -> Tuple[int, ...]:
             raise TypeError(f"{who}: shape must hold ints, got {shape!r}")
         if d < 0:
             raise ValueError(f"{who}: shape entries must be >= 0, got {shape!r}")
+        if d >= 2**63:  # the core's sizes are int64 (numpy's too)
+            raise ValueError(f"{who}: shape entries must be < 2**63, got {shape!r}")
         out.append(int(d))
     return tuple(out)
 
@@ -216,14 +220,19 @@ def _parse_params(sch: Scheme, who: str, params: Dict[str, Any]) -> Tuple[Dict[s
     return numbers, words
 
 
+def physical_memory() -> int:
+    """Bytes of physical memory (2**63 - 1 where the OS does not say)."""
+    try:
+        return min(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 2**63 - 1)
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
 def _check_memory(shape: Tuple[int, ...], dtype: np.dtype, who: str) -> None:
     """MemoryError before allocating more than this machine has (np.empty could over-commit)."""
     nbytes = math.prod(shape) * dtype.itemsize
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 2**63 - 1
-    if nbytes > min(physical, 2**63 - 1):
+    physical = physical_memory()
+    if nbytes > physical:
         raise MemoryError(f"{who}: shape {shape} in {dtype.name} needs {nbytes} bytes, more than "
                           f"this machine's {physical} bytes of memory")
 
@@ -479,7 +488,11 @@ def estimate_gain(activation: Union[str, Callable[[np.ndarray], np.ndarray]]) ->
     left = np.arange(-12.0, 12.0)  # unit intervals [k, k+1]
     z = (left[:, None] + 0.5 * (nodes[None, :] + 1.0)).ravel()
     w = np.tile(0.5 * weights, left.size)
-    values = np.asarray(phi(z.copy()), dtype=np.float64)
+    values = np.asarray(phi(z.copy()))
+    if values.dtype.kind not in "fiub":  # complex would silently lose its imaginary part
+        raise TypeError(f"estimate_gain: the activation must return real numbers, got dtype "
+                        f"{values.dtype}")
+    values = values.astype(np.float64)
     if values.shape != z.shape:
         raise ValueError("estimate_gain: the activation must map an array to an array of the "
                          "same shape")
