@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -97,6 +98,19 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
             allowed += f" and {'<' if max_strict else '<='} {maximum}"
         raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
     return v
+
+
+def _check_network_memory(widths: Sequence[int], dtype: str) -> None:
+    """MemoryError before the first weight is drawn when the weights and their gradient buffers
+    alone need more than this machine's physical memory (each layer on its own may fit, so the
+    per-array check of il.init would only fail half-way, after gigabytes were filled)."""
+    parameters = sum(n_in * n_out + n_out for n_in, n_out in zip(widths[:-1], widths[1:]))
+    nbytes = 2 * parameters * np.dtype(dtype).itemsize  # W, b and dW, db
+    physical = _init_module().physical_memory()
+    if nbytes > physical:
+        raise MemoryError(f"Network: widths {list(widths)} in {dtype} need {nbytes} bytes for the "
+                          f"weights and their gradients, more than this machine's {physical} bytes "
+                          f"of memory")
 
 
 def _check_name(name: str, value: Any, valid: Sequence[str]) -> str:
@@ -362,6 +376,7 @@ class Network:
         self.output_dim = fresh[-1].units
         self.stop_training = False
 
+        _check_network_memory(self.widths, self.dtype)
         # Resolve every initializer before drawing any (a bad name fails before anything is built).
         inits = [_Initializer(layer.init if layer.init is not None else init, f"init (layer {i})")
                  for i, layer in enumerate(fresh)]
@@ -1034,7 +1049,10 @@ class Network:
                 if not hasattr(data, "files"):
                     raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
                 arrays = {key: data[key] for key in data.files}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        # zipfile also raises NotImplementedError (unknown compression or flags) and RuntimeError
+        # (encrypted members) for a foreign or damaged archive.
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+                RuntimeError, zlib.error) as e:
             if isinstance(e, FileNotFoundError):
                 raise
             raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
