@@ -472,7 +472,9 @@ def test_inplace_writes_into_the_given_array():
     (lambda: il.init.normal((10, 5), std=-1.0), ValueError, "std"),
     (lambda: il.init.truncated_normal((10, 5), std=-0.1), ValueError, "std"),
     (lambda: il.init.truncated_normal((10, 5), a=1.0, b=1.0), ValueError, "a must be < b"),
+    (lambda: il.init.truncated_normal((10, 5), a=-60.0, b=-50.0), ValueError, "no probability mass"),
     (lambda: il.init.uniform((10, 5), low=1.0, high=0.0), ValueError, "low must be <= high"),
+    (lambda: il.init.uniform((10, 5), high=float("inf")), ValueError, "finite"),
     (lambda: il.init.sparse((10, 5), sparsity=1.0), ValueError, "sparsity"),
     (lambda: il.init.sparse((10, 5), sparsity=-0.1), ValueError, "sparsity"),
     (lambda: il.init.sparse((10, 5, 2), sparsity=0.1), ValueError, "2-D"),
@@ -506,3 +508,13 @@ def test_bad_input_raises_clear_errors(call, error, match):
 def test_huge_shapes_raise_instead_of_crashing(shape):
     with pytest.raises((ValueError, MemoryError)):
         il.init.normal(shape, seed=0)
+
+
+def test_benchmark_module_runs_and_formats():
+    from initlab.bench.init_fill import format_table, run
+
+    rows = run(threads=(1,), size=64, repeats=1)
+    assert [r["scheme"] for r in rows] == ["he_normal", "he_uniform", "truncated_normal"]
+    assert all(r["initlab"] > 0 and r["numpy"] > 0 for r in rows)
+    table = format_table(rows)
+    assert table.count("\n") == 2 + len(rows) - 1 and "he_uniform | 1 |" in table

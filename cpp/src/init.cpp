@@ -282,6 +282,12 @@ InitPlan plan_init(const InitRequest& r) {
       fail(s, "a must be < b (bounds in units of std), got a=" + format_number(a) +
                   ", b=" + format_number(b));
     }
+    // The inverse CDF needs Phi(b) - Phi(a) > 0 in double (|a|, |b| up to about 37).
+    const double mass = a >= 0 ? normal_cdf(-a) - normal_cdf(-b) : normal_cdf(b) - normal_cdf(a);
+    if (!(mass > 0)) {
+      fail(s, "the interval [a, b] = [" + format_number(a) + ", " + format_number(b) +
+                  "] (in units of std) has no probability mass representable in double");
+    }
     plan = truncated_normal_plan(p.number("mean"), p.number("std"), a, b);
   } else if (s == "small_random") {
     require_nonnegative(r, "scale", p.number("scale"));

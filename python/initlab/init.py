@@ -33,7 +33,7 @@ import numpy as np
 from . import _core
 from .random import check_seed, fresh_seed
 
-__all__ = ["SCHEMES", "Scheme", "gain", "estimate_gain", "fans", "get", "names"]
+__all__ = ["SCHEMES", "Scheme", "gain", "estimate_gain", "fans", "get", "names", "aliases", "plan"]
 
 REQUIRED = inspect.Parameter.empty  # a parameter without a default
 _WORD_PARAMS = ("mode", "nonlinearity", "distribution")  # passed as strings, the rest as numbers

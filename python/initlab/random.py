@@ -44,8 +44,11 @@ any value can be re-derived in plain numpy (``tests/reference.py`` does exactly 
    ("Approximating the erfinv function", GPU Computing Gems 2, 2010; 2 branches in float32, 3 in
    float64).
 
-6. ``log_approx``, ``sin_approx``, ``cos_approx``: Cephes' logf/sinf/cosf polynomials (float32) and
-   fdlibm's log with Cephes' sin/cos (float64), in the exact operation order of
+6. ``log_approx``: ``x = m * 2**e`` with m in [sqrt(1/2), sqrt(2)) found on the bits (float32:
+   ``off = bits - 0x3F3504F3``, ``e = int32(off) >> 23``, ``m = bits - (off & 0xFF800000)``; float64
+   the same on the high word with 0x3FE6A09E, >> 20 and 0xFFF00000), then Cephes' logf polynomial
+   (float32) or fdlibm's log (float64) in ``f = m - 1``. ``sin_approx``, ``cos_approx``: Cephes'
+   sinf/cosf (float32) and sin/cos (float64) on [-pi/4, pi/4]. All in the exact operation order of
    ``cpp/src/random.cpp`` with no fused multiply-add; ``tests/reference.py`` spells them out in numpy.
 
 Every scheme then fixes the parameters: e.g. ``he_normal`` is step 4 with mean 0 and

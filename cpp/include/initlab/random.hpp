@@ -29,8 +29,11 @@
 //     z = (erfinv_poly(w) * t) * T(sqrt 2),  z = min(max(z, T(a)), T(b)),  x = T(mean) + T(std) * z
 //   erfinv_poly is Giles' approximation ("Approximating the erfinv function", GPU Computing Gems 2,
 //   2010): float 2 branches (w < 5), double 3 branches (w < 6.25, w < 16).
-// - log_approx, sin_approx, cos_approx: Cephes' polynomials (logf/sinf/cosf for float, fdlibm's log
-//   and Cephes' sin/cos for double), evaluated with the exact operation order of this file and no
+// - log_approx: x = m 2^e with m in [sqrt(1/2), sqrt(2)) found by integer arithmetic on the bits
+//   (subtract the bits of sqrt(1/2), the exponent field is e, add the rest back), then Cephes' logf
+//   polynomial (float) or fdlibm's log (double) in f = m - 1. sin_approx, cos_approx: Cephes'
+//   sinf/cosf (float) and sin/cos (double) on [-pi/4, pi/4]. All evaluated in the exact operation
+//   order of random.cpp with no
 //   fused multiply-add (random.cpp is compiled with -ffp-contract=off), so every value is a fixed
 //   IEEE-754 computation, independent of the C library and of vectorization.
 // - Element i depends only on (seed, stream, i, params): fills split n into chunks of kChunk elements

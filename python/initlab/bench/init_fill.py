@@ -11,14 +11,14 @@ thread count, with the ratios. Peers, measured in the same process:
 
 >>> from initlab.bench.init_fill import run, format_table
 >>> print(format_table(run(threads=(1,), size=256, repeats=1)))  # doctest: +ELLIPSIS
-| scheme | threads | initlab M/s | numpy M/s | ...
+| scheme | threads | initlab M/s | initlab M/s (CPU time) | numpy M/s | ...
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,13 +28,19 @@ SCHEMES = ("he_normal", "he_uniform", "truncated_normal")
 
 
 def _median_seconds(fill: Callable[[], object], repeats: int) -> float:
+    return _median_wall_and_cpu(fill, repeats)[0]
+
+
+def _median_wall_and_cpu(fill: Callable[[], object], repeats: int) -> Tuple[float, float]:
+    """Median wall-clock and process CPU seconds (all threads) of one fill."""
     fill()  # warm-up: page in the array, spin up the thread pool
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fill()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _torch_fill(scheme: str, tensor) -> Callable[[], object]:
@@ -67,7 +73,7 @@ def run(threads: Sequence[int] = (1, 2), size: int = 4096, repeats: int = 5) -> 
                 torch.set_num_threads(n_threads)
             for scheme in SCHEMES:
                 ours = il.init.get(scheme + "_")
-                initlab_s = _median_seconds(lambda: ours(array, seed=1), repeats)
+                initlab_s, initlab_cpu = _median_wall_and_cpu(lambda: ours(array, seed=1), repeats)
                 if scheme == "he_uniform":
                     numpy_fill = lambda: generator.random(out=array, dtype=np.float32)  # noqa: E731
                 else:
@@ -80,6 +86,9 @@ def run(threads: Sequence[int] = (1, 2), size: int = 4096, repeats: int = 5) -> 
                     "scheme": scheme,
                     "threads": n_threads,
                     "initlab": values / initlab_s / 1e6,
+                    # what the wall clock would show with every thread on its own idle core:
+                    # values per (CPU seconds / threads); robust to a machine shared with others
+                    "initlab_cpu": values / (initlab_cpu / n_threads) / 1e6 if initlab_cpu > 0 else None,
                     "numpy": values / numpy_s / 1e6,
                     "torch": values / torch_s / 1e6 if torch_s else None,
                 }
@@ -94,14 +103,17 @@ def run(threads: Sequence[int] = (1, 2), size: int = 4096, repeats: int = 5) -> 
 
 
 def format_table(rows: Sequence[Dict[str, object]]) -> str:
-    """A markdown table of run()'s rows (M values/s; ratios are initlab's speed-up)."""
+    """A markdown table of run()'s rows (M values/s of wall-clock time; ratios are initlab's
+    speed-up). "CPU time" is values / (process CPU seconds / threads): the rate on idle cores."""
     def cell(x: object, fmt: str) -> str:
         return "n/a" if x is None else format(x, fmt)
 
-    lines = ["| scheme | threads | initlab M/s | numpy M/s | torch M/s | initlab/numpy | initlab/torch |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scheme | threads | initlab M/s | initlab M/s (CPU time) | numpy M/s | torch M/s "
+             "| initlab/numpy | initlab/torch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['scheme']} | {r['threads']} | {cell(r['initlab'], '.0f')} | "
+                     f"{cell(r.get('initlab_cpu'), '.0f')} | "
                      f"{cell(r['numpy'], '.0f')} | {cell(r['torch'], '.0f')} | "
                      f"{cell(r['vs_numpy'], '.1f')}x | {cell(r['vs_torch'], '.1f')}x |")
     return "\n".join(lines)
