@@ -237,11 +237,15 @@ std::pair<initlab::Activation, double> activation_arg(const Check& check, const 
   }
   double value = info->default_param;
   if (!param.is_none()) {
-    if (!py::isinstance<py::float_>(param) && !py::isinstance<py::int_>(param)) {
+    // Any real number (Python or numpy scalar); strings and bools are mistakes, not numbers.
+    const bool is_number = !py::isinstance<py::str>(param) && !py::isinstance<py::bool_>(param) &&
+                           PyNumber_Check(param.ptr()) && !PyComplex_Check(param.ptr());
+    if (!is_number) {
       check.type_error("'param' must be a float or None, got " +
                        std::string(py::str(py::type::of(param).attr("__name__"))));
     }
-    value = check.finite(param.cast<double>(), "param");
+    value = check.finite(PyFloat_AsDouble(param.ptr()), "param");
+    if (PyErr_Occurred()) throw py::error_already_set();
   }
   if (info->id == initlab::Activation::kSoftplus && !(value > 0.0)) {
     check.value_error("softplus 'param' (beta) must be > 0, got " + Check::repr(value));
@@ -1023,6 +1027,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_reference", &gemm_binding<true>, py::arg("A"), py::arg("B"), py::arg("C"), py::arg("alpha") = 1.0,
         py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
         "the triple-loop twin of gemm (test oracle)");
+  m.def("gemm_workspace_allocations", &initlab::gemm_workspace_allocations,
+        "how many times a GEMM packing buffer was (re)allocated; constant in a steady state");
   m.def("activations", &activations_binding,
         "the activation registry: [(name, param_name, default_param)] in the core's order");
   m.def("activation_forward", &activation_forward_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),

@@ -22,6 +22,20 @@ def rand(shape, dtype, seed=0, scale=1.0):
     return (rng(seed).standard_normal(shape) * scale).astype(dtype)
 
 
+@pytest.fixture
+def restore_threads():
+    old = _core.get_num_threads()
+    yield
+    _core.set_num_threads(old)
+
+
+@pytest.fixture
+def one_thread(restore_threads):
+    """Many small products: one thread avoids fork/join costs on a busy machine. Thread counts
+    are covered by test_bitwise_identical_for_any_thread_count."""
+    _core.set_num_threads(1)
+
+
 def test_registry_matches_reference():
     assert ACTIVATIONS == list(ref.ACTIVATION_DEFAULTS)
     for name, _, default in _core.activations():
@@ -45,7 +59,7 @@ def _operands(m, n, k, dtype, trans_a, trans_b, seed=0):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("fn", ["gemm", "gemm_reference"])
-def test_gemm_matches_numpy(dtype, trans_a, trans_b, fn):
+def test_gemm_matches_numpy(dtype, trans_a, trans_b, fn, one_thread):
     for m, n, k in GEMM_SHAPES:
         A, B = _operands(m, n, k, dtype, trans_a, trans_b)
         C = np.full((m, n), np.nan, dtype)  # beta == 0 must never read C
@@ -78,6 +92,65 @@ def test_gemm_fast_equals_reference_closely(dtype):
     np.testing.assert_allclose(C1, C2, rtol=tol, atol=tol)
 
 
+# Edge shapes of the packed path (M*N*K >= 2048): around MR = 6, NR = 16 (float) / 8 (double),
+# KC = 256, and MC = 264 (float) / 132 (double), where the single row-block path gives way to the
+# blocked one; and N = 4081 > NC = 4080.
+FAST_M = [1, 5, 7, 131, 133, 263, 265]
+FAST_N = [1, 7, 9, 15, 17]
+FAST_K = [255, 257, 600]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_edge_shapes_of_the_packed_path(dtype, trans_a, trans_b, one_thread):
+    shapes = [(m, n, k) for m in FAST_M for n in FAST_N for k in FAST_K if m * n * k >= 2048]
+    shapes += [(3, 4081, 20), (270, 4097, 3), (2, 33, 1031)]
+    for m, n, k in shapes:
+        A, B = _operands(m, n, k, dtype, trans_a, trans_b, seed=m + n + k)
+        C = np.full((m, n), np.nan, dtype)
+        _core.gemm(A, B, C, trans_a=trans_a, trans_b=trans_b)
+        expected = ref.gemm(A, B, trans_a=trans_a, trans_b=trans_b)
+        bound = (np.abs(A).max() * np.abs(B).max() * k) * (4e-7 if dtype == np.float32 else 1e-15)
+        np.testing.assert_allclose(C, expected, rtol=0, atol=bound, err_msg=f"{m}x{n}x{k}")
+        # beta != 0 accumulates into C across the K slices
+        C0 = rand((m, n), dtype, 9)
+        C = C0.copy()
+        _core.gemm(A, B, C, alpha=0.5, beta=-1.0, trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_allclose(C, 0.5 * expected - C0, rtol=0, atol=bound + 1e-6 * (dtype == np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False)])
+def test_gemm_random_vector_checksum(dtype, trans_a, trans_b):
+    """C*t must equal A*(B*t) for a random t (BLIS's checksum test), on shapes that cross every
+    cache block: M > MC, K > KC (several slices), N not a multiple of NR."""
+    m, n, k = 700, 901, 1100
+    A, B = _operands(m, n, k, dtype, trans_a, trans_b, seed=7)
+    C = np.empty((m, n), dtype)
+    _core.gemm(A, B, C, trans_a=trans_a, trans_b=trans_b)
+    t = rng(8).standard_normal(n)
+    opA = A.T if trans_a else A
+    opB = B.T if trans_b else B
+    lhs = C.astype(np.float64) @ t
+    rhs = opA.astype(np.float64) @ (opB.astype(np.float64) @ t)
+    scale = np.abs(opA).astype(np.float64) @ (np.abs(opB).astype(np.float64) @ np.abs(t))
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(lhs - rhs) <= 4 * k * eps * scale + 1e-300)
+
+
+def test_steady_state_gemm_allocates_nothing():
+    X, W = rand((300, 500), np.float32), rand((500, 300), np.float32, 1)
+    C = np.empty((300, 300), np.float32)
+    for trans in (False, True):
+        _core.gemm(X, W if not trans else W.T.copy(), C, trans_b=trans)
+    before = _core.gemm_workspace_allocations()
+    for _ in range(3):
+        _core.gemm(X, W, C)
+        _core.gemm(X, W.T.copy(), C, trans_b=True)
+        _core.gemm(X[:64].copy(), W, C[:64].copy())
+    assert _core.gemm_workspace_allocations() == before
+
+
 # ---------------------------------------------------------------------------------------------
 # Activations and dense layers
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +180,7 @@ def test_activation_param(name, param):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTIVATIONS)
-@pytest.mark.parametrize("n,i,o", [(1, 1, 1), (7, 5, 17), (33, 64, 10)])
+@pytest.mark.parametrize("n,i,o", [(1, 1, 1), (7, 5, 17), (33, 64, 10), (270, 300, 19)])
 def test_dense_forward_backward(dtype, name, n, i, o):
     X, W, b = rand((n, i), dtype, 1), rand((i, o), dtype, 2, 0.5), rand((o,), dtype, 3)
     Z, A = np.empty((n, o), dtype), np.empty((n, o), dtype)
@@ -441,6 +514,11 @@ def test_validation_messages():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="'Z' is written in place and must be writeable"):
         _core.dense_forward(f32, W, b, ro, A, "relu")
+    with pytest.raises(TypeError, match="'param' must be a float or None, got str"):
+        _core.dense_forward(f32, W, b, Z, A, "elu", "1.0")
+    with pytest.raises(ValueError, match="'param' must be finite"):
+        _core.dense_forward(f32, W, b, Z, A, "elu", float("nan"))
+    _core.dense_forward(f32, W, b, Z, A, "elu", np.float32(0.5))  # numpy scalars are numbers
     with pytest.raises(ValueError, match="unknown activation 'swish'; valid names: linear, relu"):
         _core.dense_forward(f32, W, b, Z, A, "swish")
     with pytest.raises(TypeError, match="'Z' must be a numpy.ndarray, got list"):
@@ -515,13 +593,6 @@ def test_non_finite_inputs_give_non_finite_results(bad):
 # ---------------------------------------------------------------------------------------------
 # Determinism across thread counts
 # ---------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def restore_threads():
-    old = _core.get_num_threads()
-    yield
-    _core.set_num_threads(old)
-
 
 def _training_artifacts(dtype):
     X, W, b = rand((300, 70), dtype, 1), rand((70, 130), dtype, 2, 0.1), rand((130,), dtype, 3)

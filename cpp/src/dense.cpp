@@ -122,15 +122,20 @@ void dense_backward(std::int64_t n, std::int64_t i, std::int64_t o, T* da, const
   if (dx != nullptr) gemm<T>(false, true, n, i, o, T(1), dz, o, w, o, T(0), dx, i);
 }
 
-#define INITLAB_INSTANTIATE(T)                                                                   \
-  template void activation_forward<T>(std::int64_t, const T*, T*, Activation, T);               \
-  template void activation_backward<T>(std::int64_t, T*, const T*, const T*, Activation, T);    \
-  template void dense_forward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, const T*,   \
-                                 const T*, T*, T*, Activation, T);                               \
-  template void dense_backward<T>(std::int64_t, std::int64_t, std::int64_t, T*, const T*,        \
-                                  const T*, const T*, const T*, Activation, T, T*, T*, T*);
-INITLAB_INSTANTIATE(float)
-INITLAB_INSTANTIATE(double)
-#undef INITLAB_INSTANTIATE
+template void activation_forward<float>(std::int64_t, const float*, float*, Activation, float);
+template void activation_forward<double>(std::int64_t, const double*, double*, Activation, double);
+template void activation_backward<float>(std::int64_t, float*, const float*, const float*, Activation, float);
+template void activation_backward<double>(std::int64_t, double*, const double*, const double*, Activation,
+                                          double);
+template void dense_forward<float>(std::int64_t, std::int64_t, std::int64_t, const float*, const float*,
+                                   const float*, float*, float*, Activation, float);
+template void dense_forward<double>(std::int64_t, std::int64_t, std::int64_t, const double*, const double*,
+                                    const double*, double*, double*, Activation, double);
+template void dense_backward<float>(std::int64_t, std::int64_t, std::int64_t, float*, const float*,
+                                    const float*, const float*, const float*, Activation, float, float*,
+                                    float*, float*);
+template void dense_backward<double>(std::int64_t, std::int64_t, std::int64_t, double*, const double*,
+                                     const double*, const double*, const double*, Activation, double,
+                                     double*, double*, double*);
 
 }  // namespace initlab

@@ -3,9 +3,11 @@
 #include "initlab/gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "initlab/parallel.hpp"
 
@@ -57,6 +59,16 @@ struct Blocking<double> {
 constexpr std::int64_t kGemmSmall = 2048;
 // Multiply-adds per thread below which adding a thread costs more (fork/join) than it saves.
 constexpr std::int64_t kMinMacsPerThread = 1 << 18;
+// Single row-block path: B panels packed together (4 x 16 KiB: in L2, the one in use in L1).
+constexpr std::int64_t kPanelsPerPack = 4;
+
+namespace {
+std::atomic<std::int64_t> g_workspace_allocations{0};
+}  // namespace
+
+std::int64_t gemm_workspace_allocations() {
+  return g_workspace_allocations.load(std::memory_order_relaxed);
+}
 
 template <typename T>
 int gemm_mr() {
@@ -151,6 +163,48 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
   }
 }
 
+// rows[r][c] -> rows[c][r]: an L x L transpose in registers with the unpack / shuffle / 128-bit
+// permute sequence (each __builtin_shuffle below is one AVX instruction).
+#if defined(__GNUC__) && !defined(__clang__)
+template <typename T>
+inline void transpose_in_registers(typename Simd<T>::type* rows) {
+  using V = typename Simd<T>::type;
+  if constexpr (std::is_same_v<T, float>) {
+    using I = std::int32_t __attribute__((vector_size(32)));
+    const I unpack_lo{0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi{2, 10, 3, 11, 6, 14, 7, 15};
+    const I pairs_lo{0, 1, 8, 9, 4, 5, 12, 13}, pairs_hi{2, 3, 10, 11, 6, 7, 14, 15};
+    const I halves_lo{0, 1, 2, 3, 8, 9, 10, 11}, halves_hi{4, 5, 6, 7, 12, 13, 14, 15};
+    V t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = __builtin_shuffle(rows[i], rows[i + 1], unpack_lo);
+      t[i + 1] = __builtin_shuffle(rows[i], rows[i + 1], unpack_hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = __builtin_shuffle(t[i], t[i + 2], pairs_lo);
+      u[i + 1] = __builtin_shuffle(t[i], t[i + 2], pairs_hi);
+      u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], pairs_lo);
+      u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], pairs_hi);
+    }
+    for (int i = 0; i < 4; ++i) {
+      rows[i] = __builtin_shuffle(u[i], u[i + 4], halves_lo);
+      rows[i + 4] = __builtin_shuffle(u[i], u[i + 4], halves_hi);
+    }
+  } else {
+    using I = std::int64_t __attribute__((vector_size(32)));
+    const I unpack_lo{0, 4, 2, 6}, unpack_hi{1, 5, 3, 7};
+    const I halves_lo{0, 1, 4, 5}, halves_hi{2, 3, 6, 7};
+    const V t0 = __builtin_shuffle(rows[0], rows[1], unpack_lo);
+    const V t1 = __builtin_shuffle(rows[0], rows[1], unpack_hi);
+    const V t2 = __builtin_shuffle(rows[2], rows[3], unpack_lo);
+    const V t3 = __builtin_shuffle(rows[2], rows[3], unpack_hi);
+    rows[0] = __builtin_shuffle(t0, t2, halves_lo);
+    rows[1] = __builtin_shuffle(t1, t3, halves_lo);
+    rows[2] = __builtin_shuffle(t0, t2, halves_hi);
+    rows[3] = __builtin_shuffle(t1, t3, halves_hi);
+  }
+}
+#endif
+
 // op(B)[p0 : p0+kc, j0 : j0+NR] -> one panel of kc groups of NR values, columns past `cols` zeroed.
 template <typename T>
 void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, std::int64_t j0,
@@ -171,14 +225,56 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
         for (int j = 0; j < kNR; ++j) out[j] = j < cols ? src[j] : T(0);
       }
     }
-  } else {  // B is (N, K): read each of the NR rows contiguously, write with stride NR
-    for (int j = 0; j < kNR; ++j) {
-      if (j < cols) {
-        const T* src = b + (j0 + j) * ldb + p0;
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * kNR + j] = src[p];
-      } else {
-        for (std::int64_t p = 0; p < kc; ++p) dst[p * kNR + j] = T(0);
+  } else {  // B is (N, K): transpose L x L blocks in registers (L = lanes: 8 floats, 4 doubles)
+    using V = typename Simd<T>::type;
+    constexpr int kL = Simd<T>::kLanes;
+    std::int64_t p = 0;
+#if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
+    for (; p + kL <= kc; p += kL) {
+      for (int half = 0; half < kNR / kL; ++half) {
+        V rows[kL];
+        for (int r = 0; r < kL; ++r) {
+          const int j = half * kL + r;
+          if (j < cols) {
+            std::memcpy(&rows[r], b + (j0 + j) * ldb + p0 + p, sizeof(V));
+          } else {
+            rows[r] = V{};
+          }
+        }
+        transpose_in_registers<T>(rows);
+        for (int c = 0; c < kL; ++c) std::memcpy(dst + (p + c) * kNR + half * kL, &rows[c], sizeof(V));
       }
+    }
+#endif
+    for (; p < kc; ++p) {  // the last kc % L values of each row
+      for (int j = 0; j < kNR; ++j) dst[p * kNR + j] = j < cols ? b[(j0 + j) * ldb + p0 + p] : T(0);
+    }
+  }
+}
+
+// op(B)[p0 : p0+kc, j0 : j0+panels*NR] -> `panels` consecutive panels (cols valid columns in all).
+// For a row-major B this reads panels*NR contiguous values per row p, several cache lines at a
+// time, instead of one line per row per panel.
+template <typename T>
+void pack_b_panels(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, std::int64_t j0,
+                   std::int64_t cols, std::int64_t kc, std::int64_t panels, T* dst) {
+  constexpr int kNR = Blocking<T>::kNR;
+  if (trans_b || cols < panels * kNR) {
+    for (std::int64_t q = 0; q < panels; ++q) {
+      pack_b_panel(trans_b, b, ldb, p0, j0 + q * kNR, std::min<std::int64_t>(kNR, cols - q * kNR), kc,
+                   dst + q * kc * kNR);
+    }
+    return;
+  }
+  constexpr std::int64_t kAhead = 8;  // rows of B requested ahead
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const T* src = b + (p0 + p) * ldb + j0;
+    if (p + kAhead < kc) {
+      for (std::int64_t q = 0; q < panels; ++q) __builtin_prefetch(src + kAhead * ldb + q * kNR);
+      __builtin_prefetch(src + kAhead * ldb + panels * kNR - 1);
+    }
+    for (std::int64_t q = 0; q < panels; ++q) {
+      std::memcpy(dst + q * kc * kNR + p * kNR, src + q * kNR, sizeof(T) * kNR);
     }
   }
 }
@@ -197,6 +293,7 @@ struct PackBuffer {
       data = static_cast<T*>(std::aligned_alloc(64, bytes));
       if (data == nullptr) throw std::bad_alloc();
       capacity = count;
+      g_workspace_allocations.fetch_add(1, std::memory_order_relaxed);
     }
     return data;
   }
@@ -204,8 +301,8 @@ struct PackBuffer {
 
 template <typename T>
 struct PackBuffers {
-  PackBuffer<T> a, b;  // the calling thread's packed A block and B block
-  PackBuffer<T> b_panel;  // each team thread's own B panel (single row-block path)
+  PackBuffer<T> b;  // blocked path: the B block, in the calling thread's buffers, shared by the team
+  PackBuffer<T> a_block, b_panel;  // each team thread's own A block and (single row-block path) B panel
 };
 
 template <typename T>
@@ -250,56 +347,74 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   constexpr int kMR = B::kMR, kNR = B::kNR;
   const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
 
-  PackBuffers<T>& buffers = pack_buffers<T>();
-  const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
-  const std::int64_t mc_max = std::min<std::int64_t>(B::kMC, (m + kMR - 1) / kMR * kMR);
   const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
-  T* const packed_a = buffers.a.reserve(kc_max * mc_max);
-  T* const packed_b = m <= B::kMC ? nullptr : buffers.b.reserve(kc_max * nc_max);
 
   // The team size only changes who computes a tile, never what a tile computes.
   const std::int64_t useful = std::max<std::int64_t>(1, m * n * k / kMinMacsPerThread);
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), useful));
 
   if (m <= B::kMC) {
-    // One row block: A is packed once per K slice and shared; each thread packs the B panels of
-    // its own jr range into a small thread-local buffer that stays in L1, so B is never written to
-    // (and read back from) a large packed block. This is the shape of every product of a training
-    // step whose M is the batch size.
+    // One row block (every product of a training step whose M is the batch size). Each thread
+    // packs all of op(A)'s K slice into its own buffer (M*KC values: cheap next to its share of
+    // the tiles) and packs the B panels of its own tiles into an L1-sized buffer just before using
+    // them, so B is never written to (and read back from) a large packed block. With nothing
+    // shared, the threads never wait for each other: schedule(static) hands a thread the same
+    // tiles in every K slice, so it accumulates into C tiles that only it touches, and the one
+    // barrier is the end of the parallel region.
     const std::int64_t m_panels = (m + kMR - 1) / kMR;
     const std::int64_t n_panels = (n + kNR - 1) / kNR;
+    const std::int64_t tiles = n_panels * m_panels;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-      T* const b_panel = pack_buffers<T>().b_panel.reserve(kc_max * kNR);
+      PackBuffers<T>& own = pack_buffers<T>();
+      T* const a_block = own.a_block.reserve(kc_max * m_panels * kMR);
+      T* const b_panels = own.b_panel.reserve(kc_max * kNR * kPanelsPerPack);
       for (std::int64_t pc = 0; pc < k; pc += B::kKC) {  // the pc loop
         const std::int64_t kc = std::min(B::kKC, k - pc);
         const T beta_block = pc == 0 ? beta : T(1);  // later K slices accumulate into C
         const bool last_slice = pc + kc >= k;
-#pragma omp for schedule(static)
         for (std::int64_t ip = 0; ip < m_panels; ++ip) {
           pack_a_panel(trans_a, a, lda, ip * kMR, pc, std::min<std::int64_t>(kMR, m - ip * kMR), kc,
-                       packed_a + ip * kc * kMR);
+                       a_block + ip * kc * kMR);
         }
-#pragma omp for schedule(static)
-        for (std::int64_t jp = 0; jp < n_panels; ++jp) {  // the jr loop
-          const std::int64_t col = jp * kNR;
+        // The jr and ir loops, flattened as in the blocked path below: a thread's contiguous range
+        // of tiles walks B panels in order, packing kPanelsPerPack of them when the range reaches
+        // them (a group split between two threads is packed by both).
+        std::int64_t packed_group = -1;
+#pragma omp for schedule(static) nowait
+        for (std::int64_t t = 0; t < tiles; ++t) {
+          const std::int64_t jp = t / m_panels, ip = t % m_panels;
+          const std::int64_t row = ip * kMR, col = jp * kNR;
+          const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
           const std::int64_t nr = std::min<std::int64_t>(kNR, n - col);
-          pack_b_panel(trans_b, b, ldb, pc, col, nr, kc, b_panel);
-          for (std::int64_t ip = 0; ip < m_panels; ++ip) {  // the ir loop
-            const std::int64_t row = ip * kMR;
-            const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
-            T* c_tile = c + row * ldc + col;
-            compute_tile<T>(kc, packed_a + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
-            if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
+          const std::int64_t group = jp / kPanelsPerPack;
+          if (group != packed_group) {
+            const std::int64_t first = group * kPanelsPerPack;
+            const std::int64_t panels = std::min(kPanelsPerPack, n_panels - first);
+            pack_b_panels(trans_b, b, ldb, pc, first * kNR, std::min<std::int64_t>(panels * kNR, n - first * kNR),
+                          kc, panels, b_panels);
+            packed_group = group;
           }
+          const T* b_panel = b_panels + (jp % kPanelsPerPack) * kc * kNR;
+          T* c_tile = c + row * ldc + col;
+          compute_tile<T>(kc, a_block + ip * kc * kMR, b_panel, alpha, beta_block, c_tile, ldc, mr, nr);
+          if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
         }
       }
     }
     return;
   }
 
+  // Blocked path (M > MC: the weight gradients X^T*dZ, large square products). op(B)'s block is
+  // packed once per (jc, pc) by the whole team into the calling thread's buffer; each thread packs
+  // the A block of every row block itself, so the only waits are around the shared B block.
+  PackBuffers<T>& caller = pack_buffers<T>();
+  const std::int64_t nc_max = std::min<std::int64_t>(B::kNC, (n + kNR - 1) / kNR * kNR);
+  T* const packed_b = caller.b.reserve(kc_max * nc_max);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    T* const a_block = pack_buffers<T>().a_block.reserve(kc_max * B::kMC);
+    bool first_block = true;
     for (std::int64_t jc = 0; jc < n; jc += B::kNC) {  // the jc loop
       const std::int64_t nc = std::min(B::kNC, n - jc);
       const std::int64_t n_panels = (nc + kNR - 1) / kNR;
@@ -307,29 +422,32 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
         const std::int64_t kc = std::min(B::kKC, k - pc);
         const T beta_block = pc == 0 ? beta : T(1);  // later K slices accumulate into C
         const bool last_slice = pc + kc >= k;
+        if (!first_block) {
+#pragma omp barrier
+        }  // everyone is done with the previous B block before it is overwritten
+        first_block = false;
 #pragma omp for schedule(static)
         for (std::int64_t jp = 0; jp < n_panels; ++jp) {
           pack_b_panel(trans_b, b, ldb, pc, jc + jp * kNR, std::min<std::int64_t>(kNR, nc - jp * kNR), kc,
                        packed_b + jp * kc * kNR);
-        }
+        }  // implicit barrier: the B block is complete
         for (std::int64_t ic = 0; ic < m; ic += B::kMC) {  // the ic loop
           const std::int64_t mc = std::min(B::kMC, m - ic);
           const std::int64_t m_panels = (mc + kMR - 1) / kMR;
-#pragma omp for schedule(static)
           for (std::int64_t ip = 0; ip < m_panels; ++ip) {
             pack_a_panel(trans_a, a, lda, ic + ip * kMR, pc, std::min<std::int64_t>(kMR, mc - ip * kMR), kc,
-                         packed_a + ip * kc * kMR);
+                         a_block + ip * kc * kMR);
           }
           // The jr and ir loops, flattened: tile t is (jr = t / m_panels, ir = t % m_panels), so a
           // thread's contiguous range of tiles reuses each B panel across consecutive A panels.
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
           for (std::int64_t t = 0; t < n_panels * m_panels; ++t) {
             const std::int64_t jp = t / m_panels, ip = t % m_panels;
             const std::int64_t row = ic + ip * kMR, col = jc + jp * kNR;
             const std::int64_t mr = std::min<std::int64_t>(kMR, m - row);
             const std::int64_t nr = std::min<std::int64_t>(kNR, n - col);
             T* c_tile = c + row * ldc + col;
-            compute_tile<T>(kc, packed_a + ip * kc * kMR, packed_b + jp * kc * kNR, alpha, beta_block,
+            compute_tile<T>(kc, a_block + ip * kc * kMR, packed_b + jp * kc * kNR, alpha, beta_block,
                             c_tile, ldc, mr, nr);
             if (last_slice && has_epilogue) epilogue->apply(epilogue->ctx, c_tile, ldc, row, col, mr, nr);
           }

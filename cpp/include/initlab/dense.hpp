@@ -17,6 +17,9 @@
 //   softplus   a = log1p(exp(beta*z))/beta, a = z when beta*z > 20 [beta = 1]
 //                                                                a' = sigmoid(beta*z), 1 when beta*z > 20
 // NaN in z gives NaN in a (relu included: NaN < 0 is false, so relu(NaN) = NaN, as in PyTorch).
+// float32 sigmoid and tanh use the project's vectorizable exp/tanh (Cephes polynomials, within
+// 2 ulp of the true value; tanh saturates to +-1 exactly); everything else, and all of float64,
+// uses the C library.
 //
 // Forward:  Z := X*W + b; A := act(Z). Bias and activation run in the GEMM epilogue, tile by tile.
 //           Cached for backward: Z and A (both are kept by the caller). A may be Z only for linear.

@@ -23,10 +23,16 @@
 //         jr loop: NR-wide panels of packed B       (parallel with the ic loop: output tiles)
 //           ir loop: MR-tall panels of packed A
 //             micro-kernel: an MR x NR tile of C += packed A panel * packed B panel over KC
+// When M fits one row block (M <= MC: every product of a training step whose M is the batch),
+// the ic loop disappears: op(A) is packed once per K slice and shared, and each thread packs the B
+// panels of its own jr range into an L1-sized buffer just before using them.
 // Packed panels are zero-padded to whole MR / NR, so the micro-kernel never branches on edges; edge
-// tiles are computed into a local MR x NR buffer and copied out. Packing buffers are thread-local,
-// grown once and reused, so a steady-state call allocates nothing.
-// Tiny products (M*N*K below kGemmSmall) go to gemm_reference, the triple-loop twin.
+// tiles are computed into a local MR x NR buffer and copied out. Transposed operands are packed
+// with L x L register transposes. Packing buffers are per thread, grown once and reused, so a
+// steady-state call allocates nothing (gemm_workspace_allocations() counts the growths).
+// Tiny products (M*N*K < 2048) go to gemm_reference, the triple-loop twin; products too small to
+// pay for a fork/join (M*N*K < 2^18 per thread) use fewer threads. Neither choice depends on the
+// thread count in a way that changes results: a tile is computed the same way by any thread.
 #pragma once
 #include <cstdint>
 
@@ -51,6 +57,10 @@ template <typename T>
 void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                     T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
                     std::int64_t ldc, const GemmEpilogue<T>* epilogue = nullptr);
+
+// How many times a packing buffer was (re)allocated since the process started: constant across
+// repeated calls with the same shapes (the buffers only grow), which the tests check.
+std::int64_t gemm_workspace_allocations();
 
 // The micro-kernel alone on packed panels, for the native benchmark's roofline figure:
 // c (MR x NR, row stride ldc) := packed_a (KC x MR) * packed_b (KC x NR), repeated `repeats` times.

@@ -185,41 +185,55 @@ def thread_limits(threads: int) -> Iterator[str]:
             torch.set_num_threads(torch_old)
 
 
-def time_step(step: Callable[[], float], min_seconds: float, min_repeats: int = 5) -> float:
-    """Median seconds per call after a warm-up, over at least min_repeats calls and min_seconds."""
-    for _ in range(3):
-        step()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 2000:
-            break
-    return statistics.median(times)
+# Seconds to wait after one library's block of steps before timing another: idle OpenMP and
+# OpenBLAS worker threads spin for a while after their last parallel region (OpenBLAS for about
+# 0.1 s), and on a machine with as many threads as cores they would steal the next library's cores.
+SETTLE_SECONDS = 0.3
+
+
+def time_steps_interleaved(steps: dict[str, Callable[[], float] | None], min_seconds: float,
+                           rounds: int = 3) -> dict[str, float]:
+    """Median seconds per step of each function, over `rounds` turns in which each library runs
+    steps for min_seconds/rounds: taking turns gives each the same share of a shared machine's
+    noise; the pause between turns lets the previous library's worker threads go to sleep."""
+    live = {name: fn for name, fn in steps.items() if fn is not None}
+    times: dict[str, list[float]] = {name: [] for name in live}
+    for _ in range(rounds):
+        for name, fn in live.items():
+            time.sleep(SETTLE_SECONDS)
+            for _ in range(2):  # warm-up: caches, thread pools
+                fn()
+            start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                fn()
+                t1 = time.perf_counter()
+                times[name].append(t1 - t0)
+                if t1 - start >= min_seconds / rounds and len(times[name]) >= 3:
+                    break
+    return {name: (statistics.median(times[name]) if name in times else float("nan")) for name in steps}
 
 
 def run(threads: Sequence[int] = (1, 2), quick: bool = False,
         networks: Sequence[str] | None = None) -> list[dict]:
     """Time every network in NETWORKS for each thread count; one dict per (network, threads) with
-    milliseconds per step for initlab, torch and numpy and the ratio initlab/torch."""
-    min_seconds = 0.2 if quick else 1.0
+    the median milliseconds per step for initlab, torch and numpy and the ratio initlab/torch."""
+    min_seconds = 0.3 if quick else 1.5
     rows = []
     for spec in NETWORKS:
         if networks is not None and spec.name not in networks:
             continue
         for t in threads:
             with thread_limits(t) as note:
-                ours = time_step(initlab_step(spec), min_seconds)
-                torch_fn = torch_step(spec)
-                theirs = time_step(torch_fn, min_seconds) if torch_fn is not None else float("nan")
-                plain = time_step(numpy_step(spec), min_seconds)
+                steps = {"initlab": initlab_step(spec), "torch": torch_step(spec), "numpy": numpy_step(spec)}
+                seconds = time_steps_interleaved(steps, min_seconds)
+            widths = ("-".join(map(str, spec.widths)) if len(spec.widths) < 8
+                      else f"{spec.widths[0]}-{spec.widths[1]}x{len(spec.widths) - 2}-{spec.widths[-1]}")
+            ms = {name: v * 1e3 for name, v in seconds.items()}
             rows.append({
-                "network": spec.name, "widths": "-".join(map(str, spec.widths)) if len(spec.widths) < 8
-                else f"{spec.widths[0]}-{spec.widths[1]}x{len(spec.widths) - 2}-{spec.widths[-1]}",
-                "batch": spec.batch, "threads": t, "initlab_ms": ours * 1e3, "torch_ms": theirs * 1e3,
-                "numpy_ms": plain * 1e3, "ratio_vs_torch": ours / theirs, "note": note,
+                "network": spec.name, "widths": widths, "batch": spec.batch, "threads": t,
+                "initlab_ms": ms["initlab"], "torch_ms": ms["torch"], "numpy_ms": ms["numpy"],
+                "ratio_vs_torch": ms["initlab"] / ms["torch"], "note": note,
             })
     return rows
 
