@@ -127,6 +127,9 @@ BAD_NETWORK = [
     (dict(layers=[il.Dense(3), il.Dense(2, "sigmoid")], input_dim=4, output="softmax"), ValueError, r"contradicts"),
     (dict(layers=[4, 5, 3], dropout=1.0), ValueError, r"dropout must be a finite number >= 0.0 and < 1.0"),
     (dict(layers=[il.Dense(3), il.Dense(2, dropout=0.5)], input_dim=4), ValueError, r"dropout on the output layer"),
+    (dict(layers=[il.Dense(3, "relu", param=0.1), il.Dense(2)], input_dim=4), ValueError,
+     r"param=0.1 given for layer 0 with activation 'relu'; only leaky_relu, elu, softplus take a parameter"),
+    (dict(layers=[il.Dense(3, "softplus", param=0.0), il.Dense(2)], input_dim=4), ValueError, r"softplus beta"),
 ]
 
 

@@ -18,24 +18,35 @@ The verdict reads two gains across the depth of the network,
 where top is the last hidden layer (the output layer when there are fewer than 2 hidden layers:
 the output's change of width alone would scale the backward gain by fan_out/fan_in),
 and is, in this order of precedence (a cause before its symptoms):
+    "exploding"  activations or gradients overflow to inf/NaN;
+    "vanishing"  a hidden layer's weights are all zero;
     "dead"       a ReLU-family hidden layer has >= DEAD_LAYER units dead on the whole batch, or
                  the hidden layers' mean dead fraction is >= DEAD_MEAN;
     "saturated"  tanh/sigmoid hidden layers are saturated on average >= SATURATED_MEAN;
     "exploding"  max(log10 g_f, log10 g_b) >= GAIN_DECADES;
     "vanishing"  min(log10 g_f, log10 g_b) <= -GAIN_DECADES;
     "healthy"    otherwise.
-Calibration (width 256, 30 layers, 512 N(0,1) samples; see tests/test_diagnose.py): he_normal ReLU
-keeps both gains within a factor ~2 and its deepest layers show up to ~40% dead units (inputs grow
-correlated with depth, so a unit tends to be off for the whole batch: a property of deep ReLU nets
-at any scale, not a fault of the initialization); xavier_normal halves the variance per layer
-(g ~ 1e-4); N(0,1) weights multiply it by 128 per layer; tanh with N(0,1) weights has ~87% of its
-units saturated. The thresholds sit between these regimes.
+Calibration (30 hidden layers of width 256, 128 rows of N(0, 1) inputs, seeds 0-2; the cases are
+tests/test_diagnose.py):
+    relu + he_normal           g_f, g_b in [0.67, 1.13]; dead <= 0.40 per layer, ~0.19 on average
+                               (inputs grow correlated with depth, so a unit tends to be off for the
+                               whole batch: deep ReLU nets at any weight scale, not an init fault)
+    relu + xavier_normal       g ~ 3e-5..5e-5 (variance factor 0.5 per layer)      -> vanishing
+    relu + N(0, 1)             g ~ 3e30 (variance factor 128 per layer)             -> exploding
+    tanh + N(0, 1)             87% of the units saturated, g_b ~ 4e13               -> saturated
+    relu + he_normal, width 4  a layer with every unit dead (all seeds tried)       -> dead
+    tanh + xavier_normal       g ~ 0.13-0.16: the slow 1/sqrt(depth) decay of tanh  -> healthy
+    sigmoid + xavier_normal (10 layers) g_b ~ 2e-6                                  -> vanishing
+The thresholds sit between these regimes with a factor ~2 (dead) or several decades (gains) of
+margin, except tanh + xavier_normal: at 30 layers it sits 0.9 decades down, near the threshold, and
+deeper tanh stacks read "vanishing" (their gradients do shrink). Fewer rows make "dead on the whole
+batch" likelier: diagnose on >= 64 rows.
 """
 from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List
 
 import numpy as np
 
@@ -44,7 +55,7 @@ from . import _core
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
 
-DEAD_LAYER = 0.9        # a hidden layer this dead blocks most of the signal
+DEAD_LAYER = 0.75       # wide deep he_normal ReLU nets: <= ~0.4 per layer; narrow ones collapse
 DEAD_MEAN = 0.4         # deep wide he_normal ReLU nets: ~0.19 on average; narrow deep ones: 0.4+
 SATURATED_MEAN = 0.3    # healthy tanh (xavier): ~1%; tanh with N(0, 1) weights at width 256: ~87%
 GAIN_DECADES = 1.0      # a factor of 10 in std across the whole network
@@ -164,8 +175,8 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
     rows = []
     for i, layer in enumerate(net.layers):
         grad = _core.layer_stats(ws.dA[i], ws.dA[i], "linear", 0.0)  # moments of dL/dZ_i
-        sv = np.linalg.svd(layer.W.astype(np.float64), compute_uv=False)
-        spectral = float(sv[0])
+        spectral = _spectral_norm(layer.W)
+        frobenius_sq = _core.sum_of_squares(layer.W)  # stable rank = ||W||_F^2 / ||W||_2^2
         rows.append({"layer": i, "activation": "linear" if i == last else layer.activation,
                      "fan_in": layer.fan_in, "fan_out": layer.units,
                      "pre_mean": forward[i]["pre_mean"], "pre_std": forward[i]["pre_std"],
@@ -173,7 +184,7 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
                      "saturated": forward[i]["saturated"], "dead": forward[i]["dead"],
                      "grad_norm": math.sqrt(_core.sum_of_squares(net._dW[i])),
                      "grad_std": grad["pre_std"], "spectral_norm": spectral,
-                     "stable_rank": float(np.sum(sv * sv) / spectral ** 2) if spectral > 0 else 0.0})
+                     "stable_rank": frobenius_sq / spectral ** 2 if spectral > 0 else 0.0})
 
     jacobian = _jacobian_spectrum(net, X[:jacobian_samples])
     # Gains across the hidden stack (the output layer's change of width would add a one-off
@@ -189,6 +200,46 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
                      suggestion)
 
 
+def _spectral_norm(W: np.ndarray, max_iter: int = 300, rtol: float = 1e-12) -> float:
+    """||W||_2 by power iteration, computed with the core's GEMM in float64 (no LAPACK: a full SVD
+    goes through the BLAS's thread pool, which on a loaded machine was 100x slower).
+
+    G = W^T W or W W^T (the smaller Gram matrix), normalized by its trace so that its eigenvalues
+    are <= 1, is squared three times (G^8: the eigenvalue gap widens to (l2/l1)^8), then
+    v <- G^8 v / ||G^8 v|| until the Rayleigh quotient settles; ||W||_2^2 = v.Gv * trace.
+    Only the top singular value is needed: stable rank = ||W||_F^2 / ||W||_2^2.
+    """
+    W64 = np.ascontiguousarray(W, dtype=np.float64)
+    I, O = W64.shape
+    k = min(I, O)
+    trace = _core.sum_of_squares(W64)          # trace of either Gram matrix = ||W||_F^2
+    if trace == 0.0 or not math.isfinite(trace):
+        return 0.0 if trace == 0.0 else math.inf
+    gram = np.empty((k, k))
+    _core.gemm(W64, W64, gram, alpha=1.0 / trace, trans_a=I >= O, trans_b=I < O)
+    power = gram
+    for _ in range(3):                         # power := power @ power, three times: G^8
+        squared = np.empty_like(power)
+        _core.gemm(power, power, squared)
+        power = squared
+    v = np.random.default_rng(0).standard_normal((k, 1))  # fixed start: deterministic result
+    v /= np.linalg.norm(v)
+    w = np.empty_like(v)
+    previous = -1.0
+    for _ in range(max_iter):
+        _core.gemm(power, v, w)
+        rayleigh = float(v[:, 0] @ w[:, 0])
+        norm = float(np.linalg.norm(w))
+        if norm == 0.0:
+            break
+        np.divide(w, norm, out=v)
+        if abs(rayleigh - previous) <= rtol * rayleigh:
+            break
+        previous = rayleigh
+    _core.gemm(gram, v, w)
+    return math.sqrt(max(float(v[:, 0] @ w[:, 0]), 0.0) * trace)
+
+
 def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     """Singular values of d(logits)/dx for each sample: K backward passes per sample, batched
     as S*K rows (each sample repeated K times, output gradient = identity rows)."""
@@ -198,6 +249,10 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     net._forward(ws, repeated, training=False)
     ws.dA[-1][...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
     net._backward(ws, repeated, need_dX=True)
+    if not (_core.all_finite(ws.Z[-1]) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
+        values = np.full((S, min(K, samples.shape[1])), np.nan)
+        return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
+                "condition": math.nan, "log10_spread": math.nan}
     values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].astype(np.float64),
                                      compute_uv=False) for s in range(S)])
     sv_max = values[:, 0]
@@ -213,6 +268,15 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
 def _verdict(rows: List[Dict[str, Any]], forward_gain: float, backward_gain: float,
              variance_factor: float):
     hidden = rows[:-1]
+    overflow = [r["layer"] for r in rows
+                if not all(math.isfinite(r[k]) for k in ("pre_std", "act_std", "grad_std"))]
+    if overflow:
+        return "exploding", (f"activations or gradients overflow to inf/NaN from layer {overflow[0]} "
+                             f"(non-finite in layers {overflow})")
+    zero = [r["layer"] for r in hidden if r["spectral_norm"] == 0.0]
+    if zero:
+        return "vanishing", (f"hidden layer {zero[0]} has all-zero weights: no signal and no "
+                             f"gradient pass it, and its units stay identical (symmetry)")
     relu_rows = [r for r in hidden if r["activation"] in RELU_FAMILY]
     if relu_rows:
         worst = max(relu_rows, key=lambda r: r["dead"])

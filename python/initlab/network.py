@@ -177,12 +177,8 @@ class _Initializer:
                 kwargs.setdefault("fan_out", fans[1])
             try:
                 value = self.fn(shape, seed=seed, stream=stream, dtype=dtype, **kwargs)
-            except TypeError:
-                if len(shape) != 1:
-                    raise
-                kwargs.pop("fan_in", None)
-                kwargs.pop("fan_out", None)
-                value = self.fn(shape, seed=seed, stream=stream, dtype=dtype, **kwargs)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{argname} {self.describe()}: {e}") from None
         value = np.asarray(value)
         if value.shape != tuple(shape):
             raise ValueError(f"{argname} {self.describe()} returned shape {value.shape}, "
@@ -296,10 +292,16 @@ class _Workspace:
         self.y_float = np.empty((rows, net.output_dim), dtype=dt)
         self.y_dummy = np.zeros((rows,), dtype=np.int64)  # for softmax probabilities without labels
         self.X_grad = np.empty((rows, net.input_dim), dtype=dt)  # dL/dX (Jacobians in diagnose)
+        # Accuracy without allocating: predicted and true classes, and the hit mask.
+        self.predicted = np.empty((rows,), dtype=np.int64)
+        self.truth = np.empty((rows,), dtype=np.int64)
+        self.hit = np.empty((rows,), dtype=bool)
+        self.predicted_bits = np.empty((rows, net.output_dim), dtype=bool)
+        self.truth_bits = np.empty((rows, net.output_dim), dtype=bool)
         self.last_training = False  # whether the last forward applied dropout (backward needs it)
 
 
-# ---- the network -----------------------------------------------------------------------------------
+# ---- the network ---------------------------------------------------------------------------------
 class Network:
     """A multilayer perceptron trained with the native kernels (see the module docstring).
 
@@ -371,6 +373,13 @@ class Network:
                 layer.activation = layer.activation or activation
                 _check_name(f"activation of layer {i}", layer.activation, list(ACTIVATIONS))
                 layer.dropout = dropout if layer.dropout is None else layer.dropout
+            if layer.param is not None:
+                takes = [name for name, default in ACTIVATIONS.items() if default is not None]
+                if last or layer.activation not in takes:
+                    raise ValueError(f"param={layer.param} given for layer {i} with activation "
+                                     f"{layer.activation!r}; only {', '.join(takes)} take a parameter")
+                if layer.activation == "softplus" and layer.param <= 0:
+                    raise ValueError(f"param (softplus beta) of layer {i} must be > 0, got {layer.param}")
         self.layers: List[Dense] = fresh
         self.output = fresh[-1].activation
         self.output_dim = fresh[-1].units
@@ -398,6 +407,9 @@ class Network:
 
         self._dW = [np.zeros_like(layer._W) for layer in self.layers]
         self._db = [np.zeros_like(layer._b) for layer in self.layers]
+        # The arrays never change identity (assignments copy into them): list them once.
+        self._params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        self._grads = [g for pair in zip(self._dW, self._db) for g in pair]
         self._workspaces: "OrderedDict[int, _Workspace]" = OrderedDict()
         self._optimizer: Optional[Dict[str, Any]] = None
         self._step = 0            # optimizer steps taken over every fit (dropout masks, Adam)
@@ -567,7 +579,7 @@ class Network:
         for start in range(0, n, chunk):
             yield start, min(start + chunk, n)
 
-    # ---- public inference API ----------------------------------------------------------------------
+    # ---- public inference API --------------------------------------------------------------------
     def forward(self, X: Any) -> np.ndarray:
         """Output activations (n, K): probabilities for softmax/sigmoid, values for linear."""
         X = self._check_X(X)
@@ -603,12 +615,20 @@ class Network:
         return total_loss / n, accuracy
 
     def _count_correct(self, ws: _Workspace, y: np.ndarray) -> float:
+        """Correct decisions in this batch (ws.P holds its probabilities), into preallocated buffers."""
         if self.output == "softmax":
-            predicted = ws.P.argmax(axis=1)
-            truth = y if y.ndim == 1 else y.argmax(axis=1)
-            return float(np.count_nonzero(predicted == truth))
+            np.argmax(ws.P, axis=1, out=ws.predicted)
+            if y.ndim == 1:
+                np.equal(ws.predicted, y, out=ws.hit)
+            else:
+                np.argmax(y, axis=1, out=ws.truth)
+                np.equal(ws.predicted, ws.truth, out=ws.hit)
+            return float(np.count_nonzero(ws.hit))
         if self.output == "sigmoid":
-            return float(np.count_nonzero((ws.P > 0.5) == (y > 0.5)))
+            np.greater(ws.P, 0.5, out=ws.predicted_bits)
+            np.greater(y, 0.5, out=ws.truth_bits)
+            np.equal(ws.predicted_bits, ws.truth_bits, out=ws.truth_bits)
+            return float(np.count_nonzero(ws.truth_bits))
         return 0.0
 
     def evaluate(self, X: Any, y: Any) -> Dict[str, float]:
@@ -638,7 +658,7 @@ class Network:
         self._backward(ws, X)
         return [(dW.copy(), db.copy()) for dW, db in zip(self._dW, self._db)]
 
-    # ---- training --------------------------------------------------------------------------------------
+    # ---- training --------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, epochs: int = 10, batch_size: int = 32, optimizer: str = "sgd",
             lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
@@ -742,37 +762,8 @@ class Network:
         for cb in callback_list:
             cb.on_fit_begin(self, report, metrics)  # may reject the configuration (ValueError)
 
-        # ---- set-up that may touch the weights (validation is over) ---------------------------------
-        start_time = time.perf_counter()
-        y_buffer_is_int = y_train.ndim == 1 and self.output == "softmax"
-        if self._lsuv_pending:
-            first = np.ascontiguousarray(X_train[:min(batch_size, n)])
-            lsuv(self, first, layers=self._lsuv_pending)
-            self._lsuv_pending = []
-        if self._optimizer is None or self._optimizer["name"] != optimizer:
-            self._optimizer = self._new_optimizer_state(optimizer)
-        probe_rows = np.random.Generator(np.random.Philox(key=self.seed)).permutation(n)[:probe_size]
-        probe_rows.sort()
-        X_probe = np.ascontiguousarray(X_train[probe_rows])
-        y_probe = np.ascontiguousarray(y_train[probe_rows])
-        record_stats = stats_every > 0
-        W_before = [np.empty_like(layer._W) for layer in self.layers] if record_stats else None
-        if record_stats:
-            t0 = time.perf_counter()
-            report.layer_stats.append(self._probe_statistics(X_probe, y_probe, self._epochs_trained, None))
-            report.stats_seconds += time.perf_counter() - t0
-
-        steps_per_epoch = -(-n // batch_size)
-        layer_indices = list(range(len(self.layers)))
-        order = np.arange(n)
-        show = sys.stderr.isatty() if progress is None else bool(progress)
-        bar = None
-        if show and epochs > 0:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
-        batch_callbacks = [cb for cb in callback_list
-                           if type(cb).on_batch_end is not Callback.on_batch_end]
-
+        # Ctrl-C only raises a flag, read at batch boundaries, so the weights are never left half
+        # updated (LSUV and the optimizer step included); a second Ctrl-C interrupts at once.
         previous_handler = None
         self._interrupted = False
         if threading.current_thread() is threading.main_thread():
@@ -785,15 +776,48 @@ class Network:
             except ValueError:  # pragma: no cover - not in the main interpreter
                 previous_handler = None
 
+        # ---- set-up that may touch the weights (validation is over) ------------------------------
+        start_time = time.perf_counter()
         epoch = self._epochs_trained
+        bar = None
         try:
+            y_buffer_is_int = y_train.ndim == 1 and self.output == "softmax"
+            if self._lsuv_pending:
+                first_rows = (self._epoch_order(self._epochs_trained + 1, n) if shuffle
+                              else np.arange(n))[:min(batch_size, n)]
+                first = np.ascontiguousarray(X_train[first_rows])   # the first batch fit will see
+                lsuv(self, first, layers=self._lsuv_pending)
+                self._lsuv_pending = []
+            if self._optimizer is None or self._optimizer["name"] != optimizer:
+                self._optimizer = self._new_optimizer_state(optimizer)
+            probe_rows = np.random.Generator(np.random.Philox(key=self.seed)).permutation(n)[:probe_size]
+            probe_rows.sort()
+            X_probe = np.ascontiguousarray(X_train[probe_rows])
+            y_probe = np.ascontiguousarray(y_train[probe_rows])
+            record_stats = stats_every > 0
+            W_before = [np.empty_like(layer._W) for layer in self.layers] if record_stats else None
+            if record_stats:
+                t0 = time.perf_counter()
+                report.layer_stats.append(
+                    self._probe_statistics(X_probe, y_probe, self._epochs_trained, None))
+                report.stats_seconds += time.perf_counter() - t0
+
+            steps_per_epoch = -(-n // batch_size)
+            layer_indices = list(range(len(self.layers)))
+            order = np.arange(n)
+            show = sys.stderr.isatty() if progress is None else bool(progress)
+            if show and epochs > 0:
+                from tqdm import tqdm
+                bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
+            batch_callbacks = [cb for cb in callback_list
+                               if type(cb).on_batch_end is not Callback.on_batch_end]
+
             for _ in range(epochs):
                 epoch = self._epochs_trained + 1
                 epoch_start = time.perf_counter()
                 stats_epoch = record_stats and epoch % stats_every == 0
                 if shuffle:
-                    rng = np.random.Generator(np.random.Philox(key=self.seed, counter=epoch))
-                    order = rng.permutation(n)
+                    order = self._epoch_order(epoch, n)
                 loss_sum, correct_sum, stopped = 0.0, 0.0, False
                 for batch in range(steps_per_epoch):
                     if self._interrupted:
@@ -893,6 +917,10 @@ class Network:
                 cb.on_fit_end()
         return report
 
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        """The row order of `epoch` (1-based, counted over every fit): Philox keyed by the seed."""
+        return np.random.Generator(np.random.Philox(key=self.seed, counter=epoch)).permutation(n)
+
     def _mark_divergence(self, report: Report, epoch: int, batch: int, steps: int, loss: float,
                          bad_layers: List[int]) -> None:
         where = f"epoch {epoch}, step {batch} of {steps} (optimizer step {self._step + 1})"
@@ -908,9 +936,10 @@ class Network:
         report.stop_reason = (f"diverged at {where}: loss {loss!r}, {layers}; "
                               f"weights kept from the last finite step")
 
-    # ---- optimizers ------------------------------------------------------------------------------------------
+    # ---- optimizers ------------------------------------------------------------------------------
     def _new_optimizer_state(self, name: str) -> Dict[str, Any]:
         params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        # step: optimizer steps taken (Adam's bias correction); started: SGD's momentum buffer exists.
         state: Dict[str, Any] = {"name": name, "step": 0, "started": False}
         if name == "sgd":
             state["buffers"] = [(np.zeros_like(p),) for p in params]
@@ -922,8 +951,7 @@ class Network:
 
     def _update(self, h: Dict[str, Any]) -> None:
         """One optimizer step on every parameter from self._dW, self._db (clipped first)."""
-        grads = [g for pair in zip(self._dW, self._db) for g in pair]
-        params = [p for layer in self.layers for p in (layer._W, layer._b)]
+        grads, params = self._grads, self._params
         if h["clip_value"] is not None:
             for g in grads:
                 _core.clip_by_value(g, h["clip_value"])
@@ -941,6 +969,9 @@ class Network:
             for p, g, (buf,) in zip(params, grads, state["buffers"]):
                 _core.sgd_step(p, g, buf, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
                                weight_decay=h["weight_decay"], nesterov=h["nesterov"], first_step=first)
+            # torch creates the momentum buffer (= the first gradient) on the first step with
+            # momentum != 0; plain SGD steps before that leave it uncreated.
+            state["started"] = state["started"] or h["momentum"] != 0.0
         elif name in ("adam", "adamw"):
             beta1, beta2 = h["betas"]
             for p, g, (m, v) in zip(params, grads, state["buffers"]):
@@ -951,9 +982,8 @@ class Network:
             for p, g, (sq, buf) in zip(params, grads, state["buffers"]):
                 _core.rmsprop_step(p, g, sq, buf, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
                                    weight_decay=h["weight_decay"], momentum=h["momentum"])
-        state["started"] = True
 
-    # ---- statistics ------------------------------------------------------------------------------------------
+    # ---- statistics ------------------------------------------------------------------------------
     def _probe_statistics(self, X_probe: np.ndarray, y_probe: np.ndarray, epoch: int,
                           W_before: Optional[List[np.ndarray]]) -> List[Dict[str, Any]]:
         """Per-layer statistics on the probe batch (eval mode): forward moments, gradient norms."""
@@ -980,13 +1010,13 @@ class Network:
                          "weight_norm": weight_norm, "update_ratio": update_ratio})
         return rows
 
-    # ---- diagnosis -------------------------------------------------------------------------------------------
+    # ---- diagnosis -------------------------------------------------------------------------------
     def diagnose(self, X: Any, y: Any = None, *, jacobian_samples: int = 4, seed: int = 0):
         """Per-layer health at the current weights and a verdict; see `initlab.diagnose`."""
         from .diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
 
-    # ---- persistence -----------------------------------------------------------------------------------------
+    # ---- persistence -----------------------------------------------------------------------------
     def _architecture_arrays(self) -> Dict[str, np.ndarray]:
         return {
             "format": np.array(FORMAT_NAME),
@@ -1045,15 +1075,16 @@ class Network:
         path = os.fspath(path)
         where = f"Network.load({path!r})"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if not hasattr(data, "files"):
-                    raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
+            with data:
                 arrays = {key: data[key] for key in data.files}
         # zipfile also raises NotImplementedError (unknown compression or flags) and RuntimeError
         # (encrypted members) for a foreign or damaged archive.
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError,
                 RuntimeError, zlib.error) as e:
-            if isinstance(e, FileNotFoundError):
+            if isinstance(e, FileNotFoundError) or str(e).startswith(where):
                 raise
             raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
                              f"foreign): {type(e).__name__}: {e}") from None
@@ -1067,16 +1098,16 @@ class Network:
         if missing:
             raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
         if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
-            raise ValueError(f"{where}: format is {arrays['format']!r}, expected {FORMAT_NAME!r}")
+            raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
         if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {arrays['format_version']!r} is not supported "
-                             f"(this initlab reads {FORMAT_VERSION})")
+            raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not "
+                             f"supported (this initlab reads {FORMAT_VERSION})")
         dtype = str(arrays["dtype"])
         if dtype not in DTYPES:
             raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
         widths = arrays["widths"]
         if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-            raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths!r}")
+            raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
         n_layers = widths.size - 1
         expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
         unexpected = sorted(set(arrays) - expected)
@@ -1124,7 +1155,7 @@ class Network:
         return net
 
 
-# ---- LSUV ------------------------------------------------------------------------------------------------------
+# ---- LSUV ----------------------------------------------------------------------------------------
 def lsuv(net: Network, X: Any, tol: float = 0.1, max_iter: int = 10, *,
          layers: Optional[Sequence[int]] = None) -> Network:
     """Layer-sequential unit-variance scaling (Mishkin & Matas 2016, "All you need is a good init").

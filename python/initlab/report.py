@@ -4,6 +4,8 @@
   (accuracy is None for a linear output; val_* are None without validation data). `loss` and
   `accuracy` are means over the epoch's mini-batches, weighted by batch size, measured in training
   mode (dropout on) as Keras does; `seconds` is the wall time of the epoch including validation.
+  An epoch cut short (divergence, a callback's stop after a batch, Ctrl-C) is not recorded:
+  stop_reason says where training stopped.
 - `layer_stats`: one list per recorded epoch (epoch 0 is the network before this fit's first step,
   then every `stats_every` epochs), with one dict per layer: `epoch, layer, pre_mean, pre_std,
   act_mean, act_std, saturated, dead, grad_norm, weight_norm, update_ratio`. They are measured on a
@@ -165,15 +167,20 @@ class Report:
                              label=f"layer {layer}")
             ax_grad.set_yscale("log")
             ax_grad.legend(fontsize="small", ncol=max(1, n_layers // 8))
-            depth = list(range(n_layers))
+            # Hidden layers only: the output layer's "activations" are probabilities, another scale.
+            depth = list(range(max(1, n_layers - 1)))
             for rec, style in ((self.layer_stats[0], "o--"), (self.layer_stats[-1], "o-")):
-                ax_act.plot(depth, [s["act_std"] for s in rec], style, label=f"epoch {rec[0]['epoch']}")
+                ax_act.plot(depth, [max(rec[i]["act_std"], 1e-300) for i in depth], style,
+                            label=f"epoch {rec[0]['epoch']}")
             ax_act.set_yscale("log")
             ax_act.legend()
         ax_grad.set_xlabel("epoch")
         ax_grad.set_ylabel("||dL/dW||_F on the probe batch (log)")
         ax_grad.set_title("gradient norm per layer")
-        ax_act.set_xlabel("layer (depth)")
+        from matplotlib.ticker import MaxNLocator
+        for ax in (ax_loss, ax_grad, ax_act):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_act.set_xlabel("hidden layer (depth)")
         ax_act.set_ylabel("std of activations (log)")
         ax_act.set_title("activation std by depth")
         path = os.fspath(path)

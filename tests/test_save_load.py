@@ -1,0 +1,115 @@
+"""save/load: round trip, atomic write, and every kind of corrupted, tampered or foreign file."""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import initlab as il
+
+
+@pytest.fixture()
+def net_and_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    net = il.Network([il.Dense(8, "tanh", dropout=0.1), il.Dense(6, "leaky_relu", param=0.2),
+                      il.Dense(3)], input_dim=5, seed=4)
+    net.fit(X, y, epochs=2, progress=False, stats_every=0)
+    return net, X, y
+
+
+def test_round_trip_gives_the_same_predictions(tmp_path, net_and_data):
+    net, X, y = net_and_data
+    path = net.save(tmp_path / "model.npz")
+    loaded = il.Network.load(path)
+    assert loaded.widths == net.widths and loaded.dtype == net.dtype and loaded.seed == net.seed
+    assert [l.activation for l in loaded.layers] == [l.activation for l in net.layers]
+    assert [l.dropout for l in loaded.layers] == [l.dropout for l in net.layers]
+    assert loaded.layers[1].act_param == 0.2
+    np.testing.assert_array_equal(loaded.forward(X), net.forward(X))
+    for a, b in zip(loaded.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not [p for p in os.listdir(tmp_path) if p != "model.npz"]   # no temporary left behind
+    f64 = il.Network([5, 4, 1], output="linear", dtype="float64", seed=1)
+    f64.save(tmp_path / "f64")                                          # exactly the given path
+    assert il.Network.load(tmp_path / "f64").layers[0].W.dtype == np.float64
+
+
+def test_failed_save_leaves_the_old_file(tmp_path, net_and_data, monkeypatch):
+    net, X, y = net_and_data
+    path = tmp_path / "model.npz"
+    net.save(path)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        net.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+
+
+def rewrite(path, out, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    for k, v in changes.items():
+        if v is None:
+            arrays.pop(k)
+        else:
+            arrays[k] = v
+    np.savez(out, **arrays)
+    return out
+
+
+def test_corrupted_and_foreign_files(tmp_path, net_and_data):
+    net, X, y = net_and_data
+    path = str(net.save(tmp_path / "model.npz"))
+    raw = open(path, "rb").read()
+    cases = {}
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    cases["truncated.npz"] = "not a readable initlab .npz file"
+    (tmp_path / "text.npz").write_text("hello")
+    cases["text.npz"] = "not a readable initlab .npz file"
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    cases["single.npy"] = "not an .npz archive"
+    np.savez(tmp_path / "foreign.npz", X=X, y=y)
+    cases["foreign.npz"] = r"not an initlab network file: missing keys"
+    W0 = np.load(path)["W0"].copy()
+    W0[0, 0] += 1.0
+    cases[os.path.basename(rewrite(path, tmp_path / "tampered.npz", W0=W0))] = "checksum mismatch"
+    cases[os.path.basename(rewrite(path, tmp_path / "shape.npz", W1=np.zeros((7, 6), np.float32)))] = \
+        r"W1 has shape \(7, 6\), expected \(8, 6\)"
+    cases[os.path.basename(rewrite(path, tmp_path / "dtype.npz", b0=np.zeros(8)))] = \
+        "b0 has dtype float64, the file says float32"
+    cases[os.path.basename(rewrite(path, tmp_path / "nan.npz", b1=np.full(6, np.nan, np.float32)))] = \
+        "b1 contains NaN or infinity"
+    cases[os.path.basename(rewrite(path, tmp_path / "missing.npz", W2=None))] = r"missing \['W2'\]"
+    cases[os.path.basename(rewrite(path, tmp_path / "extra.npz", W3=np.zeros((3, 3), np.float32)))] = \
+        r"unexpected \['W3'\]"
+    cases[os.path.basename(rewrite(path, tmp_path / "version.npz", format_version=np.array(99)))] = \
+        "format_version 99"
+    cases[os.path.basename(rewrite(path, tmp_path / "widths.npz", widths=np.array([5, 8, 6])))] = \
+        "keys do not match 2 layers"
+    cases[os.path.basename(rewrite(path, tmp_path / "act.npz",
+                                   activations=np.array(["tanh", "swish", "softmax"])))] = \
+        "checksum mismatch|invalid architecture"
+    cases[os.path.basename(rewrite(path, tmp_path / "pickled.npz",
+                                   widths=np.array([5, 8, 6, 3], dtype=object)))] = \
+        "not a readable initlab .npz file"
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            il.Network.load(tmp_path / name)
+    # Flipping one byte inside a stored array: the zip CRC or the checksum catches it.
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("W0.npy")
+    data = bytearray(raw)
+    data[info.header_offset + 30 + len("W0.npy") + 200] ^= 0xFF
+    (tmp_path / "flipped.npz").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a readable|checksum mismatch|NaN"):
+        il.Network.load(tmp_path / "flipped.npz")
+    with pytest.raises(FileNotFoundError):
+        il.Network.load(tmp_path / "nope.npz")
