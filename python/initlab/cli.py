@@ -25,6 +25,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step")
+# What --quick passes to each module's run() (only the keywords its signature takes).
+QUICK_ARGUMENTS = {"init_fill": {"size": 1024, "repeats": 2}, "gemm": {"quick": True},
+                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]}}
 
 
 class CommandError(Exception):
@@ -194,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p, train_defaults)
     p.add_argument("--seed", type=_non_negative_int, default=0, help="network seed (default 0)")
     p.add_argument("--max-samples", type=_positive_int, default=None, help="use at most this many samples")
-    p.add_argument("--threads", type=_positive_int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="kernel threads (default: 1 for small networks, where threads do not pay off, else all cores)")
     p.add_argument("--out", default=None, metavar="DIR", help="write the model, report and plots into DIR")
     p.set_defaults(handler=cmd_train)
 
@@ -222,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where the runs execute")
     g.add_argument("--threads", type=_positive_int, default=None,
-                   help="kernel threads per run (default: all cores, or cores/workers)")
+                   help="kernel threads per run (default: 1 for small networks, where threads do not "
+                        "pay off, else the cores divided by the workers)")
     g.add_argument("--workers", type=_positive_int, default=None,
                    help="run the grid on N local processes (or N Dask workers with --scheduler local)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -354,9 +359,7 @@ def cmd_diagnose(args) -> int:
 
 def cmd_train(args) -> int:
     from . import Network, set_num_threads
-    from .experiments import DEFAULTS, prepare_data
-    if args.threads is not None:
-        set_num_threads(args.threads)
+    from .experiments import DEFAULTS, prepare_data, suggest_threads
     data = prepare_data(_pick(args.data, "digits"), max_samples=args.max_samples)
     if args.layers is not None:
         if args.depth is not None or args.width is not None:
@@ -365,6 +368,8 @@ def cmd_train(args) -> int:
     else:
         hidden = [_pick(args.width, 128)] * _pick(args.depth, 2)
     widths = [data.features] + list(hidden) + [data.classes]
+    batch_size = _pick(args.batch_size, DEFAULTS["batch_size"])
+    set_num_threads(args.threads if args.threads is not None else suggest_threads(widths, batch_size))
     optimizer = _pick(args.optimizer, DEFAULTS["optimizer"])
     net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
                   init=_pick(args.init, "he_normal"), seed=args.seed)
@@ -374,7 +379,7 @@ def cmd_train(args) -> int:
           f"{net.layers[0].init_name}; data {data.name}: {data.X_train.shape[0]} train / "
           f"{data.X_val.shape[0]} validation samples\n")
     report = net.fit(data.X_train, data.y_train, epochs=_pick(args.epochs, 20),
-                     batch_size=_pick(args.batch_size, DEFAULTS["batch_size"]), optimizer=optimizer,
+                     batch_size=batch_size, optimizer=optimizer,
                      lr=_pick(args.lr, DEFAULTS["lr"]),
                      momentum=_pick(args.momentum, DEFAULTS["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
                      validation_data=(data.X_val, data.y_val))
@@ -408,16 +413,16 @@ def cmd_bench(args) -> int:
             continue
         run = module.run
         kwargs: Dict[str, Any] = {"threads": tuple(args.threads)}
-        if args.quick and "quick" in inspect.signature(run).parameters:
-            kwargs["quick"] = True
+        if args.quick:
+            accepted = inspect.signature(run).parameters
+            kwargs.update({k: v for k, v in QUICK_ARGUMENTS.get(name, {}).items() if k in accepted})
         print(f"== initlab.bench.{name} (threads {', '.join(map(str, args.threads))})")
         rows = run(**kwargs)
         print(module.format_table(rows))
         all_rows[name] = rows
     if args.out and all_rows:
-        from .experiments import _json_safe
-        from .report import write_text_atomically
-        write_text_atomically(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
+        from .experiments import _json_safe, _write_text
+        _write_text(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
         print(f"wrote {args.out}")
     if not all_rows:
         raise CommandError(f"no benchmark module is available ({', '.join(unavailable)})")
@@ -425,12 +430,14 @@ def cmd_bench(args) -> int:
 
 
 def _extras() -> Dict[str, Optional[str]]:
+    """Installed versions of the packages initlab can use (read from metadata: nothing imported)."""
+    from importlib import metadata
     found: Dict[str, Optional[str]] = {}
-    for module in ("numpy", "matplotlib", "tqdm", "torch", "dask", "distributed"):
+    for package in ("numpy", "tqdm", "matplotlib", "torch", "dask", "distributed"):
         try:
-            found[module] = getattr(importlib.import_module(module), "__version__", "installed")
-        except ImportError:
-            found[module] = None
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
     return found
 
 
@@ -478,6 +485,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"initlab {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug, still reported as one line
+        if os.environ.get("INITLAB_DEBUG"):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"initlab {args.command}: internal error: {type(exc).__name__}: {message} "
+              "(set INITLAB_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
 
 

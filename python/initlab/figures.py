@@ -6,6 +6,7 @@ The same initializer has the same colour in every figure.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -13,7 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-DPI = 80  # small files: the docs/ figures are committed
+DPI = 80              # small files: the docs/ figures are committed
+PALETTE_COLOURS = 64
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
@@ -26,6 +28,40 @@ def _figure(rows: int, cols: int, width: float, height: float):
     return fig, axes
 
 
+def _panels(n: int, width: float, height: float, max_cols: int = 3):
+    """n panels in rows of at most max_cols; returns the figure and a flat list of n axes
+    (the unused ones are hidden)."""
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    fig, axes = _figure(rows, cols, width, height)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def file_mode() -> int:
+    """The permissions a new file gets under the process umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _small_png(png: bytes) -> bytes:
+    """Line plots need few colours: a 64-colour palette makes the files ~4x smaller (Pillow
+    comes with matplotlib; without it the PNG stays as matplotlib wrote it)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - matplotlib depends on Pillow
+        return png
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    quantized = image.quantize(colors=PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT,
+                               dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    quantized.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def _save(fig, path: str) -> str:
     """savefig to a temporary file in the target folder, then rename it into place."""
     path = os.fspath(path)
@@ -33,7 +69,11 @@ def _save(fig, path: str) -> str:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=DPI, format="png")
+        with open(tmp, "wb") as f:
+            f.write(_small_png(buffer.getvalue()))
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -52,6 +92,11 @@ def _colors(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 def _groups(runs: Sequence[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, Any]]]]:
     labels = list(dict.fromkeys(r["label"] for r in runs))
     return [(label, [r for r in runs if r["label"] == label]) for label in labels]
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _first_seed(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -76,8 +121,8 @@ def loss_curves_by_group(result, path: str, *, title: str = "training loss per i
     """Training loss (solid) and validation loss (dotted) against epoch, one panel per group."""
     groups = _groups(result.runs)
     colors = _colors(result.runs)
-    fig, axes = _figure(1, len(groups), 5.0, 3.8)
-    for ax, (label, runs) in zip(axes[0], groups):
+    fig, axes = _panels(len(groups), 4.6, 3.4)
+    for ax, (label, runs) in zip(axes, groups):
         seen = set()
         for r in runs:
             epochs = [h["epoch"] for h in r["history"]]
@@ -88,10 +133,10 @@ def loss_curves_by_group(result, path: str, *, title: str = "training loss per i
         if chance is not None:
             ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"chance: ln(classes) = {chance:.3f}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("cross-entropy loss (nats; solid train, dotted validation)")
+        ax.set_ylabel("cross-entropy loss (nats)")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="small")
-    fig.suptitle(title)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"{title}\n(solid: training loss, dotted: validation loss)")
     return _save(fig, path)
 
 
@@ -100,17 +145,18 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
     runs = _first_seed(result.runs)
     groups = _groups(runs)
     colors = _colors(result.runs)
-    fig, axes = _figure(1, len(groups), 5.0, 3.8)
-    for ax, (label, group) in zip(axes[0], groups):
+    fig, axes = _panels(len(groups), 4.6, 3.4)
+    for ax, (label, group) in zip(axes, groups):
         for r in group:
             norms = r["at_init"]["grad_norm"]
             ax.plot(range(1, len(norms) + 1), _positive(norms), "o-", ms=3, color=colors[r["init"]],
                     label=r["init"])
         ax.set_yscale("log")
         ax.set_xlabel("layer (1 = input side)")
+        _integer_ticks(ax)
         ax.set_ylabel("‖dL/dW‖ (Frobenius) on the probe batch")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -123,13 +169,15 @@ def _histogram_layers(n: int) -> List[int]:
 
 
 def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
-                          title: str = "activation values per hidden layer at init") -> str:
+                          title: str = "activation values per hidden layer at init") -> Optional[str]:
     """Glorot & Bengio (2010, figure 6) style: for each initializer, the normalized histogram of
     every hidden layer's activation values at init, overlaid (one colour per layer)."""
     from matplotlib import colormaps
-    runs = _first_seed(runs)
-    fig, axes = _figure(len(runs), 1, 7.0, 2.4)
-    for ax, r in zip(axes[:, 0], runs):
+    runs = [r for r in _first_seed(runs) if r["at_init"]["histograms"]["counts"]]
+    if not runs:
+        return None  # no hidden layer: nothing to draw
+    fig, axes = _panels(len(runs), 5.0, 2.6, max_cols=2)
+    for ax, r in zip(axes, runs):
         hist = r["at_init"]["histograms"]
         edges = np.asarray(hist["edges"])
         centres = 0.5 * (edges[1:] + edges[:-1])
@@ -142,10 +190,10 @@ def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
             ax.plot(centres, density, color=cmap(k / max(1, len(layers) - 1)), label=f"layer {i + 1}")
         ax.set_title(f"{r['label']} {r['init']}".strip(), fontsize="medium")
         ax.set_ylabel("fraction of values")
+        ax.set_xlabel("activation value")
         if r["spec"]["activation"] not in ("tanh", "sigmoid"):
             ax.set_yscale("log")
-        ax.legend(fontsize="x-small", ncol=min(6, len(layers)))
-    axes[-1, 0].set_xlabel("activation value")
+        ax.legend(fontsize="xx-small", ncol=min(3, len(layers)))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -171,6 +219,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
         if log and key != "saturated":
             ax.set_yscale("log")
         ax.set_xlabel("hidden layer" if hidden_only else "layer (1 = input side)")
+        _integer_ticks(ax)
         ax.set_ylabel(name)
         ax.set_title(name)
     axes[0, 0].legend(fontsize="x-small")
@@ -223,7 +272,8 @@ def epochs_vs_depth(result, path: str, *,
 
 def comparison_figures(result, out_dir: str) -> List[str]:
     """The three figures of `initlab compare --out`: loss curves, gradient norms, activation histograms."""
-    return [loss_curves_by_group(result, os.path.join(out_dir, "loss_curves.png"),
-                                 chance=math.log(result.runs[0]["widths"][-1])),
-            grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
-            activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
+    paths = [loss_curves_by_group(result, os.path.join(out_dir, "loss_curves.png"),
+                                  chance=math.log(result.runs[0]["widths"][-1])),
+             grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
+             activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
+    return [p for p in paths if p is not None]
