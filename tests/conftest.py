@@ -13,7 +13,8 @@ import sys
 class _HideTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname == "torch" or fullname.startswith("torch."):
-            raise ImportError(f"{fullname} is hidden by INITLAB_TEST_NO_TORCH=1")
+            # ModuleNotFoundError: importorskip then skips as for a missing module, no warning.
+            raise ModuleNotFoundError(f"{fullname} is hidden by INITLAB_TEST_NO_TORCH=1", name=fullname)
         return None
 
 

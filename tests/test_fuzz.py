@@ -52,7 +52,8 @@ ALLOWED = (ValueError, TypeError, MemoryError)
 def _no_hang():
     """A hang fails (with every thread's traceback) instead of blocking CI: 20 min per target
     is far above the slowest one under AddressSanitizer."""
-    faulthandler.dump_traceback_later(1200 if PROFILE == "ci" else 6 * 3600, exit=True)
+    faulthandler.dump_traceback_later(1200 if PROFILE == "ci" else 6 * 3600, exit=True,
+                                      file=sys.__stderr__)  # sys.stderr may be pytest's capture
     yield
     faulthandler.cancel_dump_traceback_later()
 
