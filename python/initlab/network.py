@@ -100,6 +100,13 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
     return v
 
 
+def _kernel_input(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """`arr` as the kernels read it: C-contiguous, aligned, of `dtype` (copied only when needed).
+    Aligned matters: arrays that Dask or pickle protocol 5 rebuild from network frames can start
+    at an odd byte offset, which the bindings refuse (reading them through T* is undefined)."""
+    return np.require(arr, dtype=dtype, requirements=["C", "A"])
+
+
 def _check_network_memory(widths: Sequence[int], dtype: str) -> None:
     """MemoryError before the first weight is drawn when the weights and their gradient buffers
     alone need more than this machine's physical memory (each layer on its own may fit, so the
@@ -185,7 +192,7 @@ class _Initializer:
                              f"expected {tuple(shape)}")
         if value.dtype.kind not in "fiub":
             raise TypeError(f"{argname} {self.describe()} returned dtype {value.dtype}, expected numbers")
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.require(value, dtype=dtype, requirements=["C", "A", "W", "O"])  # the net's own buffer
         if not np.isfinite(value).all():
             raise ValueError(f"{argname} {self.describe()} returned non-finite values")
         return value
@@ -450,7 +457,7 @@ class Network:
     # ---- input validation -----------------------------------------------------------------------
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         if isinstance(X, np.ndarray) and X.dtype == self.dtype and X.flags.c_contiguous \
-                and X.ndim == 2 and X.shape[1] == self.input_dim:
+                and X.flags.aligned and X.ndim == 2 and X.shape[1] == self.input_dim:
             arr = X
         else:
             arr = np.asarray(X)
@@ -461,7 +468,7 @@ class Network:
             if arr.shape[1] != self.input_dim:
                 raise ValueError(f"{name} must have {self.input_dim} columns (the input width), "
                                  f"got shape {arr.shape}")
-            arr = np.ascontiguousarray(arr, dtype=self.dtype)
+            arr = _kernel_input(arr, self.dtype)
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {arr.shape}): at least one sample is needed")
         if not _core.all_finite(arr):
@@ -488,13 +495,13 @@ class Network:
                 if arr.size and (arr.min() < 0 or arr.max() >= K):
                     bad = arr[(arr < 0) | (arr >= K)][0]
                     raise ValueError(f"{name}: softmax labels must be integers in [0, {K}), got {bad!r}")
-                return np.ascontiguousarray(arr, dtype=np.int64)
+                return _kernel_input(arr, np.int64)
             if arr.ndim == 2 and arr.shape[1] == K:
                 if arr.size and (arr.min() < 0 or arr.max() > 1 or
                                  np.abs(arr.sum(axis=1) - 1).max() > 1e-3):
                     raise ValueError(f"{name}: one-hot / probability targets must lie in [0, 1] "
                                      f"with rows summing to 1")
-                return np.ascontiguousarray(arr, dtype=self.dtype)
+                return _kernel_input(arr, self.dtype)
             raise ValueError(f"{name} must have shape ({n},) (integer labels) or ({n}, {K}) "
                              f"(one-hot) for a softmax output, got {arr.shape}")
         if arr.ndim == 1 and K == 1:
@@ -506,7 +513,10 @@ class Network:
         if self.output == "sigmoid" and arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: sigmoid (binary cross-entropy) labels must lie in [0, 1], "
                              f"got values in [{arr.min()}, {arr.max()}]")
-        return np.ascontiguousarray(arr, dtype=self.dtype)
+        out = _kernel_input(arr, self.dtype)
+        if not np.isfinite(out).all():  # finite in float64, but past float32's range
+            raise ValueError(f"{name} has values beyond the range of {self.dtype}")
+        return out
 
     # ---- workspaces and passes -------------------------------------------------------------------
     def _workspace(self, rows: int) -> _Workspace:
