@@ -480,6 +480,26 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
     check.no_overlap(args.p, "P", y, "y");
   } else {
     y = float_targets(check, args, y_obj);
+    // Float targets must be distributions (entries in [0, 1], rows summing to 1 within 1e-3, as
+    // Network checks): only then is the fused dZ = (P - Y)/N the gradient of the returned loss.
+    auto first_bad_row = [&](auto* values) -> std::int64_t {
+      for (std::int64_t r = 0; r < n; ++r) {
+        double row_sum = 0.0;
+        for (std::int64_t c = 0; c < k; ++c) {
+          const double v = values[r * k + c];
+          if (!(v >= 0.0 && v <= 1.0)) return r;
+          row_sum += v;
+        }
+        if (!(std::abs(row_sum - 1.0) <= 1e-3)) return r;
+      }
+      return -1;
+    };
+    const std::int64_t bad = args.t == FloatType::kFloat32 ? first_bad_row(in_ptr<float>(y))
+                                                           : first_bad_row(in_ptr<double>(y));
+    if (bad >= 0) {
+      check.value_error("float targets 'y' must be distributions (entries in [0, 1], each row summing to 1); "
+                        "row " + std::to_string(bad) + " is not");
+    }
   }
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
