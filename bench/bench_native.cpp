@@ -1,8 +1,8 @@
 // bench_native: GFLOP/s of initlab's GEMM without Python, next to the measured peak of its
 // micro-kernel on L1-resident packed panels (the roofline figure for this machine).
 //
-//   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DINITLAB_PYTHON=OFF -DINITLAB_BENCH=ON
-//   cmake --build build-bench && OMP_NUM_THREADS=2 ./build-bench/bench_native [--quick] [--cpu-time]
+//   cmake -S . -B build-bench -DINITLAB_BENCH=ON -DINITLAB_PYTHON=OFF
+//   cmake --build build-bench -j2 && OMP_NUM_THREADS=2 ./build-bench/bench_native [--quick] [--cpu-time]
 //
 // Each figure is the median of several timed calls after a warm-up; 2*M*N*K flops per product.
 #include <algorithm>

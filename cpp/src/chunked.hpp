@@ -10,6 +10,11 @@
 namespace initlab {
 namespace detail {
 
+// Below this many elements a memory-bound loop runs on the calling thread: the fork/join of a
+// parallel region costs more than a second core saves (and far more when cores are shared).
+// It decides only who runs a chunk, never the chunking, so results do not change.
+constexpr std::int64_t kParallelMinElements = std::int64_t{1} << 17;
+
 // body(begin, end) for every chunk; chunks run in parallel when there is more than one.
 template <typename Body>
 void for_chunks(std::int64_t count, std::int64_t chunk, Body&& body) {
@@ -18,7 +23,7 @@ void for_chunks(std::int64_t count, std::int64_t chunk, Body&& body) {
     if (count > 0) body(std::int64_t{0}, count);
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(num_threads())
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (count >= kParallelMinElements)
   for (std::int64_t c = 0; c < chunks; ++c) {
     body(c * chunk, std::min(count, (c + 1) * chunk));
   }
@@ -34,7 +39,7 @@ double sum_chunks(std::int64_t count, std::int64_t chunk, Partial&& partial) {
   double partials[kGroup];
   for (std::int64_t g0 = 0; g0 < chunks; g0 += kGroup) {
     const std::int64_t g = std::min(kGroup, chunks - g0);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (g > 1)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (g > 1 && count >= kParallelMinElements)
     for (std::int64_t c = 0; c < g; ++c) {
       const std::int64_t begin = (g0 + c) * chunk;
       partials[c] = partial(begin, std::min(count, begin + chunk));

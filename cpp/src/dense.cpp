@@ -84,7 +84,8 @@ template <typename T>
 void column_sums(std::int64_t n, std::int64_t o, const T* dz, T* db) {
   constexpr std::int64_t kColumns = 64;
   const std::int64_t blocks = (o + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (blocks > 1 && n * o > kChunk)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (blocks > 1 && n * o >= detail::kParallelMinElements)
   for (std::int64_t blk = 0; blk < blocks; ++blk) {
     const std::int64_t j0 = blk * kColumns;
     const std::int64_t width = std::min(kColumns, o - j0);
