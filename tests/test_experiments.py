@@ -170,6 +170,24 @@ def _grid(data):
     return [RunSpec(init=init, seed=seed, **TINY) for init in ("he_normal", "xavier_normal") for seed in (0, 1)]
 
 
+def test_data_unpickled_from_a_misaligned_buffer_is_aligned_for_the_kernels(small_data):
+    import pickle
+    buffers = []
+    payload = pickle.dumps(small_data, protocol=5, buffer_callback=buffers.append)
+    shifted = []
+    for buffer in buffers:   # each out-of-band buffer at an odd address, as Dask may deliver it
+        raw = bytearray(len(buffer.raw()) + 1)
+        raw[1:] = buffer.raw()
+        shifted.append(memoryview(raw)[1:])
+    data = pickle.loads(payload, buffers=shifted)
+    for array in (data.X_train, data.X_val, data.y_train, data.y_val):
+        assert array.flags.aligned and array.dtype in (np.float32, np.int64)
+    assert np.array_equal(data.X_train, small_data.X_train) and np.array_equal(data.y_val, small_data.y_val)
+    run = experiments.run_one(RunSpec(init="he_normal", **dict(TINY, epochs=1)), data)
+    assert run["history"][0]["loss"] == experiments.run_one(
+        RunSpec(init="he_normal", **dict(TINY, epochs=1)), small_data)["history"][0]["loss"]
+
+
 def test_process_workers_equal_serial(small_data):
     specs = _grid(small_data)
     serial = experiments.run_grid(specs, small_data, progress=False)

@@ -85,11 +85,15 @@ class Data:
         return int(self.X_train.shape[1])
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        # An unpickled array (process pools, Dask) carries a dtype object equal to, but not the
-        # same object as, numpy's float32/int64 singletons, which the kernels' bindings compare by
-        # identity: re-view every array with the canonical dtype (no copy).
+        # Arrays unpickled in another process (process pools, Dask) can sit at a misaligned address
+        # inside the received message (Dask: pickle protocol 5 buffers), which the C++ kernels must
+        # not read as floats, and carry a dtype object equal to, but not the same object as,
+        # numpy's float32/int64, which the bindings compare by identity. Copy misaligned arrays
+        # (aligned memory) and re-view every array with the canonical dtype.
         for key, value in state.items():
             if isinstance(value, np.ndarray):
+                if not value.flags.aligned:
+                    value = value.copy()
                 state[key] = value.view(np.float32 if value.dtype == np.float32 else np.int64)
         self.__dict__.update(state)
 
