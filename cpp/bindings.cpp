@@ -132,8 +132,8 @@ class Check {
                   "' must be C-contiguous (use numpy.ascontiguousarray), got a strided view");
     }
     if (!is_aligned(a)) {
-      value_error(std::string("argument '") + name +
-                  "' is not aligned to its dtype (use numpy.ascontiguousarray or a copy)");
+      value_error(std::string("argument '") + name + "' is not aligned to its dtype's " +
+                  std::to_string(a.itemsize()) + " bytes (a view at an odd byte offset); pass an aligned copy");
     }
     return a;
   }
@@ -489,6 +489,26 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
     check.no_overlap(args.p, "P", y, "y");
   } else {
     y = float_targets(check, args, y_obj);
+    // Float targets must be distributions (entries in [0, 1], rows summing to 1 within 1e-3, as
+    // Network checks): only then is the fused dZ = (P - Y)/N the gradient of the returned loss.
+    auto first_bad_row = [&](auto* values) -> std::int64_t {
+      for (std::int64_t r = 0; r < n; ++r) {
+        double row_sum = 0.0;
+        for (std::int64_t c = 0; c < k; ++c) {
+          const double v = values[r * k + c];
+          if (!(v >= 0.0 && v <= 1.0)) return r;
+          row_sum += v;
+        }
+        if (!(std::abs(row_sum - 1.0) <= 1e-3)) return r;
+      }
+      return -1;
+    };
+    const std::int64_t bad = args.t == FloatType::kFloat32 ? first_bad_row(in_ptr<float>(y))
+                                                           : first_bad_row(in_ptr<double>(y));
+    if (bad >= 0) {
+      check.value_error("float targets 'y' must be distributions (entries in [0, 1], each row summing to 1); "
+                        "row " + std::to_string(bad) + " is not");
+    }
   }
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
@@ -814,7 +834,8 @@ OutArray check_out(const py::handle& obj, const std::string& who) {
                                 "numpy.ascontiguousarray(a) and keep the result)");
   }
   if (!is_aligned(array)) {
-    throw py::value_error(who + ": array is not aligned to its dtype (pass a copy)");
+    throw py::value_error(who + ": array is not aligned to its dtype (a view at an odd byte offset); "
+                                "pass an aligned array");
   }
   if (!array.writeable()) throw py::value_error(who + ": array must be writable, it is read-only");
   std::vector<std::int64_t> shape(array.shape(), array.shape() + array.ndim());

@@ -237,6 +237,9 @@ double gain(const std::string& nonlinearity, std::optional<double> param) {
   if (nonlinearity == "relu") return std::sqrt(2.0);
   if (nonlinearity == "leaky_relu") {
     const double slope = param.value_or(0.01);
+    // Past 1e150, slope^2 overflows to inf and the gain would read 0; there 1 + slope^2 == slope^2
+    // in double, so sqrt(2) / |slope| is the same formula without the overflow.
+    if (std::abs(slope) > 1e150) return std::sqrt(2.0) / std::abs(slope);
     return std::sqrt(2.0 / (1.0 + slope * slope));
   }
   if (nonlinearity == "selu") return 3.0 / 4.0;  // PyTorch's choice (self-normalizing nets)
@@ -244,7 +247,9 @@ double gain(const std::string& nonlinearity, std::optional<double> param) {
     const double alpha = param.value_or(1.0);
     const double e2_phi_m2 = std::exp(2.0) * normal_cdf(-2.0);  // E[e^{2z}; z < 0]
     const double e_phi_m1 = std::exp(0.5) * normal_cdf(-1.0);   // E[e^{z}; z < 0]
-    const double second_moment = 0.5 + alpha * alpha * (e2_phi_m2 - 2.0 * e_phi_m1 + 0.5);
+    const double negative_part = e2_phi_m2 - 2.0 * e_phi_m1 + 0.5;  // E[(e^z - 1)^2; z < 0]
+    if (std::abs(alpha) > 1e150) return 1.0 / (std::abs(alpha) * std::sqrt(negative_part));  // as leaky_relu
+    const double second_moment = 0.5 + alpha * alpha * negative_part;
     return 1.0 / std::sqrt(second_moment);
   }
   // 1 / sqrt(E[phi(z)^2]), z ~ N(0, 1), by 30-digit quadrature (mpmath).
@@ -331,8 +336,9 @@ InitPlan plan_init(const InitRequest& r) {
     require_ndim(r, 3, 5);
     const double groups = p.number("groups");
     const std::int64_t out_channels = r.layout == Layout::kOutIn ? r.shape[0] : r.shape.back();
-    if (!(groups >= 1 && groups == std::floor(groups))) {
-      fail(s, "groups must be an integer >= 1, got " + format_number(groups));
+    // The upper bound keeps the cast to int64 below defined (1e300 would be undefined behaviour).
+    if (!(groups >= 1 && groups <= 0x1p53 && groups == std::floor(groups))) {
+      fail(s, "groups must be an integer in [1, 2^53], got " + format_number(groups));
     }
     if (out_channels % static_cast<std::int64_t>(groups) != 0) {
       fail(s, "groups must divide the output channels (" + std::to_string(out_channels) +

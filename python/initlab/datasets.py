@@ -31,6 +31,7 @@ import gzip
 import io
 import math
 import os
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -64,6 +65,8 @@ def _check_count(name: str, value, minimum: int) -> int:
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    if value >= 2**63:  # numpy's sizes are int64: larger counts fail deep inside numpy (IndexError)
+        raise ValueError(f"{name} must be an int < 2**63, got {value}")
     return int(value)
 
 
@@ -175,6 +178,8 @@ def make_spirals(n: int = 300, classes: int = 3, seed: Optional[int] = None, *,
     """
     n = _check_count("n", n, 1)
     classes = _check_count("classes", classes, 1)
+    if classes > n:  # also bounds the loop over classes (classes=2**40 would run for days)
+        raise ValueError(f"classes must be <= n (every class needs a point), got classes={classes}, n={n}")
     noise = _check_scale("noise", noise)
     turns = _check_scale("turns", turns)
     rng = _rng(seed)
@@ -236,6 +241,8 @@ def make_blobs(n: int = 300, centers: Union[int, Sequence[Sequence[float]], np.n
     rng = _rng(seed)
     if isinstance(centers, (int, np.integer)) and not isinstance(centers, bool):
         k = _check_count("centers", centers, 1)
+        if k > n:  # a centre per point at most (centers=2**40 would try to draw 2**40 centres)
+            raise ValueError(f"centers must be <= n (every centre needs a point), got centers={k}, n={n}")
         features = _check_count("features", features, 1)
         low, high = box
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -354,6 +361,12 @@ def load_idx(path: PathLike, labels: Optional[PathLike] = None, *, split: str = 
     return X, y
 
 
+# What numpy and zipfile raise for a corrupt, truncated or foreign archive: zipfile adds BadZipFile,
+# NotImplementedError (an unknown compression method or flag) and RuntimeError (encrypted members).
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError,
+                   RuntimeError)
+
+
 def load_npz(path: PathLike) -> Dataset:
     """``X`` and ``y`` from a NumPy ``.npz`` archive (read with ``allow_pickle=False``).
 
@@ -372,7 +385,7 @@ def load_npz(path: PathLike) -> Dataset:
         raise ValueError(f"{path}: no such file")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
+    except _ARCHIVE_ERRORS as exc:
         raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: expected a .npz archive with keys X and y, got a single .npy array")
@@ -384,7 +397,7 @@ def load_npz(path: PathLike) -> Dataset:
         try:
             X = archive["X"]
             y = archive["y"]
-        except (OSError, ValueError, EOFError, zlib.error) as exc:
+        except _ARCHIVE_ERRORS as exc:
             raise ValueError(f"{path}: corrupt array data ({exc})") from None
     if X.ndim < 2 or X.shape[0] < 1:
         raise ValueError(f"{path}: X must have shape (n, features) with n >= 1, got {X.shape}")

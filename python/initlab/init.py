@@ -149,6 +149,8 @@ def scheme(name: str) -> Scheme:
 def _parse_shape(shape: object, who: str) -> Tuple[int, ...]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
+    if isinstance(shape, (str, bytes)):  # iterable, but not a shape (b"x" would be (120,))
+        raise TypeError(f"{who}: shape must be an int or a tuple of ints, got {type(shape).__name__}")
     try:
         dims = tuple(shape)  # type: ignore[arg-type]
     except TypeError:
@@ -160,6 +162,8 @@ def _parse_shape(shape: object, who: str) -> Tuple[int, ...]:
             raise TypeError(f"{who}: shape must hold ints, got {shape!r}")
         if d < 0:
             raise ValueError(f"{who}: shape entries must be >= 0, got {shape!r}")
+        if d >= 2**63:  # the core's sizes are int64 (numpy's too)
+            raise ValueError(f"{who}: shape entries must be < 2**63, got {shape!r}")
         out.append(int(d))
     return tuple(out)
 
@@ -216,14 +220,19 @@ def _parse_params(sch: Scheme, who: str, params: Dict[str, Any]) -> Tuple[Dict[s
     return numbers, words
 
 
+def physical_memory() -> int:
+    """Bytes of physical memory (2**63 - 1 where the OS does not say)."""
+    try:
+        return min(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), 2**63 - 1)
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
 def _check_memory(shape: Tuple[int, ...], dtype: np.dtype, who: str) -> None:
     """MemoryError before allocating more than this machine has (np.empty could over-commit)."""
     nbytes = math.prod(shape) * dtype.itemsize
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 2**63 - 1
-    if nbytes > min(physical, 2**63 - 1):
+    physical = physical_memory()
+    if nbytes > physical:
         raise MemoryError(f"{who}: shape {shape} in {dtype.name} needs {nbytes} bytes, more than "
                           f"this machine's {physical} bytes of memory")
 
@@ -268,31 +277,33 @@ def _finish_orthogonal(array: np.ndarray, plan: dict, layout: str, seed: int, st
         array[centre] = plan["gain"] * q
 
 
-# The largest |z| a normal draw reaches: Box-Muller's radius sqrt(-2 log u) with u >= 2**-53.
+# Box-Muller's largest |z|: sqrt(-2 log u) with u >= 2**-53 is 8.57 (float32: u >= 2**-24, 5.77).
 _MAX_ABS_NORMAL = 9.0
 
 
-def _check_representable(plan: dict, dtype: np.dtype, who: str) -> None:
-    """ValueError when finite parameters would give inf/NaN values in ``dtype`` (std=1e300 in
-    float32, uniform(-1e308, 1e308) whose width overflows), before anything is written."""
-    largest = float(np.finfo(dtype).max)
+def _largest_value(plan: dict) -> float:
+    """An upper bound of |x| over everything the plan can draw (intermediates included)."""
     kind = plan["kind"]
     if kind in ("constant", "identity"):
-        reach = abs(plan["value"])
-    elif kind == "uniform":
-        reach = max(abs(plan["low"]), abs(plan["high"]), plan["high"] - plan["low"])
-    elif kind in ("normal", "sparse"):
-        reach = abs(plan["mean"]) + plan["std"] * _MAX_ABS_NORMAL
-    elif kind == "truncated_normal":
-        reach = abs(plan["mean"]) + plan["std"] * max(abs(plan["a"]), abs(plan["b"]))
-    elif kind in ("orthogonal", "delta_orthogonal"):
-        reach = abs(plan["gain"])
-    else:
-        return
-    if not reach <= largest:  # NaN-safe
-        raise ValueError(f"{who}: the parameters give values of magnitude up to {reach:.3g}, beyond "
-                         f"the largest finite {dtype.name} ({largest:.3g}); use smaller parameters "
-                         f"or dtype='float64'")
+        return abs(plan["value"])
+    if kind == "dirac":
+        return 1.0
+    if kind == "uniform":
+        return abs(plan["low"]) + abs(plan["high"])  # also bounds high - low
+    if kind in ("normal", "truncated_normal", "sparse"):
+        return abs(plan["mean"]) + _MAX_ABS_NORMAL * plan["std"]
+    return abs(plan["gain"])  # (delta_)orthogonal: entries of an orthonormal matrix are <= 1
+
+
+def _check_range(plan: dict, dtype: np.dtype, who: str) -> None:
+    """ValueError when the parameters (or tiny fans) give values the dtype cannot hold: e.g.
+    variance_scaling(scale=1e308) in float32 would otherwise fill the array with inf."""
+    largest = _largest_value(plan)
+    limit = float(np.finfo(dtype).max) / 2  # headroom for the rounding of mean + std * z
+    if not largest <= limit:
+        raise ValueError(f"{who}: the parameters give values up to {largest:.6g} (plan {plan['kind']}), "
+                         f"beyond what {dtype.name} holds ({limit:.3g}); use smaller parameters or "
+                         f"larger fans" + (" or float64" if dtype == np.float32 else ""))
 
 
 # ---- the two generated forms -------------------------------------------------------------------
@@ -305,8 +316,8 @@ def _fill(sch: Scheme, array: object, who: str, seed: object, stream: object, la
     fout = _parse_fan(fan_out, "fan_out", who)
     numbers, words = _parse_params(sch, who, params)
     if isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64):
-        _check_representable(_core.init_plan(sch.name, list(array.shape), layout, fin, fout, numbers,
-                                             words), array.dtype, who)
+        _check_range(_core.init_plan(sch.name, list(array.shape), layout, fin, fout, numbers, words),
+                     array.dtype, who)
     plan = _core.init_fill(array, sch.name, layout, fin, fout, numbers, words, seed, stream, naive)
     if plan["kind"] in ("orthogonal", "delta_orthogonal"):
         _finish_orthogonal(array, plan, layout, seed, stream)  # type: ignore[arg-type]
@@ -379,7 +390,7 @@ def _make_pair(sch: Scheme) -> Tuple[Callable[..., np.ndarray], Callable[..., np
         seed = fresh_seed() if seed is None else check_seed(seed)
         stream = check_seed(stream, "stream")
         plan_ = _plan(sch, shp, who, layout, fan_in, fan_out, params)  # every error before allocating
-        _check_representable(plan_, dt, who)
+        _check_range(plan_, dt, who)
         _check_memory(shp, dt, who)
         array = np.empty(shp, dtype=dt)
         return _fill(sch, array, who, seed, stream, layout, fan_in, fan_out, params)
@@ -511,11 +522,15 @@ def estimate_gain(activation: Union[str, Callable[[np.ndarray], np.ndarray]]) ->
     z = (left[:, None] + 0.5 * (nodes[None, :] + 1.0)).ravel()
     w = np.tile(0.5 * weights, left.size)
     try:
-        values = np.asarray(phi(z.copy()), dtype=np.float64)
+        values = np.asarray(phi(z.copy()))
     except (TypeError, ValueError) as e:  # e.g. math.tanh: works on a float, not on an array
         raise TypeError(f"estimate_gain: activation must be a vectorized callable (float64 array "
                         f"in, array of the same shape out); calling it on an array failed: "
                         f"{type(e).__name__}: {e}") from None
+    if values.dtype.kind not in "fiub":  # complex would silently lose its imaginary part
+        raise TypeError(f"estimate_gain: the activation must return real numbers, got dtype "
+                        f"{values.dtype}")
+    values = values.astype(np.float64)
     if values.shape != z.shape:
         raise ValueError("estimate_gain: the activation must map an array to an array of the "
                          "same shape")

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -76,12 +77,6 @@ class DivergenceError(FloatingPointError):
 
 
 # ---- small validators (each names the argument, what was given and what is allowed) -----------
-def _kernel_ready(arr: np.ndarray, dtype: Any) -> np.ndarray:
-    """`arr` as the kernels take it: C-contiguous, aligned, of `dtype`; copied only when needed
-    (an unpickled or sliced-from-bytes array can be unaligned, which the bindings refuse)."""
-    return np.require(arr, dtype=dtype, requirements=["C", "A"])
-
-
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
@@ -103,6 +98,26 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
             allowed += f" and {'<' if max_strict else '<='} {maximum}"
         raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
     return v
+
+
+def _kernel_input(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """`arr` as the kernels read it: C-contiguous, aligned, of `dtype` (copied only when needed).
+    Aligned matters: arrays that Dask or pickle protocol 5 rebuild from network frames can start
+    at an odd byte offset, which the bindings refuse (reading them through T* is undefined)."""
+    return np.require(arr, dtype=dtype, requirements=["C", "A"])
+
+
+def _check_network_memory(widths: Sequence[int], dtype: str) -> None:
+    """MemoryError before the first weight is drawn when the weights and their gradient buffers
+    alone need more than this machine's physical memory (each layer on its own may fit, so the
+    per-array check of il.init would only fail half-way, after gigabytes were filled)."""
+    parameters = sum(n_in * n_out + n_out for n_in, n_out in zip(widths[:-1], widths[1:]))
+    nbytes = 2 * parameters * np.dtype(dtype).itemsize  # W, b and dW, db
+    physical = _init_module().physical_memory()
+    if nbytes > physical:
+        raise MemoryError(f"Network: widths {list(widths)} in {dtype} need {nbytes} bytes for the "
+                          f"weights and their gradients, more than this machine's {physical} bytes "
+                          f"of memory")
 
 
 def _check_name(name: str, value: Any, valid: Sequence[str]) -> str:
@@ -182,7 +197,7 @@ class _Initializer:
                              f"expected {tuple(shape)}")
         if value.dtype.kind not in "fiub":
             raise TypeError(f"{argname} {self.describe()} returned dtype {value.dtype}, expected numbers")
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.require(value, dtype=dtype, requirements=["C", "A", "W", "O"])  # the net's own buffer
         if not np.isfinite(value).all():
             raise ValueError(f"{argname} {self.describe()} returned non-finite values")
         return value
@@ -382,6 +397,7 @@ class Network:
         self.output_dim = fresh[-1].units
         self.stop_training = False
 
+        _check_network_memory(self.widths, self.dtype)
         # Resolve every initializer before drawing any (a bad name fails before anything is built).
         inits = [_Initializer(layer.init if layer.init is not None else init, f"init (layer {i})")
                  for i, layer in enumerate(fresh)]
@@ -457,7 +473,7 @@ class Network:
             if arr.shape[1] != self.input_dim:
                 raise ValueError(f"{name} must have {self.input_dim} columns (the input width), "
                                  f"got shape {arr.shape}")
-            arr = _kernel_ready(arr, self.dtype)
+            arr = _kernel_input(arr, self.dtype)
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {arr.shape}): at least one sample is needed")
         if not _core.all_finite(arr):
@@ -484,13 +500,13 @@ class Network:
                 if arr.size and (arr.min() < 0 or arr.max() >= K):
                     bad = arr[(arr < 0) | (arr >= K)][0]
                     raise ValueError(f"{name}: softmax labels must be integers in [0, {K}), got {bad!r}")
-                return _kernel_ready(arr, np.int64)
+                return _kernel_input(arr, np.int64)
             if arr.ndim == 2 and arr.shape[1] == K:
                 if arr.size and (arr.min() < 0 or arr.max() > 1 or
                                  np.abs(arr.sum(axis=1) - 1).max() > 1e-3):
                     raise ValueError(f"{name}: one-hot / probability targets must lie in [0, 1] "
                                      f"with rows summing to 1")
-                return _kernel_ready(arr, self.dtype)
+                return _kernel_input(arr, self.dtype)
             raise ValueError(f"{name} must have shape ({n},) (integer labels) or ({n}, {K}) "
                              f"(one-hot) for a softmax output, got {arr.shape}")
         if arr.ndim == 1 and K == 1:
@@ -502,7 +518,10 @@ class Network:
         if self.output == "sigmoid" and arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: sigmoid (binary cross-entropy) labels must lie in [0, 1], "
                              f"got values in [{arr.min()}, {arr.max()}]")
-        return _kernel_ready(arr, self.dtype)
+        out = _kernel_input(arr, self.dtype)
+        if not np.isfinite(out).all():  # finite in float64, but past float32's range
+            raise ValueError(f"{name} has values beyond the range of {self.dtype}")
+        return out
 
     # ---- workspaces and passes -------------------------------------------------------------------
     def _workspace(self, rows: int) -> _Workspace:
@@ -1079,7 +1098,10 @@ class Network:
                 raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
             with data:
                 arrays = {key: data[key] for key in data.files}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        # zipfile also raises NotImplementedError (unknown compression or flags) and RuntimeError
+        # (encrypted members) for a foreign or damaged archive.
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+                RuntimeError, zlib.error) as e:
             if isinstance(e, FileNotFoundError) or str(e).startswith(where):
                 raise
             raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
