@@ -174,3 +174,19 @@ def test_modified_file_is_rejected(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="checksum"):
         il.Network.load(path)
+
+
+def test_written_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    import stat
+    old = os.umask(0o022)
+    try:
+        net = il.Network([3, 4, 2], seed=0)
+        X = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+        report = net.fit(X, np.arange(16) % 2, epochs=1, progress=False)
+        paths = [net.save(tmp_path / "m.npz"), report.to_json(tmp_path / "r.json"),
+                 report.to_csv(tmp_path / "r.csv")]
+        for path in paths:
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path
+        assert sorted(os.listdir(tmp_path)) == ["m.npz", "r.csv", "r.json"]  # no temp files left
+    finally:
+        os.umask(old)

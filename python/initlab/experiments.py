@@ -49,6 +49,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import _core, datasets
+from ._files import write_text_atomically
 from .callbacks import Callback
 
 LN10 = math.log(10.0)
@@ -493,12 +494,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _write_text(path: "os.PathLike[str] | str", text: str) -> str:
-    """Write atomically (temporary file, then rename) with the permissions the umask gives."""
-    from .figures import file_mode
-    from .report import write_text_atomically
-    path = write_text_atomically(path, text)
-    os.chmod(path, file_mode())
-    return path
+    return write_text_atomically(path, text, "compare")
 
 
 @dataclass

@@ -9,10 +9,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ._files import write_bytes_atomically
 
 DPI = 80              # small files: the docs/ figures are committed
 PALETTE_COLOURS = 64
@@ -40,13 +41,6 @@ def _panels(n: int, width: float, height: float, max_cols: int = 3):
     return fig, flat[:n]
 
 
-def file_mode() -> int:
-    """The permissions a new file gets under the process umask (mkstemp's files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _small_png(png: bytes) -> bytes:
     """Line plots need few colours: a 64-colour palette makes the files ~4x smaller (Pillow
     comes with matplotlib; without it the PNG stays as matplotlib wrote it)."""
@@ -63,23 +57,10 @@ def _small_png(png: bytes) -> bytes:
 
 
 def _save(fig, path: str) -> str:
-    """savefig to a temporary file in the target folder, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".png")
-    os.close(fd)
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=DPI, format="png")
-        with open(tmp, "wb") as f:
-            f.write(_small_png(buffer.getvalue()))
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """savefig, shrunk to a small palette, written atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    return write_bytes_atomically(path, _small_png(buffer.getvalue()), "figure")
 
 
 def _colors(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

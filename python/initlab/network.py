@@ -29,7 +29,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -41,7 +40,8 @@ import numpy as np
 
 from . import _core
 from .callbacks import Callback, as_callbacks
-from .report import Report, target_path
+from ._files import atomic_file, target_path
+from .report import Report
 
 # ---- registries (iterated by validation, docs and error messages) ------------------------------
 # Hidden activations -> the default of their parameter (PyTorch's), None when they have none.
@@ -1063,23 +1063,14 @@ class Network:
     def save(self, path: "os.PathLike[str] | str") -> str:
         """Write architecture, weights, dtype and version to one .npz at exactly `path`, atomically
         (a temporary file in the same directory, fsync, os.replace). Optimizer state is not saved."""
-        path, directory = target_path(path, "Network.save")
+        path, _ = target_path(path, "Network.save")
         arrays = self._architecture_arrays()
         for i, layer in enumerate(self.layers):
             arrays[f"W{i}"] = layer._W
             arrays[f"b{i}"] = layer._b
         arrays["checksum"] = np.array(self._checksum(arrays))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(path, "Network.save", suffix=".npz.tmp") as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod

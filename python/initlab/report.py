@@ -23,8 +23,9 @@ import io
 import json
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Optional
+
+from ._files import write_bytes_atomically, write_text_atomically
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 LAYER_KEYS = ("epoch", "layer", "pre_mean", "pre_std", "act_mean", "act_std", "saturated", "dead",
@@ -40,38 +41,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
-
-
-def target_path(path: Any, who: str) -> "tuple[str, str]":
-    """`(path, its directory)` for an atomic write, or an error naming the path: the temporary
-    file's name would otherwise be all that a missing directory's FileNotFoundError shows."""
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"{who}: path must be a str or os.PathLike, got {type(path).__name__} "
-                        f"{path!r}") from None
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{who}: cannot write {path!r}: directory {directory!r} does "
-                                f"not exist")
-    return path, directory
-
-
-def write_text_atomically(path: "os.PathLike[str] | str", text: str, who: str = "write") -> str:
-    """Write `text` to a temporary file in the target directory, then rename it into place."""
-    path, directory = target_path(path, who)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _fmt(value: Any, width: int = 10) -> str:
@@ -197,14 +166,6 @@ class Report:
         ax_act.set_xlabel("hidden layer (depth)")
         ax_act.set_ylabel("std of activations (log)")
         ax_act.set_title("activation std by depth")
-        path, directory = target_path(path, "Report.plot")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".initlab-", suffix=".png")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        return write_bytes_atomically(path, buffer.getvalue(), "Report.plot")
