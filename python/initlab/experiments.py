@@ -51,6 +51,7 @@ import numpy as np
 from . import _core, datasets
 from ._files import write_text_atomically
 from .callbacks import Callback
+from .report import _json_safe
 
 LN10 = math.log(10.0)
 
@@ -461,18 +462,6 @@ def _run_dask(specs: List[RunSpec], data: Data, scheduler: str, workers: Optiona
 SUMMARY_KEYS = ("label", "init", "seed", "final_loss", "final_val_accuracy", "best_val_accuracy",
                 "epochs_to_target", "epochs_to_loss", "grad_ratio", "verdict", "diverged", "epochs_run",
                 "train_seconds")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -25,6 +25,8 @@ import math
 import os
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 from ._files import write_bytes_atomically, write_text_atomically
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -40,6 +42,8 @@ def _json_safe(value: Any) -> Any:
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
     return value
 
 
