@@ -40,6 +40,11 @@ import numpy as np
 
 from .. import _core
 from .callbacks import Callback, as_callbacks
+from .labels import (ClassWeight, check_sample_weight, class_weights, decode_labels, default_classes,
+                     encode_fit_labels, encode_labels, row_weights)
+from .metrics import r2_score
+from .schedules import ScheduleSpec, describe_schedule, schedule_values
+from .summary import Summary
 from .._files import atomic_file, target_path
 from ..inspect.report import Report
 
@@ -302,6 +307,7 @@ class _Workspace:
         self.P = np.empty((rows, net.output_dim), dtype=dt)
         self.y_int = np.empty((rows,), dtype=np.int64)
         self.y_float = np.empty((rows, net.output_dim), dtype=dt)
+        self.w = np.empty((rows,), dtype=dt)  # the batch's row weights (class_weight, sample_weight)
         self.y_dummy = np.zeros((rows,), dtype=np.int64)  # for softmax probabilities without labels
         self.X_grad = np.empty((rows, net.input_dim), dtype=dt)  # dL/dX (Jacobians in diagnose)
         # Accuracy without allocating: predicted and true classes, and the hit mask.
@@ -395,6 +401,8 @@ class Network:
         self.layers: List[Dense] = fresh
         self.output = fresh[-1].activation
         self.output_dim = fresh[-1].units
+        if self.output == "softmax":  # scikit-learn's classes_: a fit on other labels replaces it
+            self.classes_ = default_classes(self.output_dim)
         self.stop_training = False
 
         _check_network_memory(self.widths, self.dtype)
@@ -480,9 +488,14 @@ class Network:
             raise ValueError(f"{name} contains NaN or infinity")
         return arr
 
-    def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
+    def _check_y(self, y: Any, n: int, name: str = "y", classes: Optional[np.ndarray] = None) -> np.ndarray:
         """Labels in the form the loss kernel takes: int64 (n,) or float (n, K) for softmax,
-        float (n, K) for sigmoid and linear outputs."""
+        float (n, K) for sigmoid and linear outputs. Softmax labels that are not numbers are mapped
+        to their columns through `classes` (default: classes_); an unknown one is a ValueError."""
+        if self.output == "softmax":
+            codes = encode_labels(y, self.classes_ if classes is None else classes, name)
+            if codes is not None:
+                y = codes
         arr = np.asarray(y)
         K = self.output_dim
         if arr.dtype.kind not in "fiub":
@@ -556,14 +569,15 @@ class Network:
         prev = self.layers[i - 1]
         return ws.D[i - 1] if (ws.last_training and prev.dropout) else ws.A[i - 1]
 
-    def _loss(self, ws: _Workspace, y: np.ndarray, with_grad: bool) -> float:
+    def _loss(self, ws: _Workspace, y: np.ndarray, with_grad: bool,
+              weights: Optional[np.ndarray] = None) -> float:
         """Mean loss of the logits in ws.Z[-1]; probabilities to ws.P; dZ to ws.dA[-1] if asked."""
         Z, dZ = ws.Z[-1], (ws.dA[-1] if with_grad else None)
         if self.output == "softmax":
-            return _core.softmax_cross_entropy(Z, y, ws.P, dZ)
+            return _core.softmax_cross_entropy(Z, y, ws.P, dZ, weights)
         if self.output == "sigmoid":
-            return _core.sigmoid_binary_cross_entropy(Z, y, ws.P, dZ)
-        return _core.mean_squared_error(Z, y, dZ)
+            return _core.sigmoid_binary_cross_entropy(Z, y, ws.P, dZ, weights)
+        return _core.mean_squared_error(Z, y, dZ, weights)
 
     def _backward(self, ws: _Workspace, X: np.ndarray, need_dX: bool = False) -> None:
         """From dL/dZ_out in ws.dA[-1]: dW, db of every layer (self._dW, self._db); ws.dA[i] ends
@@ -610,11 +624,37 @@ class Network:
         when K == 1) or values (linear: (n, K))."""
         out = self.forward(X)
         if self.output == "softmax":
-            return out.argmax(axis=1).astype(np.int64)
+            return decode_labels(out.argmax(axis=1), self.classes_)
         if self.output == "sigmoid":
             labels = (out > 0.5).astype(np.int64)
             return labels[:, 0] if self.output_dim == 1 else labels
         return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, K): `forward` of a softmax or sigmoid output (columns in the
+        order of classes_ for softmax)."""
+        if self.output == "linear":
+            raise AttributeError("predict_proba is for softmax or sigmoid outputs; this network's "
+                                 "output is linear (use predict)")
+        return self.forward(X)
+
+    def score(self, X: Any, y: Any) -> float:
+        """scikit-learn's score: `evaluate`'s accuracy for softmax and sigmoid outputs (per element
+        for sigmoid), R^2 (sklearn.metrics.r2_score) for a linear output."""
+        if self.output != "linear":
+            return self.evaluate(X, y)["accuracy"]
+        X = self._check_X(X)
+        y = self._check_y(y, X.shape[0])
+        return r2_score(y, self.forward(X))
+
+    def count_params(self) -> int:
+        """The number of trainable parameters (every W and b)."""
+        return Summary.of(self).total_params
+
+    def summary(self) -> Summary:
+        """Keras' summary: a table of layers, output shapes and parameter counts (`str()` of the
+        result, which is also its repr); `.rows` and `.total_params` hold the numbers."""
+        return Summary.of(self)
 
     def _loss_and_correct(self, X: np.ndarray, y: np.ndarray) -> Tuple[float, Optional[float]]:
         """Mean loss and accuracy over all rows, in chunks (eval mode)."""
@@ -681,7 +721,9 @@ class Network:
             validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
             shuffle: bool = True, stats_every: int = 1, on_divergence: str = "stop",
             progress: Optional[bool] = None, callbacks: Sequence[Any] = (),
-            dampening: float = 0.0, alpha: float = 0.99, probe_size: Optional[int] = None) -> Report:
+            dampening: float = 0.0, alpha: float = 0.99, probe_size: Optional[int] = None,
+            lr_schedule: ScheduleSpec = None, class_weight: ClassWeight = None,
+            sample_weight: Any = None) -> Report:
         """Train with mini-batches; returns a `Report` (see `initlab.report`).
 
         Optimizers follow torch.optim exactly: `sgd` (lr, momentum, dampening, nesterov,
@@ -703,10 +745,23 @@ class Network:
         Divergence: a non-finite loss or gradient is caught before the update, so the weights
         stay those of the last finite step. Ctrl-C stops at the next batch boundary and returns
         the report (stop_reason says so); a second Ctrl-C interrupts at once.
+
+        lr_schedule (`initlab.nn.schedules`): the lr of each epoch, counted from 0 at the start of
+        this call, as torch's StepLR / ExponentialLR / CosineAnnealingLR stepped once per epoch, a
+        linear warmup or a callable epoch -> lr; each history row records its `lr`.
+        Labels (softmax) may be of any type: `classes_` holds them sorted and `predict` returns
+        them (`initlab.nn.labels`). class_weight ({label: weight} or "balanced", softmax only) and
+        sample_weight ((n,), finite, >= 0) weigh rows: a batch's loss is sum w_i l_i / sum w_i
+        (torch.nn.CrossEntropyLoss(weight=...)), the epoch's loss the same over all its rows, and a
+        batch whose weights sum to 0 makes no update. With validation_split, sample_weight is split
+        with X; validation losses are unweighted.
         """
         # ---- validate everything before anything changes -----------------------------------------
         X = self._check_X(X)
-        y = self._check_y(y, X.shape[0])
+        classes = None
+        if self.output == "softmax":
+            classes, _ = encode_fit_labels(y, self.output_dim, self.classes_)
+        y = self._check_y(y, X.shape[0], classes=classes)
         epochs = _check_int("epochs", epochs, 0)
         batch_size = _check_int("batch_size", batch_size, 1)
         optimizer = _check_name("optimizer", optimizer, OPTIMIZERS)
@@ -740,6 +795,12 @@ class Network:
         if progress is not None and not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be None, True or False, got {progress!r}")
         callback_list = as_callbacks(callbacks)
+        lr_values = schedule_values(lr_schedule, lr, epochs)
+        if class_weight is not None and self.output != "softmax":
+            raise ValueError(f"class_weight applies to softmax outputs only; this network's output is "
+                             f"{self.output} (use sample_weight)")
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
 
         if validation_data is not None:
             try:
@@ -747,7 +808,7 @@ class Network:
             except (TypeError, ValueError):
                 raise ValueError("validation_data must be a pair (X_val, y_val)") from None
             X_val = self._check_X(X_val, "validation_data X")
-            y_val = self._check_y(y_val, X_val.shape[0], "validation_data y")
+            y_val = self._check_y(y_val, X_val.shape[0], "validation_data y", classes=classes)
             X_train, y_train = X, y
         elif validation_split > 0:
             n_val = int(math.floor(X.shape[0] * validation_split))
@@ -756,8 +817,14 @@ class Network:
                                  f"training and {n_val} validation rows of {X.shape[0]}; both must be >= 1")
             X_train, y_train = X[:-n_val], y[:-n_val]
             X_val, y_val = np.ascontiguousarray(X[-n_val:]), np.ascontiguousarray(y[-n_val:])
+            if sample_weight is not None:
+                sample_weight = sample_weight[:-n_val]
         else:
             X_train, y_train, X_val, y_val = X, y, None, None
+        cw = None if class_weight is None else class_weights(class_weight, y_train, classes)
+        w_train = row_weights(y_train, cw, sample_weight)  # float64 (n,) or None (unweighted)
+        if w_train is not None:
+            w_train = w_train.astype(self.dtype)
         n = X_train.shape[0]
         if probe_size is None:
             probe_size = min(256, max(32, n // 32))
@@ -769,13 +836,20 @@ class Network:
         report = Report(config=dict(hyper, epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle),
                                     validation=X_val is not None, stats_every=stats_every,
                                     on_divergence=on_divergence, probe_size=probe_size,
-                                    n_train=n, seed=self.seed, dtype=self.dtype))
+                                    n_train=n, seed=self.seed, dtype=self.dtype,
+                                    lr_schedule=describe_schedule(lr_schedule),
+                                    class_weight=None if cw is None else
+                                    {str(c): float(v) for c, v in zip(classes.tolist(), cw)},
+                                    sample_weight=sample_weight is not None))
+
         metrics = ["epoch", "loss", "seconds"] + (["accuracy"] if self.output != "linear" else [])
         if X_val is not None:
             metrics += ["val_loss"] + (["val_accuracy"] if self.output != "linear" else [])
         self.stop_training = False
         for cb in callback_list:
             cb.on_fit_begin(self, report, metrics)  # may reject the configuration (ValueError)
+        if classes is not None:
+            self.classes_ = classes  # validation is over: the labels of this fit are the net's
 
         # Ctrl-C only raises a flag, read at batch boundaries, so the weights are never left half
         # updated (LSUV and the optimizer step included); a second Ctrl-C interrupts at once.
@@ -827,13 +901,14 @@ class Network:
             batch_callbacks = [cb for cb in callback_list
                                if type(cb).on_batch_end is not Callback.on_batch_end]
 
-            for _ in range(epochs):
+            for epoch_index in range(epochs):
                 epoch = self._epochs_trained + 1
                 epoch_start = time.perf_counter()
                 stats_epoch = record_stats and epoch % stats_every == 0
                 if shuffle:
                     order = self._epoch_order(epoch, n)
-                loss_sum, correct_sum, stopped = 0.0, 0.0, False
+                hyper["lr"] = lr_values[epoch_index]
+                loss_sum, correct_sum, weight_sum, stopped = 0.0, 0.0, 0.0, False
                 for batch in range(steps_per_epoch):
                     if self._interrupted:
                         report.stop_reason = (f"interrupted (KeyboardInterrupt) at epoch {epoch}, "
@@ -847,10 +922,20 @@ class Network:
                     np.take(X_train, order[lo:hi], axis=0, out=ws.X)
                     yb = ws.y_int if y_buffer_is_int else ws.y_float
                     np.take(y_train, order[lo:hi], axis=0, out=yb)
+                    wb, batch_weight = None, float(rows)
+                    if w_train is not None:
+                        wb = ws.w
+                        np.take(w_train, order[lo:hi], axis=0, out=wb)
+                        batch_weight = float(np.add.reduce(wb, dtype=np.float64))
+                    if batch_weight == 0.0:  # weighs nothing: no step (loss 0, accuracy still counted)
+                        self._forward(ws, ws.X, training=False)
+                        self._loss(ws, yb, with_grad=False, weights=wb)
+                        correct_sum += self._count_correct(ws, yb)
+                        continue
                     self._step += 1
                     try:
                         self._forward(ws, ws.X, training=True)
-                        batch_loss = self._loss(ws, yb, with_grad=True)
+                        batch_loss = self._loss(ws, yb, with_grad=True, weights=wb)
                         self._backward(ws, ws.X)
                     except KeyboardInterrupt:  # nothing was written to the weights yet
                         self._step -= 1
@@ -873,7 +958,8 @@ class Network:
                         for i in layer_indices:
                             np.copyto(W_before[i], self.layers[i]._W)
                     self._update(hyper)
-                    loss_sum += batch_loss * rows
+                    loss_sum += batch_loss * batch_weight
+                    weight_sum += batch_weight
                     correct_sum += self._count_correct(ws, yb)
                     if batch_callbacks:
                         logs = {"epoch": epoch, "batch": batch + 1, "step": self._step, "loss": batch_loss}
@@ -895,8 +981,11 @@ class Network:
                     break
                 # ---- end of a complete epoch -----------------------------------------------------
                 self._epochs_trained = epoch
-                entry: Dict[str, Any] = {"epoch": epoch, "loss": loss_sum / n, "accuracy": None,
-                                         "val_loss": None, "val_accuracy": None, "seconds": 0.0}
+                # the mean over rows, or sum w l / sum w (a batch weighing nothing adds 0 to both)
+                epoch_loss = loss_sum / n if w_train is None else loss_sum / weight_sum
+                entry: Dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "accuracy": None,
+                                         "val_loss": None, "val_accuracy": None,
+                                         "lr": lr_values[epoch_index], "seconds": 0.0}
                 if self.output != "linear":
                     entry["accuracy"] = correct_sum / (n if self.output == "softmax" else n * self.output_dim)
                 if X_val is not None:
