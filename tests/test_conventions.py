@@ -329,3 +329,11 @@ def test_balanced_with_a_class_absent_from_y():
     net = il.Network([4, 5, 4], seed=15)  # class 3 never occurs
     with pytest.raises(ValueError, match=r"class_weight='balanced': class 3 does not occur in y"):
         net.fit(X, y, class_weight="balanced", progress=False)
+
+
+def test_experiments_take_string_labels_from_files():
+    from initlab.experiments.runs import prepare_data
+    X, y = blobs(30)
+    data = prepare_data((X, np.array(["x", "y", "z"])[y]), seed=0)
+    assert data.classes == 3 and data.y_train.dtype.kind == "U"
+    assert prepare_data((X, y), seed=0).y_train.dtype == np.int64
