@@ -413,3 +413,12 @@ def test_pooling_against_torch(pool, stride):
     np.testing.assert_allclose(G, tG.detach().numpy(), rtol=1e-13, atol=1e-13)
     _core.global_avg_pool2d_backward(RG, dX)
     np.testing.assert_allclose(dX, tX.grad.numpy(), rtol=1e-13, atol=1e-13)
+
+
+def test_conv_benchmark_rows():
+    from initlab.bench import conv as conv_bench
+
+    rows = conv_bench.run(threads=(1,), quick=True, cases=["digits-conv2"])
+    assert len(rows) == 1 and rows[0]["layer"] == "digits-conv2"
+    assert rows[0]["initlab_ms"] > 0 and rows[0]["gemm_peak_gflops"] > 0
+    assert "| digits-conv2 | 32x4x4x16 | 3x3x16x32 | 1 |" in conv_bench.format_table(rows)

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "activation_math.hpp"
@@ -31,15 +30,27 @@ void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols) {
     const T* image = x + n * g.h * g.w * g.c;
     for (std::int64_t ow = 0; ow < ow_count; ++ow) {
       T* dst = cols + (row * ow_count + ow) * k;  // the K entries of position (n, oh, ow)
+      const std::int64_t iw0 = ow * g.stride_w - g.pad_left;
+      // Undilated taps of one kernel row inside the image read KW*C consecutive input values.
+      const bool row_inside = g.dilation_w == 1 && iw0 >= 0 && iw0 + g.kw <= g.w;
       for (std::int64_t i = 0; i < g.kh; ++i) {
         const std::int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-        for (std::int64_t j = 0; j < g.kw; ++j) {
-          const std::int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-          T* tap = dst + (i * g.kw + j) * g.c;
-          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
-            std::fill(tap, tap + g.c, T(0));
-          } else {
-            std::memcpy(tap, image + (ih * g.w + iw) * g.c, sizeof(T) * g.c);
+        T* taps = dst + i * g.kw * g.c;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(taps, taps + g.kw * g.c, T(0));
+        } else if (row_inside) {
+          const T* src = image + (ih * g.w + iw0) * g.c;
+          for (std::int64_t e = 0; e < g.kw * g.c; ++e) taps[e] = src[e];
+        } else {
+          for (std::int64_t j = 0; j < g.kw; ++j) {
+            const std::int64_t iw = iw0 + j * g.dilation_w;
+            T* tap = taps + j * g.c;
+            if (iw < 0 || iw >= g.w) {
+              std::fill(tap, tap + g.c, T(0));
+            } else {
+              const T* src = image + (ih * g.w + iw) * g.c;
+              for (std::int64_t c = 0; c < g.c; ++c) tap[c] = src[c];
+            }
           }
         }
       }
