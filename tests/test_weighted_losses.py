@@ -210,3 +210,21 @@ def test_class_weights_equal_torch_cross_entropy_weight():
     t_loss.backward()
     assert loss == pytest.approx(t_loss.item(), rel=1e-14)
     np.testing.assert_allclose(dZ, tZ.grad.numpy(), rtol=1e-12, atol=1e-16)
+
+
+def test_overflowing_sums_keep_a_finite_mean():
+    """A sum past the largest double is redone scaled: the (weighted) mean stays finite and exact."""
+    Z = np.full((2, 3), 1e308)
+    Z[1] = 1.0
+    y = np.zeros_like(Z)
+    P = np.empty_like(Z)
+    bce_row1 = float(np.log1p(np.exp(-1.0)) + 1.0)
+    assert _core.sigmoid_binary_cross_entropy(Z, y, P) == pytest.approx((1e308 + bce_row1) / 2, rel=1e-15)
+    assert _core.sigmoid_binary_cross_entropy(Z, y, P, None, np.array([1.0, 3.0])) == \
+        pytest.approx((1e308 + 3 * bce_row1) / 4, rel=1e-15)
+    D = np.full((2, 5), 6e153)
+    D[1] = 1.0
+    assert _core.mean_squared_error(D, np.zeros_like(D)) == pytest.approx((3.6e307 + 1) / 2, rel=1e-14)
+    assert _core.mean_squared_error(D, np.zeros_like(D), None, np.array([1.0, 3.0])) == \
+        pytest.approx((3.6e307 + 3) / 4, rel=1e-14)
+    assert _core.mean_squared_error(D, np.zeros_like(D), None, np.array([0.0, 3.0])) == pytest.approx(1.0)

@@ -113,8 +113,26 @@ double sigmoid_binary_cross_entropy(std::int64_t n, std::int64_t k, const T* z, 
     }
     return chunk_loss;
   });
-  if (weights == nullptr) return total / static_cast<double>(count);
-  return inv_weighted > 0.0 ? total * inv_weighted : 0.0;
+  if (!std::isinf(total)) {
+    if (weights == nullptr) return total / static_cast<double>(count);
+    return inv_weighted > 0.0 ? total * inv_weighted : 0.0;
+  }
+  // The sum overflowed double, yet the mean may be finite (float64 logits near 1e308 with y = 0 lose
+  // about z each). Sum again with every term scaled by 2^-600 (exact: a power of two), then undo the
+  // scaling after the division: the mean is inf only when it truly exceeds the largest double.
+  constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+  const double scaled = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
+    double chunk_loss = 0.0;
+    for (std::int64_t e = begin; e < end; ++e) {
+      const T ze = z[e];
+      const T loss = std::max(ze, T(0)) - ze * y[e] + std::log1p(std::exp(-std::abs(ze)));
+      const double row_weight = weights == nullptr ? 1.0 : static_cast<double>(weights[e / k]);
+      chunk_loss += row_weight * (static_cast<double>(loss) * kDown);
+    }
+    return chunk_loss;
+  });
+  if (weights == nullptr) return scaled / static_cast<double>(count) * kUp;
+  return inv_weighted > 0.0 ? scaled * inv_weighted * kUp : 0.0;
 }
 
 template <typename T>
@@ -137,8 +155,27 @@ double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y
     }
     return chunk_loss;
   });
-  if (weights == nullptr) return total / static_cast<double>(count);
-  return inv_weighted > 0.0 ? total * inv_weighted : 0.0;
+  if (!std::isinf(total)) {
+    if (weights == nullptr) return total / static_cast<double>(count);
+    return inv_weighted > 0.0 ? total * inv_weighted : 0.0;
+  }
+  // The sum of squares overflowed double, yet the mean may be finite (float64 diffs near 1e154 and
+  // above: y = 6e153 over 5 columns has mean 3.6e307). Sum again with every difference scaled by
+  // 2^-600 (exact: a power of two; no square of a finite double can then overflow, and differences
+  // small enough to underflow are negligible beside the one that overflowed), then undo the scaling
+  // after the division: the mean is inf only when it truly exceeds the largest double.
+  constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+  const double scaled = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
+    double chunk_loss = 0.0;
+    for (std::int64_t e = begin; e < end; ++e) {
+      const double diff = static_cast<double>(z[e] - y[e]) * kDown;
+      const double row_weight = weights == nullptr ? 1.0 : static_cast<double>(weights[e / k]);
+      chunk_loss += weights == nullptr ? diff * diff : row_weight * (diff * diff);
+    }
+    return chunk_loss;
+  });
+  if (weights == nullptr) return scaled / static_cast<double>(count) * kUp * kUp;
+  return inv_weighted > 0.0 ? scaled * inv_weighted * kUp * kUp : 0.0;
 }
 
 template double softmax_cross_entropy<float>(std::int64_t, std::int64_t, const float*,

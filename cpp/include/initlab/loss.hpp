@@ -9,8 +9,9 @@
 //   dZ := (P - Y)/N when dZ is not null.
 // sigmoid_binary_cross_entropy: P := sigmoid(Z); loss := mean over all N*K elements of
 //   max(z, 0) - z*y + log1p(exp(-|z|))  (logits form: z = 200, y = 0 gives 200, not inf);
-//   dZ := (P - Y)/(N*K).
+//   dZ := (P - Y)/(N*K). Finite whenever that mean is (an overflowing sum is redone scaled, as MSE's).
 // mean_squared_error: loss := mean over all N*K elements of (z - y)^2; dZ := 2*(Z - Y)/(N*K).
+//   Finite whenever that mean is: a sum of squares that overflows is redone with scaled differences.
 //
 // Row weights (optional; null = every row weighs 1 and the formulas above hold bit for bit):
 //   W is (N), finite and >= 0 (the caller checks). Each row's loss l_n is its term above before the
