@@ -337,3 +337,35 @@ def test_experiments_take_string_labels_from_files():
     data = prepare_data((X, np.array(["x", "y", "z"])[y]), seed=0)
     assert data.classes == 3 and data.y_train.dtype.kind == "U"
     assert prepare_data((X, y), seed=0).y_train.dtype == np.int64
+
+
+def test_string_classes_survive_save_and_load(tmp_path):
+    X, yi = blobs(30)
+    y = np.array(["b", "a", "c"])[yi]
+    net = il.Network([4, 6, 3], seed=16)
+    net.fit(X, y, epochs=2, progress=False)
+    path = net.save(tmp_path / "m.npz")
+    back = il.Network.load(path)
+    assert back.classes_.tolist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(back.predict(X), net.predict(X))
+    assert back.score(X, y) == net.score(X, y)
+    # integer labels: the file has no classes key (version-1 files are unchanged)
+    plain = il.Network([4, 6, 3], seed=16)
+    with np.load(plain.save(tmp_path / "p.npz")) as data:
+        assert "classes" not in data.files
+    np.testing.assert_array_equal(il.Network.load(tmp_path / "p.npz").classes_, [0, 1, 2])
+    # a tampered classes entry is refused
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["classes"] = np.array(["a", "a", "c"])
+    with pytest.raises(ValueError, match="checksum mismatch|distinct and sorted"):
+        np.savez(tmp_path / "t.npz", **arrays)
+        il.Network.load(tmp_path / "t.npz")
+
+
+def test_numbers_held_as_objects_are_numbers():
+    X, y = blobs()
+    net = il.Network([4, 5, 3], seed=17)
+    net.fit(X, np.array(y.tolist(), dtype=object), epochs=1, progress=False)
+    np.testing.assert_array_equal(net.classes_, [0, 1, 2])
+    assert net.predict(X).dtype == np.int64

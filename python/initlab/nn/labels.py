@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["ClassWeight", "class_weights", "default_classes", "decode_labels", "encode_fit_labels",
+__all__ = ["ClassWeight", "as_labels", "class_weights", "classes_for_file", "classes_from_file", "default_classes", "decode_labels", "encode_fit_labels",
            "encode_labels", "is_default_classes", "is_numeric_labels", "row_weights", "check_sample_weight"]
 
 ClassWeight = Union[None, str, Mapping[Any, float]]
@@ -76,12 +76,16 @@ def _sorted_unique(y: np.ndarray, argname: str) -> np.ndarray:
                         f"for example), got a mix of {', '.join(kinds)}") from None
 
 
-def _as_labels(y: Any, argname: str) -> np.ndarray:
+def as_labels(y: Any, argname: str = "y") -> np.ndarray:
+    """y as an array; numbers held as objects become numbers; a missing label is a ValueError."""
     arr = np.asarray(y)
     if arr.dtype.kind == "O":
-        for v in arr.ravel().tolist():
+        values = arr.ravel().tolist()
+        for v in values:
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 raise ValueError(f"{argname} contains a missing label ({v!r})")
+        if values and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            arr = np.asarray(values).reshape(arr.shape)  # numbers held as objects (pandas) are numbers
     return arr
 
 
@@ -93,7 +97,7 @@ def encode_fit_labels(y: Any, k: int, classes: np.ndarray,
     one-hot targets. Non-numeric 1-D labels: with the default classes, the sorted distinct labels
     become ``classes_`` (exactly K of them); otherwise they map through the given classes.
     """
-    arr = _as_labels(y, argname)
+    arr = as_labels(y, argname)
     if arr.ndim != 1 or is_numeric_labels(arr):
         if arr.ndim == 1 and not is_default_classes(classes):
             return classes, encode_labels(arr, classes, argname)
@@ -110,7 +114,7 @@ def encode_fit_labels(y: Any, k: int, classes: np.ndarray,
 def encode_labels(y: Any, classes: np.ndarray, argname: str = "y") -> Optional[np.ndarray]:
     """Codes (int64 (n,)) of 1-D labels through known classes; None for numeric labels with the
     default classes (the caller checks them as indices, as always)."""
-    arr = _as_labels(y, argname)
+    arr = as_labels(y, argname)
     if arr.ndim != 1:
         return None
     if is_default_classes(classes):
@@ -129,6 +133,31 @@ def decode_labels(codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
     if is_default_classes(classes):
         return codes.astype(np.int64)
     return classes[codes]
+
+
+# ---- in model files ------------------------------------------------------------------------------
+def classes_for_file(classes: np.ndarray) -> Optional[np.ndarray]:
+    """What a model file stores for classes_: None for the default arange(K) (the file stays as it
+    was), else the labels as a str or bytes array (other label types cannot be saved)."""
+    if is_default_classes(classes):
+        return None
+    if classes.dtype.kind in "US":
+        return classes
+    values = classes.tolist()
+    if all(isinstance(v, str) for v in values):
+        return np.array(values, dtype=str)
+    raise ValueError(f"classes_ of type {sorted({type(v).__name__ for v in values})} cannot be saved; "
+                     f"only string labels (or the integers 0..K-1) are written to model files")
+
+
+def classes_from_file(stored: np.ndarray, k: int, where: str) -> np.ndarray:
+    """classes_ read back from a model file (checked: K distinct sorted strings)."""
+    if stored.dtype.kind not in "US" or stored.shape != (k,):
+        raise ValueError(f"{where}: classes must be {k} strings (one per output unit), got dtype "
+                         f"{stored.dtype} and shape {stored.shape}")
+    if k > 1 and not np.all(stored[1:] > stored[:-1]):
+        raise ValueError(f"{where}: classes must be distinct and sorted, got {stored.tolist()[:10]!r}")
+    return stored
 
 
 # ---- weights -------------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ import numpy as np
 
 from .. import _core
 from .callbacks import Callback, as_callbacks
-from .labels import (ClassWeight, check_sample_weight, class_weights, decode_labels, default_classes,
-                     encode_fit_labels, encode_labels, row_weights)
+from .labels import (ClassWeight, as_labels, check_sample_weight, class_weights, classes_for_file, classes_from_file,
+                     decode_labels, default_classes, encode_fit_labels, encode_labels, row_weights)
 from .metrics import r2_score
 from .schedules import ScheduleSpec, describe_schedule, schedule_values
 from .summary import Summary
@@ -493,6 +493,7 @@ class Network:
         float (n, K) for sigmoid and linear outputs. Softmax labels that are not numbers are mapped
         to their columns through `classes` (default: classes_); an unknown one is a ValueError."""
         if self.output == "softmax":
+            y = as_labels(y, name)
             codes = encode_labels(y, self.classes_ if classes is None else classes, name)
             if codes is not None:
                 y = codes
@@ -1157,6 +1158,9 @@ class Network:
         for i, layer in enumerate(self.layers):
             arrays[f"W{i}"] = layer._W
             arrays[f"b{i}"] = layer._b
+        classes = classes_for_file(self.classes_) if self.output == "softmax" else None
+        if classes is not None:  # string labels; the default 0..K-1 is not written
+            arrays["classes"] = classes
         arrays["checksum"] = np.array(self._checksum(arrays))
         with atomic_file(path, "Network.save", suffix=".npz.tmp") as f:
             np.savez(f, **arrays)
@@ -1208,7 +1212,7 @@ class Network:
             raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
         n_layers = widths.size - 1
         expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
-        unexpected = sorted(set(arrays) - expected)
+        unexpected = sorted(set(arrays) - expected - {"classes"})  # classes: optional (string labels)
         missing = sorted(expected - set(arrays))
         if missing or unexpected:
             raise ValueError(f"{where}: keys do not match {n_layers} layers: missing {missing}, "
@@ -1250,6 +1254,10 @@ class Network:
         steps = arrays["steps"]
         if steps.shape == (2,) and steps.dtype.kind in "iu":
             net._step, net._epochs_trained = int(steps[0]), int(steps[1])
+        if "classes" in arrays:
+            if net.output != "softmax":
+                raise ValueError(f"{where}: classes are stored for a {net.output} output")
+            net.classes_ = classes_from_file(arrays["classes"], net.output_dim, where)
         return net
 
 
