@@ -369,3 +369,30 @@ def test_numbers_held_as_objects_are_numbers():
     net.fit(X, np.array(y.tolist(), dtype=object), epochs=1, progress=False)
     np.testing.assert_array_equal(net.classes_, [0, 1, 2])
     assert net.predict(X).dtype == np.int64
+
+
+def test_sample_weight_is_split_with_validation_split():
+    X, y = blobs(40, 4, 3, seed=18)
+    sw = np.random.default_rng(18).random(40) + 0.1
+    kw = dict(epochs=2, batch_size=8, lr=0.1, stats_every=0, progress=False)
+    a = il.Network([4, 5, 3], seed=18, dtype="float64")
+    ra = a.fit(X, y, sample_weight=sw, validation_split=0.25, **kw)
+    b = il.Network([4, 5, 3], seed=18, dtype="float64")
+    rb = b.fit(X[:30], y[:30], sample_weight=sw[:30], validation_data=(X[30:], y[30:]), **kw)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert [h["loss"] for h in ra.history] == [h["loss"] for h in rb.history]
+    assert [h["val_loss"] for h in ra.history] == [h["val_loss"] for h in rb.history]
+    assert ra.history[-1]["val_loss"] == pytest.approx(a.loss(X[30:], y[30:]), rel=1e-12)  # unweighted
+
+
+def test_lr_reaches_the_report_table_and_csv(tmp_path):
+    X, y = blobs()
+    report = il.Network([4, 5, 3], seed=19).fit(X, y, epochs=2, lr=0.5, progress=False,
+                                                 lr_schedule=("exponential", {"gamma": 0.5}))
+    assert "lr" in str(report).splitlines()[0] and "0.2500" in str(report).splitlines()[2]
+    lines = open(report.to_csv(tmp_path / "h.csv")).read().splitlines()
+    assert "lr" in lines[0].split(",")
+    column = lines[0].split(",").index("lr")
+    assert [float(line.split(",")[column]) for line in lines[1:]] == [0.5, 0.25]
+    assert report.config["lr_schedule"] == "exponential(gamma=0.5)"

@@ -86,10 +86,11 @@ class Report:
 
     def __str__(self) -> str:
         out = io.StringIO()
-        out.write("epoch       loss   accuracy   val_loss    val_acc    seconds\n")
+        out.write("epoch       loss   accuracy   val_loss    val_acc         lr    seconds\n")
         for h in self.history:
             out.write(f"{h['epoch']:5d} {_fmt(h['loss'])} {_fmt(h['accuracy'])} "
-                      f"{_fmt(h['val_loss'])} {_fmt(h['val_accuracy'])} {_fmt(h['seconds'])}\n")
+                      f"{_fmt(h['val_loss'])} {_fmt(h['val_accuracy'])} {_fmt(h.get('lr'))} "
+                      f"{_fmt(h['seconds'])}\n")
         if not self.history:
             out.write("  (no completed epoch)\n")
         if self.layer_stats:
