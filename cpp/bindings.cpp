@@ -702,6 +702,163 @@ void rmsprop_step_binding(const py::object& param, const py::object& grad, const
   }
 }
 
+// ---- the fused multi-tensor optimizer step (optim.hpp: optimizer_step) --------------------------
+// params, grads: lists of arrays; states: a list with one tuple of state arrays per parameter
+// (sgd: (momentum_buffer or None,); adam/adamw: (exp_avg, exp_avg_sq); rmsprop: (square_avg,
+// momentum_buffer or None)). Every array is validated as the per-tensor kernels validate theirs,
+// and no output may share memory with any other array of the call. Returns
+// {"grad_norm": float or None, "clipped": bool, "nonfinite": [indexes of params holding inf/NaN]}.
+py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
+                                const py::object& states_obj, const std::string& optimizer, double lr,
+                                double momentum, double dampening, bool nesterov, bool first_step,
+                                double beta1, double beta2, double eps, double alpha, double weight_decay,
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm) {
+  const Check check("optimizer_step");
+  initlab::OptimizerConfig c;
+  if (optimizer == "sgd") {
+    c.kind = initlab::OptimizerKind::kSgd;
+  } else if (optimizer == "adam") {
+    c.kind = initlab::OptimizerKind::kAdam;
+  } else if (optimizer == "adamw") {
+    c.kind = initlab::OptimizerKind::kAdamW;
+  } else if (optimizer == "rmsprop") {
+    c.kind = initlab::OptimizerKind::kRmsprop;
+  } else {
+    check.value_error("'optimizer' must be one of sgd, adam, adamw, rmsprop, got '" + optimizer + "'");
+  }
+  c.lr = check.at_least(lr, 0.0, "lr");
+  c.momentum = check.at_least(momentum, 0.0, "momentum");
+  c.dampening = check.finite(dampening, "dampening");
+  c.nesterov = nesterov;
+  c.first_step = first_step;
+  c.beta1 = check.in_unit_interval(beta1, "beta1");
+  c.beta2 = check.in_unit_interval(beta2, "beta2");
+  c.eps = check.at_least(eps, 0.0, "eps");
+  if (!(alpha >= 0.0 && alpha <= 1.0)) check.value_error("'alpha' must be in [0, 1], got " + Check::repr(alpha));
+  c.alpha = alpha;
+  c.weight_decay = check.at_least(weight_decay, 0.0, "weight_decay");
+  if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
+  c.step = step;
+  if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
+    check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
+  }
+  if (nesterov && (c.kind != initlab::OptimizerKind::kSgd || momentum <= 0.0 || dampening != 0.0)) {
+    check.value_error("nesterov momentum requires sgd, momentum > 0 and dampening == 0 (as torch.optim.SGD)");
+  }
+  if (!clip_value.is_none()) {
+    c.has_clip_value = true;
+    c.clip_value = check.at_least(clip_value.cast<double>(), 0.0, "clip_value");
+  }
+  if (!clip_norm.is_none()) {
+    c.has_clip_norm = true;
+    c.clip_norm = check.at_least(clip_norm.cast<double>(), 0.0, "clip_norm");
+  }
+  for (const auto* obj : {&params_obj, &grads_obj, &states_obj}) {
+    if (!py::isinstance<py::list>(*obj) && !py::isinstance<py::tuple>(*obj)) {
+      check.type_error("'params', 'grads' and 'states' must be lists, got " +
+                       std::string(py::str(py::type::of(*obj).attr("__name__"))));
+    }
+  }
+  const py::sequence params = py::reinterpret_borrow<py::sequence>(params_obj);
+  const py::sequence grads = py::reinterpret_borrow<py::sequence>(grads_obj);
+  const py::sequence states = py::reinterpret_borrow<py::sequence>(states_obj);
+  const std::size_t n = params.size();
+  if (grads.size() != n || states.size() != n) {
+    check.value_error("'params', 'grads' and 'states' must have the same length, got " + std::to_string(n) +
+                      ", " + std::to_string(grads.size()) + ", " + std::to_string(states.size()));
+  }
+  const bool needs_buffer = c.momentum != 0.0 && c.kind != initlab::OptimizerKind::kAdam &&
+                            c.kind != initlab::OptimizerKind::kAdamW;
+  const std::size_t n_states = c.kind == initlab::OptimizerKind::kSgd ? 1 : 2;
+  // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
+  std::vector<Group> groups;
+  std::vector<std::string> names;  // 4 per tensor
+  FloatType t = FloatType::kFloat32;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    const std::string names_i[4] = {"params" + at, "grads" + at, "states" + at + "[0]", "states" + at + "[1]"};
+    py::object state_i = states[i];
+    if (!py::isinstance<py::tuple>(state_i) && !py::isinstance<py::list>(state_i)) {
+      check.type_error("'" + ("states" + at) + "' must be a tuple of state arrays, got " +
+                       std::string(py::str(py::type::of(state_i).attr("__name__"))));
+    }
+    const py::sequence st = py::reinterpret_borrow<py::sequence>(state_i);
+    if (st.size() != n_states) {
+      check.value_error("'" + ("states" + at) + "' must hold " + std::to_string(n_states) + " arrays for " +
+                        optimizer + ", got " + std::to_string(st.size()));
+    }
+    const py::object param = params[i], grad = grads[i];
+    const py::object s0 = st[0], s1 = n_states > 1 ? py::object(st[1]) : py::object(py::none());
+    const bool s0_optional = c.kind == initlab::OptimizerKind::kSgd && !needs_buffer;
+    const bool s1_optional = n_states == 1 || (c.kind == initlab::OptimizerKind::kRmsprop && !needs_buffer);
+    Group g = group_args(check, {&param, &grad, &s0, &s1},
+                         {names_i[0].c_str(), names_i[1].c_str(), names_i[2].c_str(), names_i[3].c_str()},
+                         {true, c.has_clip_value || c.has_clip_norm, true, true},
+                         {false, false, s0_optional, s1_optional});
+    if (i == 0) {
+      t = g.t;
+    } else if (g.t != t) {
+      check.type_error("'" + names_i[0] + "' has a different dtype than 'params[0]'; one dtype per call");
+    }
+    groups.push_back(std::move(g));
+    for (const auto& name : names_i) names.push_back(name);
+  }
+  // No output may share memory with an array of another tensor either.
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t a = 0; a < 4; ++a) {
+      py::array& out = groups[i].arrays[a];
+      const bool written = a != 1 || c.has_clip_value || c.has_clip_norm;
+      if (!out || !written) continue;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j == i) continue;
+        for (std::size_t b = 0; b < 4; ++b) {
+          if (groups[j].arrays[b]) {
+            check.no_overlap(out, names[4 * i + a].c_str(), groups[j].arrays[b], names[4 * j + b].c_str());
+          }
+        }
+      }
+    }
+  }
+  std::vector<std::uint8_t> nonfinite(n, 0);
+  initlab::OptimizerStepResult result;
+  {
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      std::vector<initlab::ParamTensor<T>> list(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        list[i].count = groups[i].count;
+        list[i].param = out_ptr<T>(groups[i].arrays[0]);
+        list[i].grad = static_cast<T*>(const_cast<void*>(groups[i].arrays[1].data()));
+        list[i].state0 = opt_ptr<T>(groups[i].arrays[2]);
+        list[i].state1 = opt_ptr<T>(groups[i].arrays[3]);
+      }
+      py::gil_scoped_release release;
+      return initlab::optimizer_step<T>(static_cast<std::int64_t>(n), list.data(), c, nonfinite.data());
+    };
+    result = t == FloatType::kFloat32 ? run(0.0f) : run(0.0);
+  }
+  py::dict out;
+  out["grad_norm"] = c.has_clip_norm ? py::object(py::float_(result.grad_norm)) : py::object(py::none());
+  out["clipped"] = result.clipped;
+  py::list bad;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (nonfinite[i]) bad.append(static_cast<py::ssize_t>(i));
+  }
+  out["nonfinite"] = bad;
+  return out;
+}
+
+void def_optimizer_step(py::module_& m) {
+  m.def("optimizer_step", &optimizer_step_binding, py::arg("params"), py::arg("grads"), py::arg("states"),
+        py::kw_only(), py::arg("optimizer"), py::arg("lr"), py::arg("momentum") = 0.0,
+        py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
+        py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("alpha") = 0.99,
+        py::arg("weight_decay") = 0.0, py::arg("step") = 1, py::arg("clip_value") = py::none(),
+        py::arg("clip_norm") = py::none(),
+        "one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the "
+        "per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}");
+}
+
 void clip_by_value_binding(const py::object& grad, double clip_value) {
   const Check check("clip_by_value");
   check.at_least(clip_value, 0.0, "clip_value");
@@ -1698,6 +1855,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("rmsprop_step", &rmsprop_step_binding, py::arg("param"), py::arg("grad"), py::arg("square_avg"),
         py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
         py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, "one torch.optim.RMSprop step in place");
+  def_optimizer_step(m);
   m.def("clip_by_value", &clip_by_value_binding, py::arg("grad"), py::arg("clip_value"),
         "grad := clamp(grad, -clip_value, clip_value) in place");
   m.def("dropout_forward", &dropout_forward_binding, py::arg("A"), py::arg("mask"), py::kw_only(), py::arg("p"),
