@@ -396,3 +396,31 @@ def test_lr_reaches_the_report_table_and_csv(tmp_path):
     column = lines[0].split(",").index("lr")
     assert [float(line.split(",")[column]) for line in lines[1:]] == [0.5, 0.25]
     assert report.config["lr_schedule"] == "exponential(gamma=0.5)"
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "linear"])
+def test_score_with_sample_weight_equals_scikit_learn(output):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    X, y = blobs(36, 4, 3, seed=20)
+    sw = np.random.default_rng(20).random(36) * 2
+    sw[:3] = 0
+    if output == "softmax":
+        net, target = il.Network([4, 6, 3], seed=20), y
+    elif output == "sigmoid":
+        net, target = il.Network([4, 6, 3], output="sigmoid", seed=20), np.eye(3)[y]
+    else:
+        net, target = il.Network([4, 6, 2], output="linear", seed=20, dtype="float64"), X[:, :2] * 1.5
+    net.fit(X, target, epochs=3, lr=0.05, progress=False)
+    pred = net.predict(X)
+    if output == "softmax":
+        expected = sklearn_metrics.accuracy_score(target, pred, sample_weight=sw)
+    elif output == "sigmoid":  # per element: each row's 3 decisions, weighted by its row weight
+        expected = np.average((pred == target).mean(axis=1), weights=sw)
+    else:
+        expected = sklearn_metrics.r2_score(target, pred, sample_weight=sw)
+    assert net.score(X, target, sample_weight=sw) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert net.score(X, target, sample_weight=np.ones(36)) == pytest.approx(net.score(X, target), rel=1e-12)
+    with pytest.raises(ValueError, match=r"sample_weight must be finite and >= 0"):
+        net.score(X, target, sample_weight=-sw)
+    with pytest.raises(ValueError, match=r"sample_weight: the weights of all 36 rows sum to 0"):
+        net.score(X, target, sample_weight=np.zeros(36))

@@ -50,10 +50,10 @@ from ..inspect.report import Report
 from . import persistence, training
 from ._checks import check_float, check_int, check_name, kernel_input
 from .activations import ACTIVATIONS, OUTPUTS
-from .labels import as_labels, decode_labels, default_classes, encode_labels
+from .labels import as_labels, check_sample_weight, decode_labels, default_classes, encode_labels
 from .layers import BuildContext, Dense, Layer, PassInfo
 from .layers.base import InitSpec, Shape
-from .metrics import r2_score
+from .metrics import accuracy, r2_score
 from .optimizers import OPTIMIZERS
 from .summary import Summary
 from .training import DIVERGENCE_POLICIES, DivergenceError
@@ -417,13 +417,25 @@ class Network:
                                  "output is linear (use predict)")
         return self.forward(X)
 
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """scikit-learn's score: `evaluate`'s accuracy for softmax and sigmoid outputs (per element
-        for sigmoid), R^2 (sklearn.metrics.r2_score) for a linear output."""
-        if self.output != "linear":
+        for sigmoid), R^2 (sklearn.metrics.r2_score) for a linear output; `sample_weight` (n,)
+        weighs rows as scikit-learn's metrics do."""
+        if sample_weight is None and self.output != "linear":
             return self.evaluate(X, y)["accuracy"]
         X, y = self._prepare(X, y)
-        return r2_score(y, self.forward(X))
+        w = None
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, X.shape[0])
+            if not w.sum() > 0:
+                raise ValueError(f"sample_weight: the weights of all {w.size} rows sum to 0; a score "
+                                 f"needs some weight")
+        out = self.forward(X)
+        if self.output == "linear":
+            return r2_score(y, out, w)
+        if self.output == "softmax":
+            return accuracy(out.argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1)), w)
+        return accuracy((out > 0.5) == (y > 0.5), w)
 
     def count_params(self) -> int:
         """The number of trainable parameters (every layer's W and b)."""
