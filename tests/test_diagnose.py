@@ -364,3 +364,22 @@ def test_diagnosis_serializes_findings(digits):
     assert data["findings"][0]["layers"] == [0] and data["symmetric"] == {"0": [list(range(16))]}
     import json
     json.dumps(data)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "linear"])
+def test_report_rows_are_true_for_every_output(digits, output):
+    """Report.layer_stats of the output layer: probabilities for softmax/sigmoid, the values
+    themselves for a linear output (it once read a buffer mean squared error never fills)."""
+    X, y = digits
+    target = y[:300] if output == "softmax" else np.eye(10, dtype=np.float32)[y[:300]]
+    net = il.Network([64, 32, 10], activation="relu", output=output, seed=0)
+    report = net.fit(X[:300], target, epochs=2, batch_size=50, lr=0.01, stats_every=1, progress=False)
+    assert len(report.layer_stats) == 3       # at init, then after each epoch
+    for epoch in report.layer_stats:           # per recorded epoch, one dict per layer
+        for row in epoch:
+            values = [v for v in row.values() if isinstance(v, float)]
+            assert np.all(np.isfinite(values)), row
+        out = epoch[-1]
+        assert abs(out["act_mean"]) < 10 and 0 <= out["act_std"] < 10
+        if output != "linear":  # probabilities
+            assert 0 <= out["act_mean"] <= 1
