@@ -100,7 +100,8 @@ class RunSpec:
     """Everything that defines one training run (besides the data).
 
     ``depth`` counts hidden layers: the network has ``depth + 1`` weight layers
-    ``[features, width × depth, classes]``. ``init`` applies to every weight layer, ``bias_init``
+    ``[features, width × depth, classes]``; ``hidden`` (a tuple of widths) replaces depth × width
+    when given. ``init`` applies to every weight layer, ``bias_init``
     to every bias. ``weight_decay``, ``clip_norm``, ``clip_value`` and ``lr_schedule`` are passed to
     `Network.fit` as they are (``lr_schedule`` only when given); ``dropout`` is the hidden layers'
     rate. ``label`` groups runs in tables and figures (for example ``"30 layers"``).
@@ -128,9 +129,11 @@ class RunSpec:
     clip_value: Optional[float] = None
     bias_init: str = "zeros"
     lr_schedule: Optional[Any] = None         # fit's lr_schedule ("name", {params}); None: constant
+    hidden: Optional[Tuple[int, ...]] = None  # hidden widths; None: [width] * depth
 
     def widths(self, data: Data) -> List[int]:
-        return [data.features] + [self.width] * self.depth + [data.classes]
+        hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
+        return [data.features] + hidden + [data.classes]
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -147,6 +150,9 @@ def _check_spec(spec: RunSpec) -> None:
         raise ValueError(f"lr must be a finite number >= 0, got {spec.lr!r}")
     if not (isinstance(spec.target_accuracy, (int, float)) and 0 <= spec.target_accuracy <= 1):
         raise ValueError(f"target_accuracy must be a number in [0, 1], got {spec.target_accuracy!r}")
+    if spec.hidden is not None and (not isinstance(spec.hidden, (tuple, list)) or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in spec.hidden)):
+        raise ValueError(f"hidden must be a tuple of ints >= 1 or None, got {spec.hidden!r}")
     for name in ("weight_decay", "dropout", "clip_norm", "clip_value"):
         value = getattr(spec, name)
         if value is None and name.startswith("clip"):
