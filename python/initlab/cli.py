@@ -417,7 +417,7 @@ def cmd_compare(args) -> int:
               f"{c['momentum']}, batch {c['batch_size']}, {c['epochs']} epochs"
               f"{_describe_training(options, dropout, bias_init)}\n")
     print(result.table(), end="")
-    if any(len(row["seeds"]) > 1 for row in result.summary_by_init()):
+    if args.preset is None and any(len(row["seeds"]) > 1 for row in result.summary_by_init()):
         print("\nover the seeds (mean ± sample std):")
         print(result.seed_table(), end="")
     if result.claims:
