@@ -12,6 +12,7 @@ from initlab import experiments
 from initlab.experiments import RunSpec
 from initlab.experiments import grid as grid_module, runs as runs_module
 from initlab.experiments.presets._common import _losses, _one
+from initlab.inspect.diagnose import VERDICTS
 from initlab.inspect.report import _json_safe
 
 TINY = dict(depth=2, width=16, epochs=2, batch_size=32, lr=0.01, momentum=0.9)
@@ -282,6 +283,8 @@ def test_lessons_claims_hold_at_reduced_size_and_say_why(lessons_result, tmp_pat
             assert run["unit_spread"] == [0.0, 0.0, 0.0]
             assert run["one_unit_val_accuracy"] == pytest.approx(run["final_val_accuracy"], abs=0.005)
             assert run["final_val_accuracy"] < 0.35
+            if "symmetric" in VERDICTS:
+                assert run["at_init"]["verdict"] == "symmetric"
         good = _one(runs, label=f"a {act}", init={"tanh": "xavier_normal", "relu": "he_normal"}[act])
         assert min(good["unit_spread"]) > 0.1 and good["one_unit_val_accuracy"] is None
         assert good["final_val_accuracy"] > 0.85

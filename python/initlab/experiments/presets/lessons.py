@@ -102,11 +102,12 @@ def _gap(run: Dict[str, Any]) -> Dict[str, float]:
 def _lessons_check(runs, config) -> List[Claim]:
     claims = []
     # (a) symmetry
-    spreads, accs, one_unit, wide = [], [], {}, {}
+    spreads, accs, one_unit, wide, verdicts_at_init = [], [], {}, {}, []
     for act in ("tanh", "relu"):
         for init in SYMMETRIC_INITS:
             run = _one(runs, label=f"a {act}", init=init)
             spreads.append((f"{act} {init}", max(run["unit_spread"])))
+            verdicts_at_init.append(run["at_init"]["verdict"])
             accs.append((act, init, _acc(run)))
         wide[act] = _one(runs, label=f"a {act}", init=GOOD_INIT[act])
         one_unit[act] = max(_acc(r) for r in _runs(runs, label=f"a {act} 1 unit"))
@@ -115,7 +116,8 @@ def _lessons_check(runs, config) -> List[Claim]:
         "(a) Zero and constant init keep every unit of a hidden layer identical through training",
         "largest difference between two units of a hidden layer after training (incoming weights, bias, "
         "outgoing weights): " + ", ".join(f"{name} {spread:g}" for name, spread in spreads)
-        + f"; random init (xavier / he): at least {random_spread:.2f}",
+        + f"; random init (xavier / he): at least {random_spread:.2f}; diagnose at init: "
+        + ", ".join(dict.fromkeys(verdicts_at_init)),
         all(spread == 0.0 for _, spread in spreads) and random_spread > 0))
     collapsed = [(act, init, acc, _one(runs, label=f"a {act}", init=init)["one_unit_val_accuracy"])
                  for act, init, acc in accs]
