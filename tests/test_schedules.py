@@ -145,3 +145,14 @@ def test_parse_errors_name_the_given_argument():
         parse_schedule("cos(T_max=3)", "--lr-schedule")
     with pytest.raises(TypeError, match=r"--lr-schedule must be a string"):
         parse_schedule(3, "--lr-schedule")
+
+
+def test_the_cli_reads_the_one_registry_and_checks_values():
+    from initlab import cli
+    from initlab.nn.schedules import SCHEDULES
+    assert set(cli.LR_SCHEDULES) == set(SCHEDULES)
+    assert all(cli.LR_SCHEDULES[name] == tuple(params) for name, (_, params) in SCHEDULES.items())
+    for bad, message in (("step(step_size=2,gamma=-1)", r"--lr-schedule 'step': parameter 'gamma' must be finite"),
+                         ("cosine(T_max=0)", r"--lr-schedule 'cosine': parameter 'T_max' must be an integer >= 1")):
+        with pytest.raises(Exception, match=message):
+            cli._lr_schedule(bad)
