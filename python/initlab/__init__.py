@@ -53,8 +53,8 @@ def info() -> dict:
 
 from .nn import Callback, Dense, DivergenceError, EarlyStopping, LambdaCallback, Network, lsuv  # noqa: E402
 from .inspect import Diagnosis, Report  # noqa: E402
-from . import datasets, experiments  # noqa: E402
+from . import datasets, experiments, theory  # noqa: E402
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments",
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments", "theory",
            "Network", "Dense", "Report", "Diagnosis", "DivergenceError", "lsuv",
            "Callback", "EarlyStopping", "LambdaCallback"]
