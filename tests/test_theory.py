@@ -216,20 +216,35 @@ def test_wide_network_variance_reaches_q_star(w2):
     assert measured[-4:].mean() == pytest.approx(mf.q_star, rel=0.05)
 
 
-def test_wide_network_correlation_reaches_c_star():
-    # two inputs, correlated 0.2: their pre-activations' correlation goes to c* (chaotic tanh)
-    w2, b2, width, depth = 3.0, 0.05, 1024, 15
-    net = il.Network([width] * (depth + 1) + [10], activation="tanh", output="softmax",
-                     init=("variance_scaling", {"scale": w2, "mode": "fan_in", "distribution": "normal"}),
-                     bias_init=("normal", {"std": math.sqrt(b2)}), seed=1)
+def test_wide_network_correlation_follows_the_map():
+    # 32 inputs, pairwise correlated 0.9, through 30 random tanh layers (chaotic: c* ~ 0.30): the
+    # mean correlation of their pre-activations follows the iterated correlation map layer by
+    # layer, and both move towards c*
+    w2, b2, width, depth = 3.0, 0.05, 1024, 30
     rng = np.random.default_rng(1)
-    a, b = rng.standard_normal(width), rng.standard_normal(width)
-    A = np.stack([a, 0.2 * a + math.sqrt(1 - 0.04) * b])
-    for layer in net.layers[:depth]:
-        Z = A @ layer.W.astype(np.float64) + layer.b
+    A = math.sqrt(0.9) * rng.standard_normal((1, width)) + math.sqrt(0.1) * rng.standard_normal((32, width))
+    phi, q, c = theory._Phi("tanh"), 1.0, 0.9
+    measured, predicted = [], []
+    for i in range(depth):
+        W = il.init.variance_scaling((width, width), scale=w2, mode="fan_in", distribution="normal",
+                                     dtype="float64", seed=5, stream=i)
+        b = il.init.normal((width,), std=math.sqrt(b2), dtype="float64", seed=5, stream=2 ** 32 + i)
+        Z = A @ W + b
         A = np.tanh(Z)
-    c = float(Z[0] @ Z[1] / math.sqrt((Z[0] @ Z[0]) * (Z[1] @ Z[1])))
-    assert c == pytest.approx(il.theory.mean_field("tanh", w2, b2).c_star, abs=0.05)
+        G = Z @ Z.T                      # q_ab (the mean field's correlation is not centred)
+        C = G / np.sqrt(np.outer(np.diag(G), np.diag(G)))
+        measured.append(C[np.triu_indices_from(C, k=1)].mean())
+        if i == 0:                       # the input layer is linear in the inputs
+            q, c = w2 * q + b2, (w2 * c * q + b2) / (w2 * q + b2)
+        else:
+            q_next = theory.variance_map(phi, q, w2, b2)
+            c = (w2 * theory._gauss_pair(phi.value, phi.value, q, c) + b2) / q_next
+            q = q_next
+        predicted.append(c)
+    np.testing.assert_allclose(measured, predicted, atol=0.04)
+    c_star = il.theory.mean_field("tanh", w2, b2).c_star
+    assert c_star == pytest.approx(0.2993, abs=1e-3)
+    assert measured[-1] - c_star < 0.3 * (measured[0] - c_star)
 
 
 # ---- from_weights -------------------------------------------------------------------------------
