@@ -120,12 +120,39 @@ class RunSpec:
     threads: Optional[int] = None             # kernels' threads in the process running this spec
     probe_size: int = 256
     label: str = ""
+    bias_init: str = "zeros"                  # a name or "name(key=value, ...)", as init
 
     def widths(self, data: Data) -> List[int]:
         return [data.features] + [self.width] * self.depth + [data.classes]
 
+    def key(self) -> str:
+        """What identifies the run in a results file: every field except ``threads`` (results
+        do not depend on the thread count), as canonical JSON."""
+        import json
+        fields = {k: v for k, v in self.to_dict().items() if k != "threads"}
+        return json.dumps(fields, sort_keys=True, allow_nan=True)
+
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+def init_arg(text: str) -> Union[str, Tuple[str, Dict[str, Any]]]:
+    """``"name"`` as is; ``"name(key=value, ...)"`` as ``(name, {key: value})`` for `Network`
+    (numbers become floats, everything else stays a string)."""
+    text = text.strip()
+    if not text.endswith(")") or "(" not in text:
+        return text
+    name, _, inner = text[:-1].partition("(")
+    params: Dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in inner.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"init: expected name(key=value, ...), got {text!r}")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            params[key.strip()] = value.strip().strip("'\"")
+    return name.strip(), params
 
 
 def _check_spec(spec: RunSpec) -> None:
@@ -213,8 +240,8 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     if spec.threads is not None:
         set_num_threads(spec.threads)
     started = time.perf_counter()
-    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init,
-                  bias_init="zeros", seed=spec.seed)
+    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=init_arg(spec.init),
+                  bias_init=init_arg(spec.bias_init), seed=spec.seed)
     if spec.init == "lsuv":
         # LSUV scales the weights on the first batch fit sees; a fit of 0 epochs does just that
         # (and nothing else), so the statistics "at init" are those of the network that trains.

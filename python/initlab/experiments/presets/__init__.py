@@ -9,11 +9,12 @@ from typing import Dict, Optional
 
 from ..compare import Comparison
 from ..grid import run_grid
-from . import glorot2010, he2015, lsuv, saxe2013
+from . import glorot2010, he2015, lsuv, saxe2013, schoenholz2017
 from ._common import Preset
 
 PRESETS: Dict[str, Preset] = {module.PRESET.name: module.PRESET
-                              for module in (he2015, glorot2010, saxe2013, lsuv)}
+                              for module in (he2015, glorot2010, saxe2013, lsuv,
+                                               schoenholz2017)}
 
 
 def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = None,
