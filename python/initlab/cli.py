@@ -1,7 +1,7 @@
 """The ``initlab`` command line (also ``python -m initlab``).
 
     initlab compare     which initialization lets this network learn, and why? (one run per init)
-    initlab compare --preset he2015|glorot2010|saxe2013|lsuv     reproduce a paper's finding
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|schoenholz2017   reproduce a paper's finding
     initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
     initlab train       train one network, save it with its report and plots
     initlab bench       time the kernels against numpy and PyTorch
@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproduce a paper's experiment (fixes data, network and training)")
     p.add_argument("--reduced", action="store_true", help="with --preset: the small, quick version")
     _add_run_options(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="write JSON, CSV and PNG figures into DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write JSON, CSV and PNG figures into DIR; each run is recorded in DIR/runs.jsonl "
+                        "as it finishes")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: skip the runs already recorded in DIR/runs.jsonl (an interrupted sweep "
+                        "continues where it stopped)")
     p.set_defaults(handler=cmd_compare)
 
     # diagnose
@@ -243,6 +248,18 @@ def _pick(value, default):
 # ---- commands ---------------------------------------------------------------------------------
 
 def cmd_compare(args) -> int:
+    from .experiments.record import SweepInterrupted
+    if args.resume and not args.out:
+        raise CommandError("--resume needs --out DIR (the folder of the sweep to resume)")
+    try:
+        return _compare(args)
+    except SweepInterrupted as stop:
+        print(f"\ninitlab compare: interrupted; {stop.done} of {stop.total} runs are recorded in {stop.path}. "
+              "Run the same command with --resume to finish the sweep.", file=sys.stderr)
+        return 130
+
+
+def _compare(args) -> int:
     from . import experiments
     if args.preset is not None:
         fixed = [name for name in ("data", "depth", "width", "activation", "inits", "epochs", "batch_size",
@@ -256,7 +273,7 @@ def cmd_compare(args) -> int:
         started = time.perf_counter()
         result = experiments.run_preset(args.preset, reduced=args.reduced, workers=args.workers,
                                         scheduler=args.scheduler, threads=args.threads,
-                                        progress=_progress(args))
+                                        progress=_progress(args), out=args.out, resume=args.resume)
     else:
         if args.reduced:
             raise CommandError("--reduced only applies with --preset")
@@ -270,7 +287,7 @@ def cmd_compare(args) -> int:
             lr=_pick(args.lr, d["lr"]), momentum=_pick(args.momentum, d["momentum"]),
             target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]), threads=args.threads,
             workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
-            max_samples=args.max_samples)
+            max_samples=args.max_samples, out=args.out, resume=args.resume)
         c = result.config
         print(f"data {c['data']['name']}: {c['data']['train']} train / {c['data']['validation']} validation "
               f"samples, {c['data']['features']} features, {c['data']['classes']} classes; network "
