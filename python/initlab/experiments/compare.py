@@ -84,6 +84,18 @@ class Comparison:
 
     def table(self) -> str:
         """The printed table: one line per run."""
+        cells = self._table_cells()
+        widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
+        out = io.StringIO()
+        for k, line in enumerate(cells):
+            out.write("  ".join(cell.ljust(w) if j < 2 or k == 0 else cell.rjust(w)
+                                for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
+            if k == 0:
+                out.write("  ".join("-" * w for w in widths) + "\n")
+        return out.getvalue()
+
+    def _table_cells(self) -> List[List[str]]:
+        """The table's header and rows as strings."""
         target = self.runs[0]["spec"]["target_accuracy"] if self.runs else 0.0
         threshold = self.runs[0]["spec"]["loss_threshold"] if self.runs else None
         columns = ([("label", "group")] if any(r["label"] for r in self.runs) else []) + [
@@ -108,14 +120,7 @@ class Comparison:
             if row["diverged"]:
                 line[-1] += " (diverged)"
             cells.append(line)
-        widths = [max(len(line[j]) for line in cells) for j in range(len(columns))]
-        out = io.StringIO()
-        for k, line in enumerate(cells):
-            out.write("  ".join(cell.ljust(w) if j < 2 or k == 0 else cell.rjust(w)
-                                for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
-            if k == 0:
-                out.write("  ".join("-" * w for w in widths) + "\n")
-        return out.getvalue()
+        return cells
 
     def claims_table(self) -> str:
         out = io.StringIO()
@@ -128,6 +133,42 @@ class Comparison:
         if self.claims:
             text += "\n" + self.claims_table()
         return text
+
+    def __repr__(self) -> str:
+        inits = list(dict.fromkeys(r["init"] for r in self.runs))
+        seeds = sorted({r["seed"] for r in self.runs})
+        held = sum(c.holds for c in self.claims)
+        claims = f", claims={held}/{len(self.claims)} hold" if self.claims else ""
+        shown = ", ".join(inits[:6]) + (f", ... ({len(inits)})" if len(inits) > 6 else "")
+        return (f"Comparison(name={self.name!r}, runs={len(self.runs)}, inits=[{shown}], "
+                f"seeds={seeds if len(seeds) <= 6 else f'{len(seeds)} seeds'}{claims})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the claims (for a preset), the table of runs and (with matplotlib) the loss
+        curves inline."""
+        import html
+        esc = html.escape
+        parts = [f"<div><p><b>{esc(self.name)}</b>: {len(self.runs)} runs</p>"]
+        if self.claims:
+            parts.append("<table><tr><th></th><th>claim</th><th>measured</th></tr>")
+            for c in self.claims:
+                verdict = "holds" if c.holds else "<b>DOES NOT HOLD</b>"
+                parts.append(f"<tr><td>{verdict}</td><td>{esc(c.claim)}</td><td>{esc(c.measured)}</td></tr>")
+            parts.append("</table>")
+        header, *rows = self._table_cells()
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        for line in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>")
+        parts.append("</table>")
+        if self.runs:
+            try:
+                from ..inspect.figures import html_image, loss_curves_figure
+                chance = math.log(self.runs[0]["widths"][-1]) if self.runs[0].get("widths") else None
+                parts.append(html_image(loss_curves_figure(self, chance=chance), "loss curves"))
+            except ImportError:
+                pass
+        parts.append("</div>")
+        return "".join(parts)
 
     # ---- files ----------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -243,7 +284,9 @@ def _check_inits(inits: Sequence[str]) -> None:
         if name != "lsuv":
             try:
                 init_module.get(name)
-            except ValueError:
+            except ValueError as e:
+                if "(" in name:  # NAME(key=value, ...): the parser's message names what is wrong
+                    raise ValueError(f"inits: {name!r}: {e}") from None
                 raise ValueError(f"inits: {name!r} is not a known initializer; valid: {', '.join(valid)}") from None
 
 
