@@ -286,3 +286,37 @@ def test_bad_input_critical():
         il.theory.critical_sigma_w2("tanh", -1.0)
     with pytest.raises(ValueError, match="activation"):
         il.theory.critical_sigma_w2("nope")
+
+
+# ---- the diagnosis reads the theory --------------------------------------------------------------
+
+def _tanh_net(w2, depth, width=128, b2=0.05):
+    return il.Network([64] + [width] * depth + [10], activation="tanh", seed=0,
+                      init=f"variance_scaling(scale={w2},mode=fan_in,distribution=normal)",
+                      bias_init=f"normal(std={math.sqrt(b2)})")
+
+
+def test_diagnose_reports_the_mean_field_reading():
+    X = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    deep = _tanh_net(4.0, 60).diagnose(X)
+    t = deep.theory
+    assert t["sigma_w2"] == pytest.approx(4.0, rel=0.03) and t["sigma_b2"] == pytest.approx(0.05, rel=0.3)
+    mf = il.theory.mean_field("tanh", t["sigma_w2"], t["sigma_b2"])
+    assert (t["chi_1"], t["xi_c"]) == (mf.chi_1, mf.xi_c) and t["depth"] == 60
+    assert t["depth_over_xi_c"] == pytest.approx(60 / mf.xi_c) and t["depth_over_xi_c"] > 6
+    assert not t["trainable"]
+    assert f"this net is {60 / mf.xi_c:.1f} xi_c deep" in deep.evidence and "beyond the 6 xi_c" in deep.evidence
+    assert "mean field (Schoenholz et al. 2017): sigma_w2 " in str(deep) and "chi_1 " in str(deep)
+    assert deep.to_dict()["theory"]["xi_c"] == mf.xi_c
+    shallow = _tanh_net(1.76, 10).diagnose(X)
+    assert shallow.theory["trainable"] and "trainable by the mean-field criterion" in shallow.evidence
+    relu = il.Network([64, 128, 128, 10], activation="relu", init="xavier_normal", seed=0).diagnose(X)
+    # xavier: fan_in Var(W) = 2 fan_in / (fan_in + fan_out) = 2/3 and 1, mean 5/6; chi_1 = sigma_w2 / 2
+    assert math.isinf(relu.theory["xi_c"]) and relu.theory["chi_1"] == pytest.approx(5 / 12, rel=0.05)
+    # mixed activations, a non-default parameter: no reading (convolutional nets neither: Dense only)
+    mixed = il.Network([il.Dense(32, activation="tanh"), il.Dense(32, activation="relu"),
+                        il.Dense(10, activation="softmax")], input_dim=64, seed=0)
+    assert mixed.diagnose(X).theory is None
+    leaky = il.Network([il.Dense(32, activation="leaky_relu", param=0.2), il.Dense(10, activation="softmax")],
+                       input_dim=64, seed=0)
+    assert leaky.diagnose(X).theory is None

@@ -454,9 +454,13 @@ def from_weights(weights: Sequence[np.ndarray], biases: Sequence[Optional[np.nda
     mf = mean_field(activation, sigma_w2, sigma_b2)
     ratio = depth / mf.xi_c if mf.xi_c > 0 else math.inf
     trainable = bool(ratio <= SCHOENHOLZ_DEPTH)
-    if math.isinf(mf.xi_c):
-        message = (f"xi_c is infinite (chi_1 = {mf.chi_1:.3f}): at any depth trainable by the "
+    if math.isinf(mf.xi_c) and abs(mf.chi_1 - 1.0) < 1e-9:
+        message = ("at the edge of chaos (chi_1 = 1, xi_c infinite): trainable at any depth by the "
                    "mean-field criterion")
+    elif math.isinf(mf.xi_c):
+        message = (f"xi_c is infinite ({mf.activation} without bias: correlations converge only "
+                   f"polynomially), so the correlation criterion limits no depth; chi_1 = "
+                   f"{mf.chi_1:.3g}: the signal's variance is multiplied by that per layer")
     else:
         message = (f"this net is {ratio:.1f} xi_c deep (depth {depth}, xi_c = {mf.xi_c:.3g} layers): "
                    + ("trainable by the mean-field criterion (<= 6 xi_c)" if trainable else

@@ -136,25 +136,6 @@ class RunSpec:
         return asdict(self)
 
 
-def init_arg(text: str) -> Union[str, Tuple[str, Dict[str, Any]]]:
-    """``"name"`` as is; ``"name(key=value, ...)"`` as ``(name, {key: value})`` for `Network`
-    (numbers become floats, everything else stays a string)."""
-    text = text.strip()
-    if not text.endswith(")") or "(" not in text:
-        return text
-    name, _, inner = text[:-1].partition("(")
-    params: Dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in inner.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"init: expected name(key=value, ...), got {text!r}")
-        try:
-            params[key.strip()] = float(value)
-        except ValueError:
-            params[key.strip()] = value.strip().strip("'\"")
-    return name.strip(), params
-
-
 def _check_spec(spec: RunSpec) -> None:
     """Reject a bad grid before any run starts (the Network validates the rest when it is built)."""
     for name in ("depth", "width", "epochs", "batch_size", "probe_size"):
@@ -240,8 +221,8 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     if spec.threads is not None:
         set_num_threads(spec.threads)
     started = time.perf_counter()
-    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=init_arg(spec.init),
-                  bias_init=init_arg(spec.bias_init), seed=spec.seed)
+    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init,
+                  bias_init=spec.bias_init, seed=spec.seed)
     if spec.init == "lsuv":
         # LSUV scales the weights on the first batch fit sees; a fit of 0 epochs does just that
         # (and nothing else), so the statistics "at init" are those of the network that trains.
