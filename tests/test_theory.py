@@ -320,3 +320,9 @@ def test_diagnose_reports_the_mean_field_reading():
     leaky = il.Network([il.Dense(32, activation="leaky_relu", param=0.2), il.Dense(10, activation="softmax")],
                        input_dim=64, seed=0)
     assert leaky.diagnose(X).theory is None
+
+
+def test_docstring_examples():
+    import doctest
+    result = doctest.testmod(theory)
+    assert result.attempted >= 4 and result.failed == 0
