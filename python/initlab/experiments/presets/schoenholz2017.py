@@ -24,7 +24,7 @@ TRAINABLE_FACTOR = 2.0      # "trainable": final validation accuracy >= 2 x chan
 REDUCED = dict(sigma_w2=(1.0, 1.3, 1.76, 2.25, 3.0, 4.0), depths=(8, 16, 32, 48, 64, 96),
                width=64, epochs=10)
 FULL = dict(sigma_w2=(1.0, 1.25, 1.5, 1.76, 2.0, 2.5, 3.0, 3.5, 4.0),
-            depths=(10, 20, 30, 45, 60, 90, 135, 200, 300), width=128, epochs=15)
+            depths=(10, 20, 30, 45, 60, 90, 135, 200, 300), width=64, epochs=15)
 TRAINING = dict(batch_size=32, optimizer="sgd", lr=0.002, momentum=0.9)
 
 
