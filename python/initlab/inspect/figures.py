@@ -336,6 +336,7 @@ def phase_diagram(result, path: str) -> str:
     chance = 1.0 / result.runs[0]["widths"][-1]
     deepest = preset.deepest_trainable(result.runs, config)
     ax.plot([w for w in sigmas if deepest[w]], [deepest[w] for w in sigmas if deepest[w]], "o", color="orange",
+            markeredgecolor="black",
             label=f"deepest trainable (acc ≥ {preset.TRAINABLE_FACTOR:g}× chance = {preset.TRAINABLE_FACTOR * chance:.0%})")
     ax.set_yscale("log")
     ax.set_ylim(edges(depths, True)[0], edges(depths, True)[-1])
