@@ -122,6 +122,65 @@ class Comparison:
             cells.append(line)
         return cells
 
+    def summary_by_init(self) -> List[Dict[str, Any]]:
+        """One row per (group, initializer) over its seeds: the mean and the sample standard
+        deviation (ddof=1; 0 for one seed) of the final training loss, the final validation accuracy
+        and the epochs to the target (over the seeds that reached it), with counts."""
+        rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        for run in self.runs:
+            key = (run["label"], run["init"])
+            row = rows.setdefault(key, {"label": run["label"], "init": run["init"], "seeds": [],
+                                        "final_loss": [], "final_val_accuracy": [], "epochs_to_target": [],
+                                        "diverged": 0, "verdicts": []})
+            row["seeds"].append(run["seed"])
+            for name in ("final_loss", "final_val_accuracy", "epochs_to_target"):
+                value = run.get(name)
+                if value is not None and math.isfinite(value):
+                    row[name].append(float(value))
+            row["diverged"] += bool(run["diverged"])
+            if run["at_init"]["verdict"] not in row["verdicts"]:
+                row["verdicts"].append(run["at_init"]["verdict"])
+        out = []
+        for row in rows.values():
+            for name in ("final_loss", "final_val_accuracy", "epochs_to_target"):
+                values = row.pop(name)
+                row[name + "_mean"] = float(np.mean(values)) if values else None
+                row[name + "_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None)
+                row[name + "_count"] = len(values)
+            out.append(row)
+        return out
+
+    def seed_table(self) -> str:
+        """The printed mean ± std over seeds, one line per (group, initializer)."""
+        rows = self.summary_by_init()
+        target = self.runs[0]["spec"]["target_accuracy"] if self.runs else 0.0
+        grouped = any(r["label"] for r in rows)
+
+        def pm(row, name, percent=False):
+            mean, std = row[name + "_mean"], row[name + "_std"]
+            if mean is None:
+                return "-"
+            return f"{mean:.1%} ± {std:.1%}" if percent else f"{_fmt(mean)} ± {_fmt(std)}"
+
+        cells = [(["group"] if grouped else []) + ["init", "seeds", "train loss", "val acc",
+                                                   f"epochs to {target:.0%}", "diverged", "verdict at init"]]
+        for row in rows:
+            n = len(row["seeds"])
+            reached = row["epochs_to_target_count"]
+            epochs = pm(row, "epochs_to_target") + (f" ({reached} of {n})" if 0 < reached < n else "")
+            cells.append(([row["label"]] if grouped else []) + [
+                row["init"], str(n), pm(row, "final_loss"), pm(row, "final_val_accuracy", True),
+                epochs if reached else f"none of {n}", f"{row['diverged']} of {n}", "/".join(row["verdicts"])])
+        widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
+        first_numeric = 2 if grouped else 1
+        out = io.StringIO()
+        for k, line in enumerate(cells):
+            out.write("  ".join(cell.ljust(w) if j < first_numeric or k == 0 or j == len(line) - 1
+                                else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
+            if k == 0:
+                out.write("  ".join("-" * w for w in widths) + "\n")
+        return out.getvalue()
+
     def claims_table(self) -> str:
         out = io.StringIO()
         for c in self.claims:
@@ -232,14 +291,20 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
             target_accuracy: float = DEFAULTS["target_accuracy"], threads: Optional[int] = None,
             workers: Optional[int] = None, scheduler: Optional[str] = None,
             progress: Optional[bool] = None, val_fraction: float = 0.2, data_seed: int = 0,
-            max_samples: Optional[int] = None, out: Optional["os.PathLike[str] | str"] = None,
+            max_samples: Optional[int] = None, hidden: Optional[Sequence[int]] = None,
+            weight_decay: float = 0.0, dropout: float = 0.0, clip_norm: Optional[float] = None,
+            clip_value: Optional[float] = None, bias_init: str = "zeros",
+            lr_schedule: Optional[Any] = None, out: Optional["os.PathLike[str] | str"] = None,
             resume: bool = False) -> Comparison:
     """Train one network per initializer and seed on the same data; see the module docstring.
 
     ``data``: a built-in name (``digits``, ``spirals``, ``moons``, ``blobs``), a file path
     (.npz, .csv, IDX), ``(X, y)`` arrays or a prepared `Data`. The network is
-    ``[features, width × depth, classes]`` with ``activation`` in the hidden layers and a softmax
-    output; every run uses the same split (seeded by ``data_seed``) and the same hyperparameters.
+    ``[features, width × depth, classes]`` (or ``[features, *hidden, classes]``) with
+    ``activation`` in the hidden layers and a softmax output; every run uses the same split
+    (seeded by ``data_seed``) and the same hyperparameters. ``weight_decay``, ``clip_norm``,
+    ``clip_value`` and ``lr_schedule`` go to `Network.fit`, ``dropout`` (hidden layers) and
+    ``bias_init`` to the `Network`.
     ``out``: a folder where each run is recorded as it finishes (``runs.jsonl``, see
     `initlab.experiments.record`); ``resume=True`` skips the runs recorded there.
     """
@@ -252,15 +317,22 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     _check_inits(inits)
     prepared = data if isinstance(data, Data) else prepare_data(
         data, val_fraction=val_fraction, seed=data_seed, max_samples=max_samples)
+    hidden = None if hidden is None else tuple(hidden)
+    if hidden is not None:
+        depth, width = len(hidden), (max(hidden) if hidden else width)
     specs = [RunSpec(init=init, seed=int(seed), depth=depth, width=width, activation=activation,
                      epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                     target_accuracy=target_accuracy, threads=threads)
+                     target_accuracy=target_accuracy, threads=threads, hidden=hidden,
+                     weight_decay=weight_decay, dropout=dropout, clip_norm=clip_norm, clip_value=clip_value,
+                     bias_init=bias_init, lr_schedule=lr_schedule)
              for init in inits for seed in seeds]
     _check_network(specs[0], prepared)
     settings = {"data": prepared.describe(), "inits": inits, "seeds": seeds, "depth": depth, "width": width,
                 "activation": activation, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
                 "lr": lr, "momentum": momentum, "target_accuracy": target_accuracy,
-                "val_fraction": val_fraction, "data_seed": data_seed}
+                "hidden": list(specs[0].widths(prepared)[1:-1]), "weight_decay": weight_decay,
+                "dropout": dropout, "clip_norm": clip_norm, "clip_value": clip_value, "bias_init": bias_init,
+                "lr_schedule": lr_schedule, "val_fraction": val_fraction, "data_seed": data_seed}
     log = _run_log(out, resume, dict(settings, sweep="compare", data=data_fingerprint(prepared)))
     runs = run_grid(specs, prepared, workers=workers, scheduler=scheduler, progress=progress,
                     desc="compare", log=log)
@@ -297,6 +369,11 @@ def _check_network(spec: RunSpec, data: Data) -> None:
     _check_spec(spec)
     if spec.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={spec.optimizer!r} is not valid; valid: {', '.join(OPTIMIZERS)}")
-    Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init, seed=spec.seed)
+    Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init, seed=spec.seed,
+            bias_init=spec.bias_init, dropout=spec.dropout)
+    if spec.lr_schedule is not None:
+        import inspect
+        if "lr_schedule" not in inspect.signature(Network.fit).parameters:
+            raise ValueError("lr_schedule: this initlab's Network.fit takes no learning-rate schedule yet")
 
 

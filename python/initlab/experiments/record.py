@@ -11,6 +11,7 @@ goes through the same JSON round trip).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -65,6 +66,7 @@ class RunLog:
         self.path = os.path.join(out_dir, RESULTS_FILE)
         self.config = json.loads(_dumps(config))     # as the header will read back
         self.done: Dict[str, Dict[str, Any]] = {}
+        self.scope = ""                              # see scoped()
         if resume and os.path.exists(self.path):
             self._load()
         else:
@@ -109,19 +111,29 @@ class RunLog:
             # rewrite without the torn tail, so that appended records start on a line of their own
             write_text_atomically(self.path, "".join(_dumps(r) + "\n" for r in records), "sweep")
 
+    def scoped(self, scope: Optional[str]) -> "RunLog":
+        """The same file for the runs of one of several data sets (a preset with several grids):
+        their keys are prefixed with ``scope``, so equal specs on other data never match."""
+        view = copy.copy(self)                       # shares path and the `done` dict
+        view.scope = "" if scope is None else f"{scope}/"
+        return view
+
+    def _key(self, spec: RunSpec) -> str:
+        return self.scope + spec.key()
+
     def pending(self, specs: Iterable[RunSpec]) -> List[int]:
         """Positions of the specs not recorded yet."""
-        return [i for i, spec in enumerate(specs) if spec.key() not in self.done]
+        return [i for i, spec in enumerate(specs) if self._key(spec) not in self.done]
 
     def recorded(self, spec: RunSpec) -> Optional[Dict[str, Any]]:
-        return self.done.get(spec.key())
+        return self.done.get(self._key(spec))
 
     def record(self, spec: RunSpec, run: Dict[str, Any]) -> Dict[str, Any]:
         """Append a finished run; returns it as read back from the file (JSON-normalized)."""
-        line = _dumps({"key": spec.key(), "run": run})
+        line = _dumps({"key": self._key(spec), "run": run})
         append_line(self.path, line, "sweep")
         normalized = json.loads(line)["run"]
-        self.done[spec.key()] = normalized
+        self.done[self._key(spec)] = normalized
         return normalized
 
 
