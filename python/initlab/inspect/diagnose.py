@@ -89,6 +89,7 @@ The model-agnostic core, for any framework's weights and statistics (the PyTorch
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import math
@@ -657,8 +658,12 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
     inits = {i: name for i, name in inits.items() if name}
     result = build_diagnosis(rows, jacobian, symmetric=_network_symmetry(net), inits=inits, style="initlab")
     result.theory = _mean_field_reading(net)
-    if result.theory is not None:
+    # the theory speaks to signal propagation: it joins the evidence of a healthy, vanishing,
+    # exploding or saturated verdict (not of symmetric or dead units, which it does not model)
+    if result.theory is not None and result.verdict in ("healthy", "vanishing", "exploding", "saturated"):
         result.evidence += f"; mean field: {result.theory['message']}"
+        if result.findings:
+            result.findings[0] = dataclasses.replace(result.findings[0], evidence=result.evidence)
     return result
 
 
