@@ -255,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose", help="per-layer diagnosis of a network at initialization, with a verdict",
         description="Build a network (or load a saved one) and print Network.diagnose: per-layer "
                     "activation moments, saturated and dead fractions, gradient norms, the Jacobian's "
-                    "singular values, and a verdict (healthy, vanishing, exploding, saturated, dead) "
-                    "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
+                    "singular values, every finding (symmetric, exploding, saturated, vanishing, dead; "
+                    "causes first) and the verdict (the first finding, or healthy), each with the "
+                    "initializer to use in initlab and in PyTorch. Without --data the batch is N(0, 1) noise and the "
                     "backward pass starts from a random unit-variance output gradient.")
     p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
     _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)
