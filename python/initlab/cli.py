@@ -90,14 +90,14 @@ def _name_list(text: str) -> List[str]:
 # ---- the parser ---------------------------------------------------------------------------------
 
 def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
+    from .nn.activations import ACTIVATIONS
     g = p.add_argument_group("network")
     g.add_argument("--depth", type=_non_negative_int, default=None,
                    help=f"hidden layers; the net has depth+1 weight layers (default {defaults['depth']})")
     g.add_argument("--width", type=_positive_int, default=None,
                    help=f"units per hidden layer (default {defaults['width']})")
     g.add_argument("--activation", default=None,
-                   help=f"hidden activation: linear, relu, leaky_relu, elu, selu, gelu, sigmoid, tanh, "
-                        f"softplus (default {defaults['activation']})")
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)} (default {defaults['activation']})")
     if init_list:
         g.add_argument("--inits", type=_name_list, default=None, metavar="NAMES",
                        help="comma-separated initializers (`initlab info` lists them; 'lsuv' too) "

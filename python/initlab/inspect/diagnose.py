@@ -51,7 +51,9 @@ from typing import TYPE_CHECKING, Any, Dict, List
 import numpy as np
 
 from .. import _core
+from ..init.random import check_seed
 from ..nn._checks import check_int
+from ..nn.activations import SATURATING  # noqa: F401 - read by the verdict
 from .statistics import layer_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +65,6 @@ SATURATED_MEAN = 0.3    # healthy tanh (xavier): ~1%; tanh with N(0, 1) weights 
 GAIN_DECADES = 1.0      # a factor of 10 in std across the whole network
 
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu")
-SATURATING = ("tanh", "sigmoid")
 VERDICTS = ("healthy", "vanishing", "exploding", "saturated", "dead")
 
 # The initializer that keeps Var(Z) constant through each activation, and why.
@@ -158,8 +159,7 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
     X, y = net._prepare(X, y)
     n = X.shape[0]
     jacobian_samples = min(check_int("jacobian_samples", jacobian_samples, 1), n)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = check_seed(seed)
 
     rows = layer_rows(net, X, y, grad_seed=seed)
     for row, layer in zip(rows, net.layers):
