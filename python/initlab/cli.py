@@ -169,6 +169,7 @@ def _name_list(text: str) -> List[str]:
 # ---- the parser ---------------------------------------------------------------------------------
 
 def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
+    from .nn.activations import ACTIVATIONS
     g = p.add_argument_group("network (the input and output widths come from the data)")
     g.add_argument("--depth", type=_depth, default=None,
                    help=f"hidden layers, >= 1; the net has depth+1 weight layers (default {defaults['depth']})")
@@ -179,8 +180,7 @@ def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *
     # gone (API.md): it meant all widths in diagnose and hidden widths in train; an error names --hidden
     g.add_argument("--layers", default=None, help=argparse.SUPPRESS)
     g.add_argument("--activation", default=None,
-                   help=f"hidden activation: linear, relu, leaky_relu, elu, selu, gelu, sigmoid, tanh, "
-                        f"softplus (default {defaults['activation']})")
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)} (default {defaults['activation']})")
     if init_list:
         g.add_argument("--inits", type=_init_list, default=None, metavar="SPECS",
                        help="comma-separated initializers, each NAME or NAME(key=value, ...), e.g. "
