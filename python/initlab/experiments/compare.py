@@ -231,7 +231,9 @@ def _check_inits(inits: Sequence[str]) -> None:
         if name != "lsuv":
             try:
                 init_module.get(name)
-            except ValueError:
+            except ValueError as e:
+                if "(" in name:  # NAME(key=value, ...): the parser's message names what is wrong
+                    raise ValueError(f"inits: {name!r}: {e}") from None
                 raise ValueError(f"inits: {name!r} is not a known initializer; valid: {', '.join(valid)}") from None
 
 
