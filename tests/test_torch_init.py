@@ -31,13 +31,14 @@ def _unchanged(model, before):
 
 # ---- init_: the documented draw, bitwise ----------------------------------------------------------
 @pytest.mark.parametrize("scheme", ["he_normal", "xavier_uniform", "orthogonal", "torch_default",
-                                    "lecun_normal", ("normal", {"std": 0.02}),
+                                    "lecun_normal", ("normal", {"std": 0.02}), "normal(std=0.02)",
+                                    "he_normal(mode=fan_out)",
                                     ("he_uniform", {"a": math.sqrt(5), "nonlinearity": "leaky_relu"})])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_weights_are_bitwise_the_il_init_draw(scheme, dtype):
     model = _mixed_model(dtype)
     itorch.init_(model, scheme, bias_init="xavier_normal", seed=1234)
-    name, params = (scheme, {}) if isinstance(scheme, str) else scheme
+    name, params = il.init.parse_spec(scheme) if isinstance(scheme, str) else scheme
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
     assert len(layers) == 5
     np_dtype = "float64" if dtype == torch.float64 else "float32"
@@ -162,6 +163,9 @@ def test_no_warning_for_a_plain_mlp():
     ({"init": "nope"}, ValueError, ["init", "nope", "he_normal"]),
     ({"bias_init": "nope"}, ValueError, ["bias_init", "nope"]),
     ({"init": "lsuv"}, ValueError, ["lsuv_"]),
+    ({"init": "lsuv()"}, ValueError, ["lsuv_"]),
+    ({"init": "normal(sd=1)"}, ValueError, ["init", "sd", "std"]),
+    ({"bias_init": "normal(std=x)"}, ValueError, ["bias_init", "std"]),
     ({"init": 3}, TypeError, ["init"]),
     ({"init": ("normal", {"sd": 1.0})}, TypeError, ["init", "sd"]),
     ({"seed": -1}, ValueError, ["seed"]),

@@ -32,14 +32,24 @@ class _Spec:
         self.spec, self.argname = spec, argname
         self.params: Dict[str, Any] = {}
         self.user = False
-        if isinstance(spec, str):
+        if isinstance(spec, str) and "(" in spec:  # "NAME(key=value, ...)"
+            try:
+                name, params = _il_init.parse_spec(spec)
+                if name != "lsuv":
+                    _il_init.get(spec)  # every check of the parameters, before anything is drawn
+            except ValueError as e:
+                raise ValueError(f"{argname}={spec!r}: {e}") from None
+            self.fn = self._lookup(name)
+            self.params = params
+            self.label = _il_init.format_spec(name, params)
+        elif isinstance(spec, str):
             self.fn = self._lookup(spec)
             self.label = spec
         elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) \
                 and isinstance(spec[1], dict):
             self.fn = self._lookup(spec[0])
             self.params = dict(spec[1])
-            self.label = f"{spec[0]}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+            self.label = _il_init.format_spec(spec[0], self.params)
         elif callable(spec):
             self.fn, self.user = spec, True
             self.label = getattr(spec, "__name__", type(spec).__name__)
@@ -104,7 +114,8 @@ def init_(module: nn.Module, init: InitSpec = "he_normal", *, bias_init: InitSpe
     fan_out=... (the layer's), seed=seed, stream=2**32 + i)`, written in place under
     `torch.no_grad()`. float32 and float64 parameters get bitwise that draw; float16 and bfloat16
     get the float32 draw rounded to nearest; parameters on another device get the host draw copied
-    there. `init` / `bias_init`: a name of `il.init.names()`, `(name, {params})`, or a callable
+    there. `init` / `bias_init`: a name of `il.init.names()`, `"NAME(key=value, ...)"`,
+    `(name, {params})`, or a callable
     `(shape, seed, stream) -> array` (shape in torch's out_in layout). `seed=None` takes one fresh
     seed from the OS for the whole module.
 
