@@ -18,6 +18,7 @@ except ImportError as _e:  # pragma: no cover - depends on the environment
     raise ImportError("il.torch needs PyTorch: pip install 'initlab[torch]'") from _e
 
 from ._convert import from_torch, to_torch
+from ._diagnose import diagnose
 from ._init import UninitializedWarning, init_, lsuv_
 
-__all__ = ["init_", "lsuv_", "UninitializedWarning", "to_torch", "from_torch"]
+__all__ = ["init_", "lsuv_", "diagnose", "UninitializedWarning", "to_torch", "from_torch"]
