@@ -20,5 +20,6 @@ except ImportError as _e:  # pragma: no cover - depends on the environment
 from ._convert import from_torch, to_torch
 from ._diagnose import diagnose
 from ._init import UninitializedWarning, init_, lsuv_
+from ._watch import Watch, watch
 
-__all__ = ["init_", "lsuv_", "diagnose", "UninitializedWarning", "to_torch", "from_torch"]
+__all__ = ["init_", "lsuv_", "diagnose", "UninitializedWarning", "to_torch", "from_torch", "watch", "Watch"]
