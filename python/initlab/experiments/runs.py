@@ -239,6 +239,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "verdict": diagnosis.verdict,
         "evidence": diagnosis.evidence,
         "suggestion": diagnosis.suggestion,
+        "findings": [finding.kind for finding in diagnosis.findings],
         "forward_gain": float(diagnosis.forward_gain),
         "backward_gain": float(diagnosis.backward_gain),
     }

@@ -1020,7 +1020,10 @@ class Network:
         self._forward(ws, X_probe, training=False)
         self._loss(ws, y_probe, with_grad=True)
         last = len(self.layers) - 1
-        forward_stats = [_core.layer_stats(ws.Z[i], ws.A[i] if i < last else ws.P,
+        # The output's activations: probabilities (softmax/sigmoid fill ws.P in _loss); for a
+        # linear output (mean squared error) they are the logits themselves, and ws.P is unset.
+        output_act = ws.Z[last] if self.output == "linear" else ws.P
+        forward_stats = [_core.layer_stats(ws.Z[i], ws.A[i] if i < last else output_act,
                                            "linear" if i == last else layer.activation,
                                            layer.act_param) for i, layer in enumerate(self.layers)]
         self._backward(ws, X_probe)
