@@ -44,15 +44,21 @@ def test_agrees_with_network_diagnose_on_a_converted_net(digits, dtype, rtol, ca
     y = {"softmax-labels": labels, "linear-floats": gen.normal(size=(256, 10)).astype(dtype),
          "softmax-no-y": None, "sigmoid-bce": (gen.random((256, 10)) < 0.3).astype(dtype)}[case]
     loss_fn = nn.BCEWithLogitsLoss() if case == "sigmoid-bce" else None
-    for activation, init in (("tanh", "normal(std=0.3)"), ("relu", "he_normal"), ("relu", "xavier_normal"),
-                             ("leaky_relu", "normal(std=0.5)"), ("sigmoid", "xavier_normal")):
+    for activation, init, bias_init in (("tanh", "normal(std=0.3)", "uniform(low=-0.1, high=0.1)"),
+                                        ("relu", "he_normal", "uniform(low=-0.1, high=0.1)"),
+                                        ("relu", "xavier_normal", "zeros"),
+                                        ("leaky_relu", "normal(std=0.5)", "uniform(low=-0.1, high=0.1)"),
+                                        ("sigmoid", "xavier_normal", "uniform(low=-0.1, high=0.1)"),
+                                        ("tanh", "constant(value=0.05)", "zeros")):
         net = il.Network([64] + [48] * 6 + [10], activation=activation, output=output, init=init,
-                         bias_init="uniform(low=-0.1, high=0.1)", seed=3, dtype=dtype, dropout=0.1)
+                         bias_init=bias_init, seed=3, dtype=dtype, dropout=0.1)
         expected = net.diagnose(X, y)
         got = itorch.diagnose(net.to_torch(), X, y, loss_fn=loss_fn)
         assert isinstance(got, il.Diagnosis)
         _assert_rows_agree(got, expected, rtol)
         assert got.verdict == expected.verdict, (activation, init)
+        assert [(f.kind, f.layers) for f in got.findings] == [(f.kind, f.layers) for f in expected.findings]
+        assert got.symmetric == expected.symmetric
         assert got.forward_gain == pytest.approx(expected.forward_gain, rel=rtol)
         assert got.backward_gain == pytest.approx(expected.backward_gain, rel=rtol)
         for k in ("sv_max", "sv_min", "condition", "log10_spread"):
@@ -63,16 +69,19 @@ def test_agrees_with_network_diagnose_on_a_converted_net(digits, dtype, rtol, ca
 def test_verdicts_and_torch_phrased_suggestions(digits):
     X, y = digits
     cases = {("relu", "normal(std=1.0)"): "exploding", ("relu", "xavier_normal"): "vanishing",
-             ("tanh", "normal(std=1.0)"): "saturated", ("relu", "he_normal"): "healthy"}
+             ("tanh", "normal(std=1.0)"): "saturated", ("relu", "he_normal"): "healthy",
+             ("relu", "zeros"): "symmetric"}
     for (act, init), verdict in cases.items():
         torch.manual_seed(0)
         model = nn.Sequential(*[m for _ in range(20) for m in (nn.Linear(64, 64), nn.ReLU() if act == "relu"
                                                                 else nn.Tanh())], nn.Linear(64, 10))
-        itorch.init_(model, init, seed=0)
+        itorch.init_(model, init, bias_init="zeros", seed=0)
         d = itorch.diagnose(model, X, y)
         assert d.verdict == verdict, (act, init, d.evidence)
         if verdict != "healthy":
             assert "il.torch.init_(model, " in d.suggestion and "torch.nn.init." in d.suggestion
+            # phrased for PyTorch users first
+            assert d.suggestion.index("torch.nn.init.") < d.suggestion.index("il.torch.init_")
 
 
 def test_rows_follow_the_call_order_of_a_custom_module():

@@ -151,8 +151,8 @@ def _jacobian(module: nn.Module, X: torch.Tensor, samples: int) -> Dict[str, Any
 
 def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Callable] = None,
             jacobian_samples: int = 4, seed: int = 0) -> Dict[str, Any]:
-    """Rows (one per Linear/Conv call, in call order), the Jacobian summary and the layers' weights
-    (out_in tensors, call order): everything a Diagnosis is built from."""
+    """Rows (one per Linear/Conv call, in call order), the Jacobian summary and the layer modules
+    (call order): everything a Diagnosis is built from."""
     check_module(module)
     layers = find_layers(module)
     X = as_input(X, layers[0][1].weight)
@@ -229,42 +229,39 @@ def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Calla
                          "stable_rank": frobenius_sq / spectral ** 2 if spectral > 0 else 0.0,
                          "name": rec["name"] or "<root>", "module": type(layer).__name__,
                          "position": rec["position"]})
+            if label == "leaky_relu":
+                rows[-1]["param"] = param
     with ModuleState(module):
         jacobian = _jacobian(module, X, min(int(jacobian_samples), X.shape[0]))
-    return {"rows": rows, "jacobian": jacobian,
-            "weights": [rec["module"].weight.detach() for rec in calls]}
+    return {"rows": rows, "jacobian": jacobian, "layers": [rec["module"] for rec in calls]}
 
 
-# The initializer that fits an activation, as il.torch.init_ and torch.nn.init call it.
-_TORCH_EQUIVALENT = {
-    "he_normal": "torch.nn.init.kaiming_normal_(w, nonlinearity='relu')",
-    "lecun_normal": "torch.nn.init.normal_(w, std=fan_in ** -0.5)",
-    "xavier_normal": "torch.nn.init.xavier_normal_(w)",
-    "orthogonal": "torch.nn.init.orthogonal_(w)",
-}
+def _in_out(weight: torch.Tensor) -> np.ndarray:
+    """A torch weight (out, in, *kernel) in initlab's in_out layout (*kernel, in, out), float64."""
+    w = weight.detach()
+    return w.permute(*range(2, w.dim()), 1, 0).to(device="cpu", dtype=torch.float64).numpy()
 
 
-def _torch_suggestion(rows: List[Dict[str, Any]], verdict: str, variance_factor: float) -> str:
-    acts = [r["activation"] for r in rows[:-1]] or ["linear"]
-    dominant = max(set(acts), key=acts.count)
-    name, why = _dg._RECOMMENDED.get(dominant, _dg._RECOMMENDED["relu"])
-    how = f"il.torch.init_(model, {name!r}) (torch: {_TORCH_EQUIVALENT[name]} on each layer)"
-    if verdict == "healthy":
-        return "keep the current initialization: the signal keeps its scale"
-    if verdict in ("vanishing", "exploding") and variance_factor > 0 and math.isfinite(variance_factor):
-        return (f"{how}: {why}. The measured per-layer variance factor is {variance_factor:.3g}; "
-                f"1.0 keeps the signal's scale")
-    if verdict == "dead":
-        return (f"{how} with a wider or shallower network, or LeakyReLU: narrow deep ReLU nets lose "
-                f"units that are off for every input (Lu et al. 2019); bias_init='constant(value=0.01)' "
-                f"also revives units")
-    return f"{how}: {why}"
+def _symmetry(calls_weights: List[nn.Module]) -> Dict[int, List[List[int]]]:
+    """{row: groups of symmetric units} for each layer call whose next call reads its units."""
+    found: Dict[int, List[List[int]]] = {}
+    for k, (layer, following) in enumerate(zip(calls_weights, calls_weights[1:])):
+        W, W_next = layer.weight, following.weight
+        if W.dim() != W_next.dim() or W_next.shape[1] != W.shape[0] or layer is following:
+            continue  # not chained unit to unit (conv -> flatten -> linear, grouped convs, reuse)
+        b = None if layer.bias is None else layer.bias.detach().to(device="cpu", dtype=torch.float64).numpy()
+        groups = _dg.symmetric_units(_in_out(W), b, _in_out(W_next))
+        if groups:
+            found[k] = groups
+    return found
 
 
 def diagnose(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Callable] = None,
              jacobian_samples: int = 4, seed: int = 0) -> "_dg.Diagnosis":
     """Diagnose a torch model on the batch X: the `Diagnosis` of `Network.diagnose` (rows, Jacobian
-    spectrum, verdict, evidence, suggestion), one row per Linear/Conv call in call order.
+    spectrum, verdict, findings, evidence, suggestions phrased with `torch.nn.init` and
+    `il.torch.init_`), one row per Linear/Conv call in call order. Symmetric units are read from
+    the weights of consecutive calls that feed one another unit to unit.
 
     X and y: ndarrays or tensors. With y, the gradients are those of `loss_fn(module(X), y)`
     (default: cross-entropy for integer y, mean squared error for float y); without y, a
@@ -272,13 +269,5 @@ def diagnose(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Call
     flags are restored) and its parameters and .grad fields are left as they were.
     """
     data = collect(module, X, y, loss_fn=loss_fn, jacobian_samples=jacobian_samples, seed=seed)
-    rows = data["rows"]
-    top = len(rows) - 2 if len(rows) >= 3 else len(rows) - 1
-    forward_gain = _dg._ratio(rows[top]["pre_std"], rows[0]["pre_std"])
-    backward_gain = _dg._ratio(rows[0]["grad_std"], rows[top]["grad_std"])
-    steps = max(1, top)
-    variance_factor = forward_gain ** (2.0 / steps) if math.isfinite(forward_gain) else math.inf
-    verdict, evidence = _dg._verdict(rows, forward_gain, backward_gain, variance_factor)
-    suggestion = _torch_suggestion(rows, verdict, variance_factor)
-    return _dg.Diagnosis(rows, data["jacobian"], forward_gain, backward_gain, variance_factor, verdict,
-                         evidence, suggestion)
+    return _dg.build_diagnosis(data["rows"], data["jacobian"], symmetric=_symmetry(data["layers"]),
+                               style="torch")
