@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "initlab/conv.hpp"
 #include "initlab/dense.hpp"
 #include "initlab/gemm.hpp"
 #include "initlab/loss.hpp"
@@ -699,6 +700,163 @@ void rmsprop_step_binding(const py::object& param, const py::object& grad, const
   }
 }
 
+// ---- the fused multi-tensor optimizer step (optim.hpp: optimizer_step) --------------------------
+// params, grads: lists of arrays; states: a list with one tuple of state arrays per parameter
+// (sgd: (momentum_buffer or None,); adam/adamw: (exp_avg, exp_avg_sq); rmsprop: (square_avg,
+// momentum_buffer or None)). Every array is validated as the per-tensor kernels validate theirs,
+// and no output may share memory with any other array of the call. Returns
+// {"grad_norm": float or None, "clipped": bool, "nonfinite": [indexes of params holding inf/NaN]}.
+py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
+                                const py::object& states_obj, const std::string& optimizer, double lr,
+                                double momentum, double dampening, bool nesterov, bool first_step,
+                                double beta1, double beta2, double eps, double alpha, double weight_decay,
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm) {
+  const Check check("optimizer_step");
+  initlab::OptimizerConfig c;
+  if (optimizer == "sgd") {
+    c.kind = initlab::OptimizerKind::kSgd;
+  } else if (optimizer == "adam") {
+    c.kind = initlab::OptimizerKind::kAdam;
+  } else if (optimizer == "adamw") {
+    c.kind = initlab::OptimizerKind::kAdamW;
+  } else if (optimizer == "rmsprop") {
+    c.kind = initlab::OptimizerKind::kRmsprop;
+  } else {
+    check.value_error("'optimizer' must be one of sgd, adam, adamw, rmsprop, got '" + optimizer + "'");
+  }
+  c.lr = check.at_least(lr, 0.0, "lr");
+  c.momentum = check.at_least(momentum, 0.0, "momentum");
+  c.dampening = check.finite(dampening, "dampening");
+  c.nesterov = nesterov;
+  c.first_step = first_step;
+  c.beta1 = check.in_unit_interval(beta1, "beta1");
+  c.beta2 = check.in_unit_interval(beta2, "beta2");
+  c.eps = check.at_least(eps, 0.0, "eps");
+  if (!(alpha >= 0.0 && alpha <= 1.0)) check.value_error("'alpha' must be in [0, 1], got " + Check::repr(alpha));
+  c.alpha = alpha;
+  c.weight_decay = check.at_least(weight_decay, 0.0, "weight_decay");
+  if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
+  c.step = step;
+  if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
+    check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
+  }
+  if (nesterov && (c.kind != initlab::OptimizerKind::kSgd || momentum <= 0.0 || dampening != 0.0)) {
+    check.value_error("nesterov momentum requires sgd, momentum > 0 and dampening == 0 (as torch.optim.SGD)");
+  }
+  if (!clip_value.is_none()) {
+    c.has_clip_value = true;
+    c.clip_value = check.at_least(clip_value.cast<double>(), 0.0, "clip_value");
+  }
+  if (!clip_norm.is_none()) {
+    c.has_clip_norm = true;
+    c.clip_norm = check.at_least(clip_norm.cast<double>(), 0.0, "clip_norm");
+  }
+  for (const auto* obj : {&params_obj, &grads_obj, &states_obj}) {
+    if (!py::isinstance<py::list>(*obj) && !py::isinstance<py::tuple>(*obj)) {
+      check.type_error("'params', 'grads' and 'states' must be lists, got " +
+                       std::string(py::str(py::type::of(*obj).attr("__name__"))));
+    }
+  }
+  const py::sequence params = py::reinterpret_borrow<py::sequence>(params_obj);
+  const py::sequence grads = py::reinterpret_borrow<py::sequence>(grads_obj);
+  const py::sequence states = py::reinterpret_borrow<py::sequence>(states_obj);
+  const std::size_t n = params.size();
+  if (grads.size() != n || states.size() != n) {
+    check.value_error("'params', 'grads' and 'states' must have the same length, got " + std::to_string(n) +
+                      ", " + std::to_string(grads.size()) + ", " + std::to_string(states.size()));
+  }
+  const bool needs_buffer = c.momentum != 0.0 && c.kind != initlab::OptimizerKind::kAdam &&
+                            c.kind != initlab::OptimizerKind::kAdamW;
+  const std::size_t n_states = c.kind == initlab::OptimizerKind::kSgd ? 1 : 2;
+  // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
+  std::vector<Group> groups;
+  std::vector<std::string> names;  // 4 per tensor
+  FloatType t = FloatType::kFloat32;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    const std::string names_i[4] = {"params" + at, "grads" + at, "states" + at + "[0]", "states" + at + "[1]"};
+    py::object state_i = states[i];
+    if (!py::isinstance<py::tuple>(state_i) && !py::isinstance<py::list>(state_i)) {
+      check.type_error("'" + ("states" + at) + "' must be a tuple of state arrays, got " +
+                       std::string(py::str(py::type::of(state_i).attr("__name__"))));
+    }
+    const py::sequence st = py::reinterpret_borrow<py::sequence>(state_i);
+    if (st.size() != n_states) {
+      check.value_error("'" + ("states" + at) + "' must hold " + std::to_string(n_states) + " arrays for " +
+                        optimizer + ", got " + std::to_string(st.size()));
+    }
+    const py::object param = params[i], grad = grads[i];
+    const py::object s0 = st[0], s1 = n_states > 1 ? py::object(st[1]) : py::object(py::none());
+    const bool s0_optional = c.kind == initlab::OptimizerKind::kSgd && !needs_buffer;
+    const bool s1_optional = n_states == 1 || (c.kind == initlab::OptimizerKind::kRmsprop && !needs_buffer);
+    Group g = group_args(check, {&param, &grad, &s0, &s1},
+                         {names_i[0].c_str(), names_i[1].c_str(), names_i[2].c_str(), names_i[3].c_str()},
+                         {true, c.has_clip_value || c.has_clip_norm, true, true},
+                         {false, false, s0_optional, s1_optional});
+    if (i == 0) {
+      t = g.t;
+    } else if (g.t != t) {
+      check.type_error("'" + names_i[0] + "' has a different dtype than 'params[0]'; one dtype per call");
+    }
+    groups.push_back(std::move(g));
+    for (const auto& name : names_i) names.push_back(name);
+  }
+  // No output may share memory with an array of another tensor either.
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t a = 0; a < 4; ++a) {
+      py::array& out = groups[i].arrays[a];
+      const bool written = a != 1 || c.has_clip_value || c.has_clip_norm;
+      if (!out || !written) continue;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j == i) continue;
+        for (std::size_t b = 0; b < 4; ++b) {
+          if (groups[j].arrays[b]) {
+            check.no_overlap(out, names[4 * i + a].c_str(), groups[j].arrays[b], names[4 * j + b].c_str());
+          }
+        }
+      }
+    }
+  }
+  std::vector<std::uint8_t> nonfinite(n, 0);
+  initlab::OptimizerStepResult result;
+  {
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      std::vector<initlab::ParamTensor<T>> list(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        list[i].count = groups[i].count;
+        list[i].param = out_ptr<T>(groups[i].arrays[0]);
+        list[i].grad = static_cast<T*>(const_cast<void*>(groups[i].arrays[1].data()));
+        list[i].state0 = opt_ptr<T>(groups[i].arrays[2]);
+        list[i].state1 = opt_ptr<T>(groups[i].arrays[3]);
+      }
+      py::gil_scoped_release release;
+      return initlab::optimizer_step<T>(static_cast<std::int64_t>(n), list.data(), c, nonfinite.data());
+    };
+    result = t == FloatType::kFloat32 ? run(0.0f) : run(0.0);
+  }
+  py::dict out;
+  out["grad_norm"] = c.has_clip_norm ? py::object(py::float_(result.grad_norm)) : py::object(py::none());
+  out["clipped"] = result.clipped;
+  py::list bad;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (nonfinite[i]) bad.append(static_cast<py::ssize_t>(i));
+  }
+  out["nonfinite"] = bad;
+  return out;
+}
+
+void def_optimizer_step(py::module_& m) {
+  m.def("optimizer_step", &optimizer_step_binding, py::arg("params"), py::arg("grads"), py::arg("states"),
+        py::kw_only(), py::arg("optimizer"), py::arg("lr"), py::arg("momentum") = 0.0,
+        py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
+        py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("alpha") = 0.99,
+        py::arg("weight_decay") = 0.0, py::arg("step") = 1, py::arg("clip_value") = py::none(),
+        py::arg("clip_norm") = py::none(),
+        "one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the "
+        "per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}");
+}
+
 void clip_by_value_binding(const py::object& grad, double clip_value) {
   const Check check("clip_by_value");
   check.at_least(clip_value, 0.0, "clip_value");
@@ -1013,6 +1171,390 @@ std::pair<double, double> fans(const std::vector<std::int64_t>& shape, const std
   return {f.fan_in, f.fan_out};
 }
 
+// ---- convolution and pooling (conv.hpp) --------------------------------------------------------
+// Geometry arguments arrive normalized by the Python layers: stride and dilation as (h, w) pairs,
+// padding as (top, bottom, left, right), pool windows as pairs. Shapes are validated here so the
+// kernels never read or write outside an array.
+
+// Bounds that keep every index product far from int64 overflow.
+constexpr std::int64_t kMaxGeometry = std::int64_t{1} << 30;
+
+std::vector<std::int64_t> int_tuple(const Check& check, const py::object& obj, const char* name,
+                                    std::size_t size, std::int64_t low) {
+  const std::string what = size == 2 ? "a pair of ints" : "a tuple of " + std::to_string(size) + " ints";
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj)) {
+    check.type_error(std::string("'") + name + "' must be " + what + ", got " +
+                     std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != size) {
+    check.value_error(std::string("'") + name + "' must be " + what + ", got " + std::string(py::repr(obj)));
+  }
+  std::vector<std::int64_t> out;
+  for (const py::handle item : seq) {
+    if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
+      check.type_error(std::string("'") + name + "' must be " + what + ", got " + std::string(py::repr(obj)));
+    }
+    const py::int_ value = py::reinterpret_borrow<py::int_>(item);
+    if (value < py::int_(low) || value > py::int_(kMaxGeometry)) {
+      check.value_error(std::string("'") + name + "' entries must be in [" + std::to_string(low) + ", " +
+                        std::to_string(kMaxGeometry) + "], got " + std::string(py::repr(obj)));
+    }
+    out.push_back(value.cast<std::int64_t>());
+  }
+  return out;
+}
+
+// The geometry of X (N, H, W, C) and W (KH, KW, C, O) shapes, checked: channels agree, the
+// dilated kernel fits the padded input.
+initlab::Conv2dGeometry conv_geometry(const Check& check, const std::vector<std::int64_t>& x_shape,
+                                      const std::vector<std::int64_t>& w_shape, const py::object& stride,
+                                      const py::object& dilation, const py::object& padding) {
+  if (x_shape.size() != 4) {
+    check.value_error("'X' must be (N, H, W, C), got shape " + shape_str(x_shape));
+  }
+  if (w_shape.size() != 4) {
+    check.value_error("'W' must be (KH, KW, C, O), got shape " + shape_str(w_shape));
+  }
+  for (std::size_t d = 0; d < 4; ++d) {
+    if (x_shape[d] <= 0 || w_shape[d] <= 0) {
+      check.value_error("'X' " + shape_str(x_shape) + " and 'W' " + shape_str(w_shape) +
+                        " must have no empty axis");
+    }
+  }
+  if (w_shape[2] != x_shape[3]) {
+    check.value_error("'W' " + shape_str(w_shape) + " expects C=" + std::to_string(w_shape[2]) +
+                      " input channels but 'X' " + shape_str(x_shape) + " has " + std::to_string(x_shape[3]));
+  }
+  const auto s = int_tuple(check, stride, "stride", 2, 1);
+  const auto d = int_tuple(check, dilation, "dilation", 2, 1);
+  const auto p = int_tuple(check, padding, "padding", 4, 0);
+  initlab::Conv2dGeometry g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[1], w_shape[3]};
+  g.stride_h = s[0];
+  g.stride_w = s[1];
+  g.dilation_h = d[0];
+  g.dilation_w = d[1];
+  g.pad_top = p[0];
+  g.pad_bottom = p[1];
+  g.pad_left = p[2];
+  g.pad_right = p[3];
+  const std::int64_t span_h = g.dilation_h * (g.kh - 1) + 1, span_w = g.dilation_w * (g.kw - 1) + 1;
+  if (span_h > g.h + g.pad_top + g.pad_bottom || span_w > g.w + g.pad_left + g.pad_right) {
+    check.value_error("the kernel " + shape_str({g.kh, g.kw}) + " with dilation " +
+                      shape_str({g.dilation_h, g.dilation_w}) + " spans " + shape_str({span_h, span_w}) +
+                      " pixels, more than the padded input " +
+                      shape_str({g.h + g.pad_top + g.pad_bottom, g.w + g.pad_left + g.pad_right}) +
+                      " ('X' " + shape_str(x_shape) + ", padding " + std::string(py::repr(padding)) + ")");
+  }
+  return g;
+}
+
+std::vector<std::int64_t> conv_out_shape(const initlab::Conv2dGeometry& g) {
+  return {g.n, g.out_h(), g.out_w(), g.o};
+}
+
+// The workspace: None when none is needed, else a writeable 1-D array of X's dtype holding at
+// least conv2d_workspace_size elements.
+py::array conv_workspace(const Check& check, const py::object& obj, const initlab::Conv2dGeometry& g,
+                         FloatType t) {
+  const std::int64_t need = initlab::conv2d_workspace_size(g);
+  if (obj.is_none()) {
+    if (need > 0) {
+      check.value_error("'workspace' is required: this geometry lowers X into " + std::to_string(need) +
+                        " elements (conv2d_workspace_size)");
+    }
+    return py::array();
+  }
+  py::array ws = check.output(obj, "workspace", 1);
+  check.same_type(ws, "workspace", t, "X");
+  if (ws.size() < need) {
+    check.value_error("'workspace' holds " + std::to_string(ws.size()) + " elements, needs at least " +
+                      std::to_string(need) + " (conv2d_workspace_size)");
+  }
+  return ws;
+}
+
+std::int64_t conv2d_workspace_size_binding(const std::vector<std::int64_t>& x_shape,
+                                           const std::vector<std::int64_t>& w_shape, const py::object& stride,
+                                           const py::object& dilation, const py::object& padding) {
+  const Check check("conv2d_workspace_size");
+  return initlab::conv2d_workspace_size(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
+}
+
+std::vector<std::int64_t> conv2d_output_shape_binding(const std::vector<std::int64_t>& x_shape,
+                                                      const std::vector<std::int64_t>& w_shape,
+                                                      const py::object& stride, const py::object& dilation,
+                                                      const py::object& padding) {
+  const Check check("conv2d_output_shape");
+  return conv_out_shape(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
+}
+
+// Every output against every input and every other output (null arrays are skipped).
+void no_overlaps(const Check& check, const std::vector<std::pair<const py::array*, const char*>>& outputs,
+                 const std::vector<std::pair<const py::array*, const char*>>& inputs) {
+  for (std::size_t p = 0; p < outputs.size(); ++p) {
+    if (!outputs[p].first->ptr() || outputs[p].first->size() == 0) continue;
+    for (const auto& [in, in_name] : inputs) {
+      if (in->ptr() && in->size() > 0) check.no_overlap(*outputs[p].first, outputs[p].second, *in, in_name);
+    }
+    for (std::size_t q = p + 1; q < outputs.size(); ++q) {
+      if (outputs[q].first->ptr() && outputs[q].first->size() > 0) {
+        check.no_overlap(*outputs[p].first, outputs[p].second, *outputs[q].first, outputs[q].second);
+      }
+    }
+  }
+}
+
+template <bool kReference>
+void conv2d_forward_binding(const py::object& x_obj, const py::object& w_obj, const py::object& b_obj,
+                            const py::object& z_obj, const py::object& a_obj, const std::string& activation,
+                            const py::object& param, const py::object& stride, const py::object& dilation,
+                            const py::object& padding, const py::object& ws_obj) {
+  const Check check(kReference ? "conv2d_forward_reference" : "conv2d_forward");
+  py::array x = check.array(x_obj, "X", 4), w = check.array(w_obj, "W", 4), b = check.array(b_obj, "b", 1);
+  py::array z = check.output(z_obj, "Z", 4), a = check.output(a_obj, "A", 4);
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(w, "W", t, "X");
+  check.same_type(b, "b", t, "X");
+  check.same_type(z, "Z", t, "X");
+  check.same_type(a, "A", t, "X");
+  const initlab::Conv2dGeometry g = conv_geometry(check, shape_of(x), shape_of(w), stride, dilation, padding);
+  check.shape(b, "b", {g.o}, "(O,)");
+  check.shape(z, "Z", conv_out_shape(g), "(N, OH, OW, O)");
+  check.shape(a, "A", conv_out_shape(g), "(N, OH, OW, O)");
+  const auto [act, value] = activation_arg(check, activation, param);
+  py::array ws = kReference ? py::array() : conv_workspace(check, ws_obj, g, t);
+  std::vector<std::pair<const py::array*, const char*>> outputs{{&z, "Z"}, {&ws, "workspace"}};
+  if (a.data() == z.data()) {
+    if (act != initlab::Activation::kLinear) {
+      check.value_error("'A' may be the same array as 'Z' only for activation 'linear' (backward needs Z), "
+                        "got '" + activation + "'");
+    }
+  } else {
+    outputs.emplace_back(&a, "A");
+  }
+  no_overlaps(check, outputs, {{&x, "X"}, {&w, "W"}, {&b, "b"}});
+  if (a.data() == z.data()) no_overlaps(check, {{&ws, "workspace"}}, {{&a, "A"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    if (kReference) {
+      initlab::conv2d_forward_reference<float>(g, in_ptr<float>(x), in_ptr<float>(w), in_ptr<float>(b),
+                                               out_ptr<float>(z), out_ptr<float>(a), act, static_cast<float>(value));
+    } else {
+      initlab::conv2d_forward<float>(g, in_ptr<float>(x), in_ptr<float>(w), in_ptr<float>(b), out_ptr<float>(z),
+                                     out_ptr<float>(a), act, static_cast<float>(value),
+                                     ws.size() ? out_ptr<float>(ws) : nullptr);
+    }
+  } else {
+    if (kReference) {
+      initlab::conv2d_forward_reference<double>(g, in_ptr<double>(x), in_ptr<double>(w), in_ptr<double>(b),
+                                                out_ptr<double>(z), out_ptr<double>(a), act, value);
+    } else {
+      initlab::conv2d_forward<double>(g, in_ptr<double>(x), in_ptr<double>(w), in_ptr<double>(b),
+                                      out_ptr<double>(z), out_ptr<double>(a), act, value,
+                                      ws.size() ? out_ptr<double>(ws) : nullptr);
+    }
+  }
+}
+
+template <bool kReference>
+void conv2d_backward_binding(const py::object& da_obj, const py::object& x_obj, const py::object& w_obj,
+                             const py::object& z_obj, const py::object& a_obj, const std::string& activation,
+                             const py::object& param, const py::object& dw_obj, const py::object& db_obj,
+                             const py::object& dx_obj, const py::object& stride, const py::object& dilation,
+                             const py::object& padding, const py::object& ws_obj) {
+  const Check check(kReference ? "conv2d_backward_reference" : "conv2d_backward");
+  py::array da = check.output(da_obj, "dA", 4);
+  py::array x = check.array(x_obj, "X", 4), w = check.array(w_obj, "W", 4);
+  py::array z = check.array(z_obj, "Z", 4), a = check.array(a_obj, "A", 4);
+  py::array dw = check.output(dw_obj, "dW", 4), db = check.output(db_obj, "db", 1);
+  const bool has_dx = !dx_obj.is_none();
+  py::array dx = has_dx ? check.output(dx_obj, "dX", 4) : py::array();
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(da, "dA", t, "X");
+  check.same_type(w, "W", t, "X");
+  check.same_type(z, "Z", t, "X");
+  check.same_type(a, "A", t, "X");
+  check.same_type(dw, "dW", t, "X");
+  check.same_type(db, "db", t, "X");
+  if (has_dx) check.same_type(dx, "dX", t, "X");
+  const initlab::Conv2dGeometry g = conv_geometry(check, shape_of(x), shape_of(w), stride, dilation, padding);
+  check.shape(da, "dA", conv_out_shape(g), "(N, OH, OW, O)");
+  check.shape(z, "Z", conv_out_shape(g), "(N, OH, OW, O)");
+  check.shape(a, "A", conv_out_shape(g), "(N, OH, OW, O)");
+  check.shape(dw, "dW", shape_of(w), "(KH, KW, C, O)");
+  check.shape(db, "db", {g.o}, "(O,)");
+  if (has_dx) check.shape(dx, "dX", shape_of(x), "(N, H, W, C)");
+  const auto [act, value] = activation_arg(check, activation, param);
+  py::array ws = kReference ? py::array() : conv_workspace(check, ws_obj, g, t);
+  no_overlaps(check, {{&da, "dA"}, {&dw, "dW"}, {&db, "db"}, {&dx, "dX"}, {&ws, "workspace"}},
+              {{&x, "X"}, {&w, "W"}, {&z, "Z"}, {&a, "A"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    float* dx_ptr = has_dx ? out_ptr<float>(dx) : nullptr;
+    if (kReference) {
+      initlab::conv2d_backward_reference<float>(g, out_ptr<float>(da), in_ptr<float>(x), in_ptr<float>(w),
+                                                in_ptr<float>(z), in_ptr<float>(a), act, static_cast<float>(value),
+                                                out_ptr<float>(dw), out_ptr<float>(db), dx_ptr);
+    } else {
+      initlab::conv2d_backward<float>(g, out_ptr<float>(da), in_ptr<float>(x), in_ptr<float>(w), in_ptr<float>(z),
+                                      in_ptr<float>(a), act, static_cast<float>(value), out_ptr<float>(dw),
+                                      out_ptr<float>(db), dx_ptr, ws.size() ? out_ptr<float>(ws) : nullptr);
+    }
+  } else {
+    double* dx_ptr = has_dx ? out_ptr<double>(dx) : nullptr;
+    if (kReference) {
+      initlab::conv2d_backward_reference<double>(g, out_ptr<double>(da), in_ptr<double>(x), in_ptr<double>(w),
+                                                 in_ptr<double>(z), in_ptr<double>(a), act, value,
+                                                 out_ptr<double>(dw), out_ptr<double>(db), dx_ptr);
+    } else {
+      initlab::conv2d_backward<double>(g, out_ptr<double>(da), in_ptr<double>(x), in_ptr<double>(w),
+                                       in_ptr<double>(z), in_ptr<double>(a), act, value, out_ptr<double>(dw),
+                                       out_ptr<double>(db), dx_ptr, ws.size() ? out_ptr<double>(ws) : nullptr);
+    }
+  }
+}
+
+// The pooling geometry of X (N, H, W, C): the window fits the input.
+initlab::Pool2dGeometry pool_geometry(const Check& check, const py::array& x, const char* x_name,
+                                      const py::object& pool, const py::object& stride) {
+  check.nonempty(x, x_name);
+  const auto p = int_tuple(check, pool, "pool", 2, 1);
+  const auto s = int_tuple(check, stride, "stride", 2, 1);
+  initlab::Pool2dGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), p[0], p[1], s[0], s[1]};
+  if (g.ph > g.h || g.pw > g.w) {
+    check.value_error("the pool window " + shape_str({g.ph, g.pw}) + " is larger than the input pixels " +
+                      shape_str({g.h, g.w}) + " of '" + x_name + "' " + shape_str(shape_of(x)));
+  }
+  return g;
+}
+
+std::vector<std::int64_t> pool_out_shape(const initlab::Pool2dGeometry& g) {
+  return {g.n, g.out_h(), g.out_w(), g.c};
+}
+
+void max_pool2d_forward_binding(const py::object& x_obj, const py::object& y_obj, const py::object& idx_obj,
+                                const py::object& pool, const py::object& stride) {
+  const Check check("max_pool2d_forward");
+  py::array x = check.array(x_obj, "X", 4), y = check.output(y_obj, "Y", 4);
+  py::array idx = check.output(idx_obj, "argmax", 4);
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(y, "Y", t, "X");
+  if (!has_dtype<std::int64_t>(idx)) {
+    check.type_error("argument 'argmax' must have dtype int64, got " + std::string(py::str(idx.dtype())));
+  }
+  const initlab::Pool2dGeometry g = pool_geometry(check, x, "X", pool, stride);
+  check.shape(y, "Y", pool_out_shape(g), "(N, OH, OW, C)");
+  check.shape(idx, "argmax", pool_out_shape(g), "(N, OH, OW, C)");
+  no_overlaps(check, {{&y, "Y"}, {&idx, "argmax"}}, {{&x, "X"}});
+  auto* idx_ptr = static_cast<std::int64_t*>(idx.mutable_data());
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::max_pool2d_forward<float>(g, in_ptr<float>(x), out_ptr<float>(y), idx_ptr);
+  } else {
+    initlab::max_pool2d_forward<double>(g, in_ptr<double>(x), out_ptr<double>(y), idx_ptr);
+  }
+}
+
+void max_pool2d_backward_binding(const py::object& dy_obj, const py::object& idx_obj, const py::object& dx_obj,
+                                 const py::object& pool, const py::object& stride) {
+  const Check check("max_pool2d_backward");
+  py::array dy = check.array(dy_obj, "dY", 4), idx = check.array(idx_obj, "argmax", 4);
+  py::array dx = check.output(dx_obj, "dX", 4);
+  const FloatType t = check.float_type(dy, "dY");
+  check.same_type(dx, "dX", t, "dY");
+  if (!has_dtype<std::int64_t>(idx)) {
+    check.type_error("argument 'argmax' must have dtype int64, got " + std::string(py::str(idx.dtype())));
+  }
+  const initlab::Pool2dGeometry g = pool_geometry(check, dx, "dX", pool, stride);
+  check.shape(dy, "dY", pool_out_shape(g), "(N, OH, OW, C)");
+  check.shape(idx, "argmax", pool_out_shape(g), "(N, OH, OW, C)");
+  no_overlaps(check, {{&dx, "dX"}}, {{&dy, "dY"}, {&idx, "argmax"}});
+  // Every index must address a pixel of its image: a wrong one would write outside dX.
+  const std::int64_t pixels = g.h * g.w;
+  const auto* idx_ptr = static_cast<const std::int64_t*>(idx.data());
+  for (std::int64_t e = 0; e < idx.size(); ++e) {
+    if (idx_ptr[e] < 0 || idx_ptr[e] >= pixels) {
+      check.value_error("'argmax' holds " + std::to_string(idx_ptr[e]) + " at flat position " + std::to_string(e) +
+                        "; indices must be in [0, H*W) = [0, " + std::to_string(pixels) + ")");
+    }
+  }
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::max_pool2d_backward<float>(g, in_ptr<float>(dy), idx_ptr, out_ptr<float>(dx));
+  } else {
+    initlab::max_pool2d_backward<double>(g, in_ptr<double>(dy), idx_ptr, out_ptr<double>(dx));
+  }
+}
+
+void avg_pool2d_forward_binding(const py::object& x_obj, const py::object& y_obj, const py::object& pool,
+                                const py::object& stride) {
+  const Check check("avg_pool2d_forward");
+  py::array x = check.array(x_obj, "X", 4), y = check.output(y_obj, "Y", 4);
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(y, "Y", t, "X");
+  const initlab::Pool2dGeometry g = pool_geometry(check, x, "X", pool, stride);
+  check.shape(y, "Y", pool_out_shape(g), "(N, OH, OW, C)");
+  no_overlaps(check, {{&y, "Y"}}, {{&x, "X"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::avg_pool2d_forward<float>(g, in_ptr<float>(x), out_ptr<float>(y));
+  } else {
+    initlab::avg_pool2d_forward<double>(g, in_ptr<double>(x), out_ptr<double>(y));
+  }
+}
+
+void avg_pool2d_backward_binding(const py::object& dy_obj, const py::object& dx_obj, const py::object& pool,
+                                 const py::object& stride) {
+  const Check check("avg_pool2d_backward");
+  py::array dy = check.array(dy_obj, "dY", 4), dx = check.output(dx_obj, "dX", 4);
+  const FloatType t = check.float_type(dy, "dY");
+  check.same_type(dx, "dX", t, "dY");
+  const initlab::Pool2dGeometry g = pool_geometry(check, dx, "dX", pool, stride);
+  check.shape(dy, "dY", pool_out_shape(g), "(N, OH, OW, C)");
+  no_overlaps(check, {{&dx, "dX"}}, {{&dy, "dY"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::avg_pool2d_backward<float>(g, in_ptr<float>(dy), out_ptr<float>(dx));
+  } else {
+    initlab::avg_pool2d_backward<double>(g, in_ptr<double>(dy), out_ptr<double>(dx));
+  }
+}
+
+void global_avg_pool2d_forward_binding(const py::object& x_obj, const py::object& y_obj) {
+  const Check check("global_avg_pool2d_forward");
+  py::array x = check.array(x_obj, "X", 4), y = check.output(y_obj, "Y", 2);
+  const FloatType t = check.float_type(x, "X");
+  check.same_type(y, "Y", t, "X");
+  check.nonempty(x, "X");
+  const std::int64_t n = x.shape(0), hw = x.shape(1) * x.shape(2), c = x.shape(3);
+  check.shape(y, "Y", {n, c}, "(N, C)");
+  no_overlaps(check, {{&y, "Y"}}, {{&x, "X"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::global_avg_pool2d_forward<float>(n, hw, c, in_ptr<float>(x), out_ptr<float>(y));
+  } else {
+    initlab::global_avg_pool2d_forward<double>(n, hw, c, in_ptr<double>(x), out_ptr<double>(y));
+  }
+}
+
+void global_avg_pool2d_backward_binding(const py::object& dy_obj, const py::object& dx_obj) {
+  const Check check("global_avg_pool2d_backward");
+  py::array dy = check.array(dy_obj, "dY", 2), dx = check.output(dx_obj, "dX", 4);
+  const FloatType t = check.float_type(dy, "dY");
+  check.same_type(dx, "dX", t, "dY");
+  check.nonempty(dx, "dX");
+  const std::int64_t n = dx.shape(0), hw = dx.shape(1) * dx.shape(2), c = dx.shape(3);
+  check.shape(dy, "dY", {n, c}, "(N, C)");
+  no_overlaps(check, {{&dx, "dX"}}, {{&dy, "dY"}});
+  py::gil_scoped_release release;
+  if (t == FloatType::kFloat32) {
+    initlab::global_avg_pool2d_backward<float>(n, hw, c, in_ptr<float>(dy), out_ptr<float>(dx));
+  } else {
+    initlab::global_avg_pool2d_backward<double>(n, hw, c, in_ptr<double>(dy), out_ptr<double>(dx));
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -1091,6 +1633,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("rmsprop_step", &rmsprop_step_binding, py::arg("param"), py::arg("grad"), py::arg("square_avg"),
         py::arg("momentum_buffer"), py::kw_only(), py::arg("lr"), py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
         py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, "one torch.optim.RMSprop step in place");
+  def_optimizer_step(m);
   m.def("clip_by_value", &clip_by_value_binding, py::arg("grad"), py::arg("clip_value"),
         "grad := clamp(grad, -clip_value, clip_value) in place");
   m.def("dropout_forward", &dropout_forward_binding, py::arg("A"), py::arg("mask"), py::kw_only(), py::arg("p"),
@@ -1106,4 +1649,42 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_stats", &layer_stats_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),
         py::arg("param") = py::none(),
         "{pre_mean, pre_std, act_mean, act_std, saturated, dead} over the whole batch");
+
+  // ---- convolution and pooling (conv.hpp) ------------------------------------------------------
+  m.def("conv2d_workspace_size", &conv2d_workspace_size_binding, py::arg("x_shape"), py::arg("w_shape"),
+        py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
+        "elements the conv2d workspace must hold (P*K; 0 for a pointwise kernel)");
+  m.def("conv2d_output_shape", &conv2d_output_shape_binding, py::arg("x_shape"), py::arg("w_shape"),
+        py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), "(N, OH, OW, O)");
+  m.def("conv2d_forward", &conv2d_forward_binding<false>, py::arg("X"), py::arg("W"), py::arg("b"), py::arg("Z"),
+        py::arg("A"), py::arg("activation"), py::arg("param") = py::none(), py::kw_only(), py::arg("stride"),
+        py::arg("dilation"), py::arg("padding"), py::arg("workspace") = py::none(),
+        "Z (N, OH, OW, O) := conv(X (N, H, W, C), W (KH, KW, C, O)) + b; A := act(Z); padding is "
+        "(top, bottom, left, right)");
+  m.def("conv2d_forward_reference", &conv2d_forward_binding<true>, py::arg("X"), py::arg("W"), py::arg("b"),
+        py::arg("Z"), py::arg("A"), py::arg("activation"), py::arg("param") = py::none(), py::kw_only(),
+        py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("workspace") = py::none(),
+        "the direct-loop twin of conv2d_forward (test oracle; workspace ignored)");
+  m.def("conv2d_backward", &conv2d_backward_binding<false>, py::arg("dA"), py::arg("X"), py::arg("W"), py::arg("Z"),
+        py::arg("A"), py::arg("activation"), py::arg("param"), py::arg("dW"), py::arg("db"),
+        py::arg("dX") = py::none(), py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
+        py::arg("workspace") = py::none(),
+        "dA := dZ = dA*act'; dW := cols^T dZ; db := sums of dZ; dX := col2im(dZ W^T) (skipped when None)");
+  m.def("conv2d_backward_reference", &conv2d_backward_binding<true>, py::arg("dA"), py::arg("X"), py::arg("W"),
+        py::arg("Z"), py::arg("A"), py::arg("activation"), py::arg("param"), py::arg("dW"), py::arg("db"),
+        py::arg("dX") = py::none(), py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
+        py::arg("workspace") = py::none(), "the direct-loop twin of conv2d_backward (test oracle)");
+  m.def("max_pool2d_forward", &max_pool2d_forward_binding, py::arg("X"), py::arg("Y"), py::arg("argmax"),
+        py::kw_only(), py::arg("pool"), py::arg("stride"),
+        "Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)");
+  m.def("max_pool2d_backward", &max_pool2d_backward_binding, py::arg("dY"), py::arg("argmax"), py::arg("dX"),
+        py::kw_only(), py::arg("pool"), py::arg("stride"), "dX := 0; dX[argmax] += dY");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward_binding, py::arg("X"), py::arg("Y"), py::kw_only(),
+        py::arg("pool"), py::arg("stride"), "Y := window mean (no padding, floor output size)");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward_binding, py::arg("dY"), py::arg("dX"), py::kw_only(),
+        py::arg("pool"), py::arg("stride"), "dX := sum over the windows holding each pixel of dY/(PH*PW)");
+  m.def("global_avg_pool2d_forward", &global_avg_pool2d_forward_binding, py::arg("X"), py::arg("Y"),
+        "Y (N, C) := mean of X (N, H, W, C) over the pixels");
+  m.def("global_avg_pool2d_backward", &global_avg_pool2d_backward_binding, py::arg("dY"), py::arg("dX"),
+        "dX (N, H, W, C) := dY / (H*W)");
 }

@@ -224,6 +224,7 @@ def _claims(name):
     return result, {c.claim: c for c in result.claims}
 
 
+@pytest.mark.preset
 def test_he2015_xavier_stalls_at_depth_30_and_he_trains():
     result, claims = _claims("he2015")
     deep_x = _one(result.runs, label="30 layers", init="xavier_normal")
@@ -237,6 +238,7 @@ def test_he2015_xavier_stalls_at_depth_30_and_he_trains():
     assert stall.holds and cause.holds, result.claims_table()
 
 
+@pytest.mark.preset
 def test_glorot2010_claims_hold_at_reduced_size():
     result, claims = _claims("glorot2010")
     std_t = _one(result.runs, label="tanh", init="torch_default")
@@ -248,11 +250,13 @@ def test_glorot2010_claims_hold_at_reduced_size():
     assert all(c.holds for c in result.claims), result.claims_table()
 
 
+@pytest.mark.preset
 def test_saxe2013_orthogonal_flat_gaussian_grows():
     result, claims = _claims("saxe2013")
     assert all(c.holds for c in result.claims), result.claims_table()
 
 
+@pytest.mark.preset
 def test_lsuv_preset_claims_hold():
     result, claims = _claims("lsuv")
     assert all(c.holds for c in result.claims), result.claims_table()

@@ -972,3 +972,64 @@ def test_load_digits():
     X, y = il.datasets.load_digits()
     check_dataset((X, y))
     assert X.shape == (1797, 64)
+
+
+# =====================================================================================================
+# Falsifying examples of the long profile (HYPOTHESIS_PROFILE=long), kept as regressions
+# =====================================================================================================
+def test_regression_mean_squared_error_finite_mean_of_huge_differences():
+    # The sum of squares (5 * 3.6e307) overflowed double although the mean is finite.
+    Z = np.zeros((1, 5))
+    y = np.full((1, 5), 6.0e153)
+    dZ = np.empty_like(Z)
+    loss = _core.mean_squared_error(Z, y, dZ)
+    assert np.isfinite(loss)
+    assert loss == pytest.approx(6.0e153 ** 2, rel=1e-12)
+    np.testing.assert_array_equal(dZ, 2 * (Z - y) / 5)
+    # A mean beyond the largest double stays inf; ordinary sums are untouched.
+    assert _core.mean_squared_error(np.zeros((1, 2)), np.full((1, 2), 1.5e154)) == np.inf
+    assert _core.mean_squared_error(np.zeros((1, 2)), np.array([[3.0, 4.0]])) == 12.5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["xavier_normal", "xavier_uniform"])
+def test_regression_negative_gain_is_range_checked(name, dtype):
+    # xavier_normal(gain=-1e38) passed the range check (its largest value -6e38 <= the limit) and
+    # drew inf in float32.
+    huge = -1e38 if dtype == "float32" else -1e308
+    with pytest.raises(ValueError, match="beyond what"):
+        il.init.get(name)((2, 2), dtype=dtype, seed=0, gain=huge)
+    small = il.init.get(name)((2, 2), dtype=dtype, seed=0, gain=-1.0)
+    assert np.isfinite(small).all()
+
+
+def test_regression_generators_refuse_parameters_without_finite_data():
+    with pytest.raises(ValueError, match="turns"):
+        il.datasets.make_spirals(1, 1, turns=2.87e307)
+    with pytest.raises(ValueError, match="turns"):
+        il.datasets.make_spirals(5, 1, turns=1e308)
+    with pytest.raises(ValueError, match="noise"):
+        il.datasets.make_moons(7, noise=1.46e38 * 10, seed=0)
+    with pytest.raises(ValueError, match="noise"):
+        il.datasets.make_moons(7, noise=1e300, seed=0)
+    with pytest.raises(ValueError, match="centers"):
+        il.datasets.make_blobs(1, centers=[[3.4028236e38]], std=0.0)
+    with pytest.raises(ValueError, match="std"):
+        il.datasets.make_blobs(3, centers=[[0.0]], std=1e300, seed=0)
+    X, _ = il.datasets.make_blobs(1, centers=[[3.4e38]], std=0.0)  # the largest float32s still work
+    assert np.isfinite(X).all()
+
+
+def test_regression_load_csv_carriage_return_in_unquoted_field(tmp_path):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"1,2\n3\r4,5\n")
+    with pytest.raises(ValueError, match=r"cr\.csv: line 2"):
+        il.datasets.load_csv(path)
+
+
+def test_regression_load_npz_uint64_label_beyond_int64(tmp_path):
+    # A uint64 label 2**63 became -2**63 in int64 (found at the CI profile by tests/test_fuzz.py).
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((1, 0), bool), y=np.array([2**63], np.uint64))
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        il.datasets.load_npz(path)

@@ -77,7 +77,22 @@ double sigmoid_binary_cross_entropy(std::int64_t n, std::int64_t k, const T* z, 
     }
     return chunk_loss;
   });
-  return total / static_cast<double>(count);
+  if (!std::isinf(total)) return total / static_cast<double>(count);
+  // The sum of squares overflowed double, yet the mean may be finite (float64 diffs near 1e154 and
+  // above: y = 6e153 over 5 columns has mean 3.6e307). Sum again with every difference scaled by
+  // 2^-600 (exact: a power of two; no square of a finite double can then overflow, and differences
+  // small enough to underflow are negligible beside the one that overflowed), then undo the scaling
+  // after the division: the mean is inf only when it truly exceeds the largest double.
+  constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+  const double scaled = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
+    double chunk_loss = 0.0;
+    for (std::int64_t e = begin; e < end; ++e) {
+      const double diff = static_cast<double>(z[e] - y[e]) * kDown;
+      chunk_loss += diff * diff;
+    }
+    return chunk_loss;
+  });
+  return scaled / static_cast<double>(count) * kUp * kUp;
 }
 
 template <typename T>
@@ -93,7 +108,22 @@ double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y
     }
     return chunk_loss;
   });
-  return total / static_cast<double>(count);
+  if (!std::isinf(total)) return total / static_cast<double>(count);
+  // The sum of squares overflowed double, yet the mean may be finite (float64 diffs near 1e154 and
+  // above: y = 6e153 over 5 columns has mean 3.6e307). Sum again with every difference scaled by
+  // 2^-600 (exact: a power of two; no square of a finite double can then overflow, and differences
+  // small enough to underflow are negligible beside the one that overflowed), then undo the scaling
+  // after the division: the mean is inf only when it truly exceeds the largest double.
+  constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+  const double scaled = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
+    double chunk_loss = 0.0;
+    for (std::int64_t e = begin; e < end; ++e) {
+      const double diff = static_cast<double>(z[e] - y[e]) * kDown;
+      chunk_loss += diff * diff;
+    }
+    return chunk_loss;
+  });
+  return scaled / static_cast<double>(count) * kUp * kUp;
 }
 
 template double softmax_cross_entropy<float>(std::int64_t, std::int64_t, const float*,

@@ -4,83 +4,382 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "chunked.hpp"
 #include "initlab/philox.hpp"
 
 namespace initlab {
 
+namespace {
+
+// ---- per-element updates ------------------------------------------------------------------------
+// One range function per optimizer, shared by the per-tensor kernels and the fused multi-tensor
+// step, so both compute the same bits by construction. The modes are template parameters (the loops
+// have no branches and GCC vectorizes them: sqrt and division are single vector instructions under
+// -fno-math-errno); the pointers are __restrict (no array may overlap another, optim.hpp), and the
+// factors arrive by value, so no store can alias them.
+//
+// Each range returns nonzero when a parameter it wrote is not finite (the divergence check of the
+// fused step; the per-tensor kernels ignore it).
+
+template <typename T>
+struct GradPrep {
+  T clip;    // clamp bound
+  T factor;  // global-norm factor
+};
+
+template <typename T>
+inline unsigned not_finite(T w) {
+  return !(std::abs(w) <= std::numeric_limits<T>::max());
+}
+
+template <typename T>
+struct SgdFactors {
+  T lr, mu, wd, one_minus_dampening;
+};
+
+template <typename T>
+SgdFactors<T> sgd_factors(double lr, double momentum, double dampening, double weight_decay) {
+  return {static_cast<T>(lr), static_cast<T>(momentum), static_cast<T>(weight_decay),
+          static_cast<T>(1.0 - dampening)};
+}
+
+// param, grad, momentum_buffer are (count).
+template <typename T, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov>
+unsigned sgd_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict momentum_buffer,
+                   const SgdFactors<T> f) {
+  unsigned bad = 0;
+  for (std::int64_t e = 0; e < count; ++e) {
+    T g = grad[e];
+    if (kWeightDecay) g = g + f.wd * param[e];
+    if (kMomentum) {
+      const T buf = kFirst ? g : f.mu * momentum_buffer[e] + f.one_minus_dampening * g;
+      momentum_buffer[e] = buf;
+      g = kNesterov ? g + f.mu * buf : buf;
+    }
+    const T w = param[e] - f.lr * g;
+    param[e] = w;
+    bad |= not_finite(w);
+  }
+  return bad;
+}
+
+template <typename T>
+struct AdamFactors {
+  T step_size, bias_correction2_sqrt, weight1, b2, one_minus_b2, eps, wd, decay;
+};
+
+template <typename T>
+AdamFactors<T> adam_factors(double lr, double beta1, double beta2, double eps, double weight_decay,
+                            std::int64_t step) {
+  const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  return {static_cast<T>(lr / bias_correction1),
+          static_cast<T>(std::sqrt(bias_correction2)),
+          static_cast<T>(1.0 - beta1),  // torch's lerp weight for exp_avg
+          static_cast<T>(beta2),
+          static_cast<T>(1.0 - beta2),
+          static_cast<T>(eps),
+          static_cast<T>(weight_decay),
+          static_cast<T>(1.0 - lr * weight_decay)};  // AdamW's decoupled shrink
+}
+
+// param, grad, exp_avg, exp_avg_sq are (count). kL2: Adam's g += wd*param; kShrink: AdamW's
+// param *= 1 - lr*wd; kLerpLow: weight1 < 0.5 (torch.lerp's two formulas).
+template <typename T, bool kL2, bool kShrink, bool kLerpLow>
+unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict exp_avg,
+                    T* __restrict exp_avg_sq, const AdamFactors<T> f) {
+  unsigned bad = 0;
+  for (std::int64_t e = 0; e < count; ++e) {
+    T g = grad[e];
+    T w = param[e];
+    if (kShrink) w *= f.decay;
+    if (kL2) g = g + f.wd * w;
+    // torch.lerp(m, g, weight): m + weight*(g - m) for weight < 0.5, else g - (g - m)*(1 - weight)
+    const T m = kLerpLow ? exp_avg[e] + f.weight1 * (g - exp_avg[e])
+                         : g - (g - exp_avg[e]) * (T(1) - f.weight1);
+    const T v = f.b2 * exp_avg_sq[e] + f.one_minus_b2 * g * g;
+    exp_avg[e] = m;
+    exp_avg_sq[e] = v;
+    const T denom = std::sqrt(v) / f.bias_correction2_sqrt + f.eps;
+    w = w - f.step_size * (m / denom);
+    param[e] = w;
+    bad |= not_finite(w);
+  }
+  return bad;
+}
+
+template <typename T>
+struct RmspropFactors {
+  T lr, a, one_minus_a, eps, wd, mu;
+};
+
+template <typename T>
+RmspropFactors<T> rmsprop_factors(double lr, double alpha, double eps, double weight_decay, double momentum) {
+  return {static_cast<T>(lr), static_cast<T>(alpha), static_cast<T>(1.0 - alpha), static_cast<T>(eps),
+          static_cast<T>(weight_decay), static_cast<T>(momentum)};
+}
+
+// param, grad, square_avg, momentum_buffer are (count).
+template <typename T, bool kWeightDecay, bool kMomentum>
+unsigned rmsprop_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict square_avg,
+                       T* __restrict momentum_buffer, const RmspropFactors<T> f) {
+  unsigned bad = 0;
+  for (std::int64_t e = 0; e < count; ++e) {
+    T g = grad[e];
+    if (kWeightDecay) g = g + f.wd * param[e];
+    const T v = f.a * square_avg[e] + f.one_minus_a * g * g;
+    square_avg[e] = v;
+    const T avg = std::sqrt(v) + f.eps;
+    T w;
+    if (kMomentum) {
+      const T buf = f.mu * momentum_buffer[e] + g / avg;
+      momentum_buffer[e] = buf;
+      w = param[e] - f.lr * buf;
+    } else {
+      w = param[e] - f.lr * (g / avg);
+    }
+    param[e] = w;
+    bad |= not_finite(w);
+  }
+  return bad;
+}
+
+// body(std::true_type or std::false_type): a runtime flag as a compile-time one.
+template <typename Body>
+auto with_flag(bool flag, Body&& body) {
+  return flag ? body(std::true_type{}) : body(std::false_type{});
+}
+
+// The range function of one configuration. The returned callable takes
+// (count, param, grad, state0, state1) and returns the non-finite flag.
+template <typename T>
+struct RangeRunner {
+  OptimizerKind kind;
+  bool flags[4];  // sgd: wd, momentum, first, nesterov; adam: l2, shrink, lerp_low; rmsprop: wd, momentum
+  SgdFactors<T> sgd;
+  AdamFactors<T> adam;
+  RmspropFactors<T> rmsprop;
+
+  unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1) const {
+    switch (kind) {
+      case OptimizerKind::kSgd:
+        return with_flag(flags[0], [&](auto wd) {
+          return with_flag(flags[1], [&](auto mom) {
+            return with_flag(flags[2], [&](auto first) {
+              return with_flag(flags[3], [&](auto nesterov) {
+                return sgd_range<T, decltype(wd)::value, decltype(mom)::value,
+                                 decltype(first)::value, decltype(nesterov)::value>(count, param, grad, state0,
+                                                                                    sgd);
+              });
+            });
+          });
+        });
+      case OptimizerKind::kAdam:
+      case OptimizerKind::kAdamW:
+        return with_flag(flags[0], [&](auto l2) {
+          return with_flag(flags[1], [&](auto shrink) {
+            return with_flag(flags[2], [&](auto lerp_low) {
+              return adam_range<T, decltype(l2)::value, decltype(shrink)::value,
+                                decltype(lerp_low)::value>(count, param, grad, state0, state1, adam);
+            });
+          });
+        });
+      case OptimizerKind::kRmsprop:
+        return with_flag(flags[0], [&](auto wd) {
+          return with_flag(flags[1], [&](auto mom) {
+            return rmsprop_range<T, decltype(wd)::value, decltype(mom)::value>(
+                count, param, grad, state0, state1, rmsprop);
+          });
+        });
+    }
+    return 0;
+  }
+};
+
+template <typename T>
+RangeRunner<T> make_runner(const OptimizerConfig& c) {
+  RangeRunner<T> r{};
+  r.kind = c.kind;
+  if (c.kind == OptimizerKind::kSgd) {
+    r.flags[0] = c.weight_decay != 0.0;
+    r.flags[1] = c.momentum != 0.0;
+    r.flags[2] = c.first_step;
+    r.flags[3] = c.nesterov;
+    r.sgd = sgd_factors<T>(c.lr, c.momentum, c.dampening, c.weight_decay);
+  } else if (c.kind == OptimizerKind::kRmsprop) {
+    r.flags[0] = c.weight_decay != 0.0;
+    r.flags[1] = c.momentum > 0.0;
+    r.rmsprop = rmsprop_factors<T>(c.lr, c.alpha, c.eps, c.weight_decay, c.momentum);
+  } else {
+    const bool decoupled = c.kind == OptimizerKind::kAdamW;
+    r.adam = adam_factors<T>(c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c.step);
+    r.flags[0] = c.weight_decay != 0.0 && !decoupled;
+    r.flags[1] = c.weight_decay != 0.0 && decoupled;
+    r.flags[2] = r.adam.weight1 < T(0.5);
+  }
+  return r;
+}
+
+// Runs one configuration over a single tensor in kChunk pieces (the per-tensor kernels).
+template <typename T>
+void run_single(const OptimizerConfig& c, std::int64_t count, T* param, const T* grad, T* state0, T* state1) {
+  const RangeRunner<T> run = make_runner<T>(c);
+  detail::for_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
+    run(end - begin, param + begin, grad + begin, state0 ? state0 + begin : nullptr,
+        state1 ? state1 + begin : nullptr);
+  });
+}
+
+// grad is (count): grad := clamp(grad, -clip, clip) * factor, stored (rounded) before the update
+// reads it, exactly as clip_by_value and scale leave it. (Folding it into the update's expression
+// would let the compiler contract g*factor + wd*param into one FMA and change the last bit.)
+template <typename T, bool kClip, bool kScale>
+void prepare_range(std::int64_t count, T* __restrict grad, const GradPrep<T> prep) {
+  for (std::int64_t e = 0; e < count; ++e) {
+    T g = grad[e];
+    if (kClip) g = g > prep.clip ? prep.clip : (g < -prep.clip ? -prep.clip : g);
+    if (kScale) g = g * prep.factor;
+    grad[e] = g;
+  }
+}
+
+// grad is (count): clamps it to [-clip, clip] in place when kClip; returns the sum of squares of what
+// it holds afterwards, accumulated in double exactly as sum_of_squares (stats.hpp) does.
+template <typename T, bool kClip>
+double clip_and_sum_of_squares(std::int64_t count, T* __restrict grad, T clip) {
+  double s = 0.0;
+  for (std::int64_t e = 0; e < count; ++e) {
+    T x = grad[e];
+    if (kClip) {
+      x = x > clip ? clip : (x < -clip ? -clip : x);
+      grad[e] = x;
+    }
+    s += static_cast<double>(x) * static_cast<double>(x);
+  }
+  return s;
+}
+
+}  // namespace
+
 template <typename T>
 void sgd_step(std::int64_t count, T* param, const T* grad, T* momentum_buffer, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool first_step) {
-  const T lr_t = static_cast<T>(lr), mu = static_cast<T>(momentum), wd = static_cast<T>(weight_decay);
-  const T one_minus_dampening = static_cast<T>(1.0 - dampening);
-  const bool has_momentum = momentum != 0.0;
-  detail::for_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t e = begin; e < end; ++e) {
-      T g = weight_decay != 0.0 ? grad[e] + wd * param[e] : grad[e];
-      if (has_momentum) {
-        const T buf = first_step ? g : mu * momentum_buffer[e] + one_minus_dampening * g;
-        momentum_buffer[e] = buf;
-        g = nesterov ? g + mu * buf : buf;
-      }
-      param[e] -= lr_t * g;
-    }
-  });
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kSgd;
+  c.lr = lr;
+  c.momentum = momentum;
+  c.dampening = dampening;
+  c.weight_decay = weight_decay;
+  c.nesterov = nesterov;
+  c.first_step = first_step;
+  run_single<T>(c, count, param, grad, momentum_buffer, nullptr);
 }
 
 template <typename T>
 void adam_step(std::int64_t count, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, double lr,
                double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
                bool decoupled) {
-  const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  const T step_size = static_cast<T>(lr / bias_correction1);
-  const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-  const T weight1 = static_cast<T>(1.0 - beta1);  // torch's lerp weight for exp_avg
-  const T b2 = static_cast<T>(beta2), one_minus_b2 = static_cast<T>(1.0 - beta2);
-  const T eps_t = static_cast<T>(eps), wd = static_cast<T>(weight_decay);
-  const T decay = static_cast<T>(1.0 - lr * weight_decay);  // AdamW's decoupled shrink
-  const bool l2 = weight_decay != 0.0 && !decoupled;
-  const bool shrink = weight_decay != 0.0 && decoupled;
-  detail::for_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t e = begin; e < end; ++e) {
-      T w = param[e];
-      if (shrink) w *= decay;
-      const T g = l2 ? grad[e] + wd * w : grad[e];
-      // torch.lerp(m, g, weight): m + weight*(g - m) for weight < 0.5, else g - (g - m)*(1 - weight)
-      const T m = weight1 < T(0.5) ? exp_avg[e] + weight1 * (g - exp_avg[e])
-                                   : g - (g - exp_avg[e]) * (T(1) - weight1);
-      const T v = b2 * exp_avg_sq[e] + one_minus_b2 * g * g;
-      exp_avg[e] = m;
-      exp_avg_sq[e] = v;
-      const T denom = std::sqrt(v) / bias_correction2_sqrt + eps_t;
-      param[e] = w - step_size * (m / denom);
-    }
-  });
+  OptimizerConfig c;
+  c.kind = decoupled ? OptimizerKind::kAdamW : OptimizerKind::kAdam;
+  c.lr = lr;
+  c.beta1 = beta1;
+  c.beta2 = beta2;
+  c.eps = eps;
+  c.weight_decay = weight_decay;
+  c.step = step;
+  run_single<T>(c, count, param, grad, exp_avg, exp_avg_sq);
 }
 
 template <typename T>
 void rmsprop_step(std::int64_t count, T* param, const T* grad, T* square_avg, T* momentum_buffer,
                   double lr, double alpha, double eps, double weight_decay, double momentum) {
-  const T lr_t = static_cast<T>(lr), a = static_cast<T>(alpha), one_minus_a = static_cast<T>(1.0 - alpha);
-  const T eps_t = static_cast<T>(eps), wd = static_cast<T>(weight_decay), mu = static_cast<T>(momentum);
-  const bool has_momentum = momentum > 0.0;
-  detail::for_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t e = begin; e < end; ++e) {
-      const T g = weight_decay != 0.0 ? grad[e] + wd * param[e] : grad[e];
-      const T v = a * square_avg[e] + one_minus_a * g * g;
-      square_avg[e] = v;
-      const T avg = std::sqrt(v) + eps_t;
-      if (has_momentum) {
-        const T buf = mu * momentum_buffer[e] + g / avg;
-        momentum_buffer[e] = buf;
-        param[e] -= lr_t * buf;
-      } else {
-        param[e] -= lr_t * (g / avg);
-      }
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kRmsprop;
+  c.lr = lr;
+  c.alpha = alpha;
+  c.eps = eps;
+  c.weight_decay = weight_decay;
+  c.momentum = momentum;
+  run_single<T>(c, count, param, grad, square_avg, momentum_buffer);
+}
+
+template <typename T>
+OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* list, const OptimizerConfig& c,
+                                   std::uint8_t* nonfinite) {
+  // The work is a list of chunks: every tensor cut into kChunk pieces (as the per-tensor kernels
+  // cut it), chunk k of tensor t at global index first_chunk[t] + k. Each chunk is one thread's.
+  std::vector<std::int64_t> first_chunk(static_cast<std::size_t>(tensors) + 1, 0);
+  std::int64_t total = 0;
+  for (std::int64_t t = 0; t < tensors; ++t) {
+    first_chunk[t + 1] = first_chunk[t] + (list[t].count + kChunk - 1) / kChunk;
+    total += list[t].count;
+  }
+  const std::int64_t chunks = first_chunk[tensors];
+  const bool parallel = chunks > 1 && total >= detail::kParallelMinElements;
+  // tensor of global chunk k (first_chunk is sorted; empty tensors own no chunk)
+  auto tensor_of = [&](std::int64_t k) {
+    return static_cast<std::int64_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), k) -
+                                     first_chunk.begin()) - 1;
+  };
+
+  OptimizerStepResult result;
+  GradPrep<T> prep{static_cast<T>(c.clip_value), T(1)};
+  bool clip_in_update = c.has_clip_value;  // clip by value in pass 2 (no clip_norm)
+  bool scale = false;
+  if (c.has_clip_norm) {
+    // Pass 1: clip by value (in place) and the global sum of squares: partials per chunk, added in
+    // chunk order within a tensor (sum_of_squares), then tensor by tensor.
+    std::vector<double> partial(static_cast<std::size_t>(chunks));
+    const T clip = prep.clip;
+    const bool clip_value = c.has_clip_value;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
+    for (std::int64_t k = 0; k < chunks; ++k) {
+      const std::int64_t t = tensor_of(k);
+      const std::int64_t begin = (k - first_chunk[t]) * kChunk;
+      const std::int64_t n = std::min(kChunk, list[t].count - begin);
+      partial[k] = clip_value ? clip_and_sum_of_squares<T, true>(n, list[t].grad + begin, clip)
+                              : clip_and_sum_of_squares<T, false>(n, list[t].grad + begin, clip);
     }
-  });
+    double sum = 0.0;
+    for (std::int64_t t = 0; t < tensors; ++t) {
+      double tensor_sum = 0.0;
+      for (std::int64_t k = first_chunk[t]; k < first_chunk[t + 1]; ++k) tensor_sum += partial[k];
+      sum += tensor_sum;
+    }
+    result.grad_norm = std::sqrt(sum);
+    const double coef = c.clip_norm / (result.grad_norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
+    result.clipped = coef < 1.0;
+    clip_in_update = false;  // done in pass 1
+    scale = result.clipped;
+    prep.factor = static_cast<T>(coef);
+  }
+
+  // Pass 2, chunk by chunk: the gradient's clipping or scaling (stored), then the update, while
+  // the chunk is in cache.
+  std::vector<std::uint8_t> chunk_bad(static_cast<std::size_t>(chunks), 0);
+  const RangeRunner<T> run = make_runner<T>(c);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
+  for (std::int64_t k = 0; k < chunks; ++k) {
+    const std::int64_t t = tensor_of(k);
+    const ParamTensor<T>& p = list[t];
+    const std::int64_t begin = (k - first_chunk[t]) * kChunk;
+    const std::int64_t n = std::min(kChunk, p.count - begin);
+    if (clip_in_update) prepare_range<T, true, false>(n, p.grad + begin, prep);
+    if (scale) prepare_range<T, false, true>(n, p.grad + begin, prep);
+    chunk_bad[k] = run(n, p.param + begin, p.grad + begin, p.state0 ? p.state0 + begin : nullptr,
+                       p.state1 ? p.state1 + begin : nullptr) != 0;
+  }
+  for (std::int64_t t = 0; t < tensors; ++t) {
+    bool bad = false;
+    for (std::int64_t k = first_chunk[t]; k < first_chunk[t + 1]; ++k) bad = bad || chunk_bad[k];
+    if (nonfinite != nullptr) nonfinite[t] = bad;
+    if (bad && result.first_nonfinite < 0) result.first_nonfinite = t;
+  }
+  return result;
 }
 
 template <typename T>
@@ -136,6 +435,10 @@ template void rmsprop_step<float>(std::int64_t, float*, const float*, float*, fl
                                   double, double, double);
 template void rmsprop_step<double>(std::int64_t, double*, const double*, double*, double*, double,
                                    double, double, double, double);
+template OptimizerStepResult optimizer_step<float>(std::int64_t, const ParamTensor<float>*,
+                                                   const OptimizerConfig&, std::uint8_t*);
+template OptimizerStepResult optimizer_step<double>(std::int64_t, const ParamTensor<double>*,
+                                                    const OptimizerConfig&, std::uint8_t*);
 template void clip_by_value<float>(std::int64_t, float*, float);
 template void clip_by_value<double>(std::int64_t, double*, double);
 template void dropout_forward<float>(std::int64_t, float*, float*, double, std::uint64_t,

@@ -24,10 +24,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-BENCH_MODULES = ("init_fill", "gemm", "train_step")
+BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
 QUICK_ARGUMENTS = {"init_fill": {"size": 1024, "repeats": 2}, "gemm": {"quick": True},
-                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]}}
+                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]},
+                   "conv": {"quick": True, "cases": ["digits-conv1", "digits-conv2"]}}
 
 
 class CommandError(Exception):

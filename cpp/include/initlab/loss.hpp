@@ -11,6 +11,7 @@
 //   max(z, 0) - z*y + log1p(exp(-|z|))  (logits form: z = 200, y = 0 gives 200, not inf);
 //   dZ := (P - Y)/(N*K).
 // mean_squared_error: loss := mean over all N*K elements of (z - y)^2; dZ := 2*(Z - Y)/(N*K).
+//   Finite whenever that mean is: a sum of squares that overflows is redone with scaled differences.
 //
 // Reductions: per-row (or per-chunk) partial losses in double, combined in a fixed chunk order, so
 // the loss is bitwise identical on any thread count. NaN/Inf in Z or Y give a non-finite loss (and

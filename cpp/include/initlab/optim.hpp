@@ -36,6 +36,64 @@ namespace initlab {
 
 constexpr std::uint32_t kDropoutTag = 0x44524F50u;  // "DROP"
 
+// ---- the fused multi-tensor step -------------------------------------------------------------
+// One call updates every parameter of a network: for tensors t = 0..T-1 (param, grad, state0,
+// state1 each (count_t)), in this order, exactly as the per-tensor kernels called one after another:
+//   1. clip_value (has_clip_value): grad := clamp(grad, -clip_value, clip_value), every tensor;
+//   2. clip_norm (has_clip_norm): total = sqrt(sum over t of sum_of_squares(grad_t)) (stats.hpp's
+//      chunked sum per tensor, tensors added in order), coef = clip_norm/(total + 1e-6); when
+//      coef < 1 every grad := grad * T(coef) (torch.nn.utils.clip_grad_norm_);
+//   3. the update of `kind` on every tensor (the formulas above) with the clipped gradients.
+// The clipped gradients are written back, as the in-place clipping kernels leave them. Results are
+// bitwise those of clip_by_value, sum_of_squares + scale and sgd_step / adam_step / rmsprop_step
+// called in that order (the same per-element code), on any thread count: the work is cut into the
+// same kChunk pieces of each tensor and each piece is one thread's.
+// States: sgd: state0 = momentum_buffer (null when momentum == 0); adam/adamw: exp_avg, exp_avg_sq;
+// rmsprop: square_avg, momentum_buffer (null when momentum == 0).
+// Divergence check, fused into the update pass at no extra memory traffic: nonfinite[t] (when not
+// null) := 1 when some parameter element written to tensor t is not finite (inf or NaN), and
+// first_nonfinite is the lowest such t (-1: all finite). The state buffers are not checked: a state
+// that overflows makes a later parameter non-finite (or, in Adam's denominator, its update 0).
+enum class OptimizerKind { kSgd, kAdam, kAdamW, kRmsprop };
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  double lr = 0.01;
+  double momentum = 0.0;       // sgd, rmsprop
+  double dampening = 0.0;      // sgd
+  bool nesterov = false;       // sgd
+  bool first_step = false;     // sgd: the momentum buffer is created from this gradient
+  double beta1 = 0.9, beta2 = 0.999;  // adam, adamw
+  double eps = 1e-8;           // adam, adamw, rmsprop
+  double alpha = 0.99;         // rmsprop
+  double weight_decay = 0.0;
+  std::int64_t step = 1;       // adam, adamw: 1-based
+  bool has_clip_value = false;
+  double clip_value = 0.0;
+  bool has_clip_norm = false;
+  double clip_norm = 0.0;
+};
+
+template <typename T>
+struct ParamTensor {
+  std::int64_t count = 0;
+  T* param = nullptr;
+  T* grad = nullptr;
+  T* state0 = nullptr;
+  T* state1 = nullptr;
+};
+
+struct OptimizerStepResult {
+  double grad_norm = -1.0;             // the global gradient norm (has_clip_norm), else -1
+  bool clipped = false;                // coef < 1: the gradients were scaled
+  std::int64_t first_nonfinite = -1;   // the first tensor holding a non-finite parameter, or -1
+};
+
+// list is (tensors); nonfinite is (tensors) or null. No array may overlap another.
+template <typename T>
+OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* list, const OptimizerConfig& config,
+                                   std::uint8_t* nonfinite);
+
 // param, grad, momentum_buffer (null when momentum == 0) are (count).
 template <typename T>
 void sgd_step(std::int64_t count, T* param, const T* grad, T* momentum_buffer, double lr,

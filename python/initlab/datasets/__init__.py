@@ -78,6 +78,17 @@ def _check_scale(name: str, value) -> float:
     return float(value)
 
 
+def _finite_float32(X: np.ndarray, what: str) -> np.ndarray:
+    """X as float32, or ValueError when a coordinate is not finite there (parameters so large that
+    the points overflow float32, or an angle so large that sin/cos are NaN)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = X.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} give coordinates that are not finite in float32 "
+                         f"(|x| must stay below {float(np.finfo(np.float32).max):.4g}); use smaller values")
+    return out
+
+
 def _split_counts(n: int, parts: int) -> list:
     """n items over `parts` groups as evenly as possible (the first groups get the remainder)."""
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
@@ -115,6 +126,11 @@ def _labels_to_int64(path: str, values: np.ndarray, what: str = "labels") -> np.
     if values.size and values.min() < 0:
         i = int(np.argmin(values))
         raise ValueError(f"{path}: {what} must be >= 0, got {values[i]!r} at index {i}")
+    # uint64 2**63 (or a float that large) would wrap to a negative int64
+    too_big = values > np.iinfo(np.int64).max if values.dtype.kind == "u" else values >= 2.0 ** 63
+    if values.size and np.any(too_big):
+        i = int(np.flatnonzero(too_big)[0])
+        raise ValueError(f"{path}: {what} must be < 2**63, got {values.flat[i]!r} at index {i}")
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
@@ -134,12 +150,14 @@ def _features_to_float32(path: str, X: np.ndarray) -> np.ndarray:
 # shipped data
 # ----------------------------------------------------------------------------------------------
 
-def load_digits() -> Dataset:
+def load_digits(images: bool = False) -> Dataset:
     """The UCI optical-digits data set, 8x8 version, shipped with initlab.
 
     1797 images of handwritten digits 0-9 as 64 pixel counts in 0..16 (each count is the number of
     set pixels in a 4x4 block of a 32x32 bitmap). Returns ``X`` float32 (1797, 64), values 0..16
-    as in the file, and ``y`` int64 (1797,).
+    as in the file, and ``y`` int64 (1797,). With ``images=True``, ``X`` is the same pixels as
+    (1797, 8, 8, 1) images, channels last (row-major, so ``X.reshape(-1, 64)`` is the flat set),
+    the input of a convolutional network.
 
     Source: UCI Machine Learning Repository, E. Alpaydin and C. Kaynak (1998), "Optical Recognition
     of Handwritten Digits", https://doi.org/10.24432/C50P49, licence CC BY 4.0; the file is the copy
@@ -148,7 +166,11 @@ def load_digits() -> Dataset:
     >>> X, y = load_digits()
     >>> X.shape, float(X.max()), np.bincount(y).tolist()[:3]
     ((1797, 64), 16.0, [178, 182, 177])
+    >>> load_digits(images=True)[0].shape
+    (1797, 8, 8, 1)
     """
+    if not isinstance(images, (bool, np.bool_)):
+        raise TypeError(f"load_digits: 'images' must be a bool, got {type(images).__name__}")
     path = _DATA_DIR / "digits.csv.gz"
     if not path.exists():
         raise ValueError(f"{path}: the shipped digits file is missing; reinstall initlab")
@@ -157,6 +179,8 @@ def load_digits() -> Dataset:
         raise ValueError(f"{path}: expected 1797 rows of 65 values, got shape {table.shape}")
     X = np.ascontiguousarray(table[:, :64], dtype=np.float32)
     y = _labels_to_int64(str(path), table[:, 64])
+    if images:
+        X = X.reshape(-1, 8, 8, 1)
     return X, y
 
 
@@ -182,6 +206,8 @@ def make_spirals(n: int = 300, classes: int = 3, seed: Optional[int] = None, *,
         raise ValueError(f"classes must be <= n (every class needs a point), got classes={classes}, n={n}")
     noise = _check_scale("noise", noise)
     turns = _check_scale("turns", turns)
+    if not math.isfinite(2 * math.pi * turns + 2 * math.pi):
+        raise ValueError(f"turns must keep the angle 2*pi*turns finite, got turns={turns}")
     rng = _rng(seed)
     X = np.empty((n, 2), dtype=np.float64)
     y = np.empty(n, dtype=np.int64)
@@ -194,7 +220,7 @@ def make_spirals(n: int = 300, classes: int = 3, seed: Optional[int] = None, *,
         X[start:start + count, 1] = radius * np.cos(theta)
         y[start:start + count] = c
         start += count
-    return X.astype(np.float32), y
+    return _finite_float32(X, f"turns={turns}, noise={noise}"), y
 
 
 def make_moons(n: int = 200, noise: float = 0.1, seed: Optional[int] = None) -> Dataset:
@@ -220,7 +246,7 @@ def make_moons(n: int = 200, noise: float = 0.1, seed: Optional[int] = None) -> 
     ])
     X += noise * rng.standard_normal(X.shape)
     y = np.concatenate([np.zeros(n_outer, np.int64), np.ones(n_inner, np.int64)])
-    return X.astype(np.float32), y
+    return _finite_float32(X, f"noise={noise}"), y
 
 
 def make_blobs(n: int = 300, centers: Union[int, Sequence[Sequence[float]], np.ndarray] = 3,
@@ -262,8 +288,10 @@ def make_blobs(n: int = 300, centers: Union[int, Sequence[Sequence[float]], np.n
         k = centre_points.shape[0]
     counts = _split_counts(n, k)
     y = np.repeat(np.arange(k, dtype=np.int64), counts)
-    X = centre_points[y] + std * rng.standard_normal((n, centre_points.shape[1]))
-    return X.astype(np.float32), y
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = centre_points[y] + std * rng.standard_normal((n, centre_points.shape[1]))
+    return _finite_float32(X, f"centers (largest |coordinate| {float(np.abs(centre_points).max()):.4g}) "
+                              f"and std={std}"), y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,8 +465,14 @@ def load_csv(path: PathLike, label_column: Union[int, str] = -1, *, delimiter: s
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1)
-            if row and any(cell.strip() for cell in row)]
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = []
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:  # e.g. a carriage return inside an unquoted field
+        raise ValueError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
     names: Optional[list] = None

@@ -293,7 +293,8 @@ def _largest_value(plan: dict) -> float:
     if kind == "uniform":
         return abs(plan["low"]) + abs(plan["high"])  # also bounds high - low
     if kind in ("normal", "truncated_normal", "sparse"):
-        return abs(plan["mean"]) + _MAX_ABS_NORMAL * plan["std"]
+        # abs: a negative gain gives a negative std (xavier_normal(gain=-1e38) drew inf in float32)
+        return abs(plan["mean"]) + _MAX_ABS_NORMAL * abs(plan["std"])
     return abs(plan["gain"])  # (delta_)orthogonal: entries of an orthonormal matrix are <= 1
 
 
