@@ -325,3 +325,27 @@ def test_from_torch_bad_arguments():
         il.Network.from_torch(nn.Sequential(nn.Linear(3, 2)), output="tanh")
     with pytest.raises(TypeError, match="net"):
         itorch.to_torch(nn.Linear(3, 2))
+
+
+def test_contract_signatures():
+    import inspect
+
+    def params(fn):
+        return [(p.name, p.kind.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    empty = inspect.Parameter.empty
+    assert params(itorch.init_)[:4] == [("module", "POSITIONAL_OR_KEYWORD", empty),
+                                        ("init", "POSITIONAL_OR_KEYWORD", "he_normal"),
+                                        ("bias_init", "KEYWORD_ONLY", "zeros"), ("seed", "KEYWORD_ONLY", None)]
+    assert params(itorch.lsuv_)[:4] == [("module", "POSITIONAL_OR_KEYWORD", empty),
+                                        ("X", "POSITIONAL_OR_KEYWORD", empty),
+                                        ("tol", "POSITIONAL_OR_KEYWORD", 0.1),
+                                        ("max_iter", "POSITIONAL_OR_KEYWORD", 10)]
+    assert params(itorch.diagnose)[:4] == [("module", "POSITIONAL_OR_KEYWORD", empty),
+                                           ("X", "POSITIONAL_OR_KEYWORD", empty),
+                                           ("y", "POSITIONAL_OR_KEYWORD", None),
+                                           ("loss_fn", "KEYWORD_ONLY", None)]
+    assert params(itorch.watch)[:2] == [("module", "POSITIONAL_OR_KEYWORD", empty),
+                                        ("every", "POSITIONAL_OR_KEYWORD", 1)]
+    assert params(il.Network.from_torch)[:2] == [("sequential", "POSITIONAL_OR_KEYWORD", empty),
+                                                 ("output", "POSITIONAL_OR_KEYWORD", "softmax")]

@@ -93,6 +93,20 @@ def test_report_files(tmp_path):
     lines = open(report.to_csv(tmp_path / "watch.csv", what="layer_stats")).read().splitlines()
     assert len(lines) == 1 + 2 * 3
     assert "layer statistics" in str(report)
+    pytest.importorskip("matplotlib")
+    png = report.plot(tmp_path / "watch.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_recorded_forward_without_backward_has_nan_gradients():
+    import math
+    model = _model()
+    with itorch.watch(model) as w:
+        with torch.enable_grad():
+            model(_batches(1)[0][0])
+    (rec,) = w.report().layer_stats
+    assert all(math.isnan(r["grad_norm"]) and r["update_ratio"] is None for r in rec)
+    assert w.steps == 0
 
 
 def test_gradient_accumulation_counts_each_backward_as_a_step():

@@ -2,8 +2,7 @@
 hooked tensor reaches initlab's kernels (a zero-copy numpy view when it can)."""
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch

@@ -170,7 +170,9 @@ class Watch:
             records.append(pending)
         report = Report(config={"source": "il.torch.watch", "every": self.every, "steps": self.steps,
                                 "model": type(self.module).__name__})
-        report.layer_stats = [[{k: v for k, v in row.items() if k != "_module"} for row in rec]
+        # a record whose backward pass never ran has no gradient: NaN, as a float field should be
+        report.layer_stats = [[{k: (math.nan if k == "grad_norm" and v is None else v)
+                                for k, v in row.items() if k != "_module"} for row in rec]
                               for rec in records]
         return report
 
