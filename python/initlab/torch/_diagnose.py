@@ -3,8 +3,10 @@
 One forward pass of X (eval mode) with forward hooks on every Linear/Conv layer and every
 activation module records, per layer call (in call order):
     Z  the layer's output (its pre-activation)
-    A  the output of the activation module that consumes Z (Z itself when none does: the output
-       layer's logits, or an activation written as a function call inside forward)
+    A  the output of the activation module that consumes Z (Z itself when none does: an
+       activation written as a function call inside forward); for the output layer, what the loss
+       reads: softmax probabilities for cross-entropy (integer y, nn.CrossEntropyLoss), sigmoid
+       for nn.BCEWithLogitsLoss, the logits otherwise (MSE, no y), as Network.diagnose reports
 One backward pass (torch.autograd.grad, so the model's .grad fields stay untouched) gives dL/dZ
 and dL/dW; the loss is loss_fn(model(X), y), or a unit-variance random output gradient without y,
 as in Network.diagnose. Every statistic is one of initlab's kernels on the hooked tensors:
@@ -85,6 +87,17 @@ def _loss(out: torch.Tensor, y: torch.Tensor, loss_fn: Optional[Callable]) -> to
         raise ValueError(f"loss_fn must return a scalar tensor, got "
                          f"{type(loss).__name__}{'' if not isinstance(loss, torch.Tensor) else tuple(loss.shape)}")
     return loss.reshape(())
+
+
+def _loss_activation(loss_fn: Optional[Callable], y: torch.Tensor) -> Optional[Callable]:
+    """The output activation a loss applies to the logits (None: it reads them as they are)."""
+    if loss_fn is None:
+        return (lambda z: torch.softmax(z, dim=1)) if not y.is_floating_point() else None
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        return lambda z: torch.softmax(z, dim=1)
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss) or loss_fn is F.binary_cross_entropy_with_logits:
+        return torch.sigmoid
+    return None
 
 
 class _Recorder:
@@ -192,6 +205,13 @@ def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Calla
             y_t = _check_y(y, out, loss_fn)
             loss = _loss(out, y_t, loss_fn)
             grads = torch.autograd.grad(loss, targets, allow_unused=True)
+            # The output layer's activation is what the loss reads off the logits, as in
+            # Network.diagnose: probabilities for cross-entropy / BCE with logits.
+            final = calls[-1]
+            read_out = _loss_activation(loss_fn, y_t)
+            if read_out is not None and final["act"] is None and final["out"] is out:
+                with torch.no_grad():
+                    final["A"] = read_out(out.detach())
     dZ = grads[:len(calls)]
     dW = {id(w): g for w, g in zip(weights, grads[len(calls):])}
 

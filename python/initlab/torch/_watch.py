@@ -9,7 +9,7 @@ and are not recorded.
 Recording. Steps 0, every, 2*every, ... are recorded: on that step's first forward pass, per
 Linear/Conv call (call order), the forward statistics of its output Z and of the activation
 module's output A (initlab's `_core.layer_stats`: act_mean, act_std, saturated, dead, and
-pre_mean/pre_std) and ||W||_F; on its backward pass ||dL/dW||_F (a hook on each weight: the
+pre_mean/pre_std; the output layer's A is its logits: the watch does not see the loss) and ||W||_F; on its backward pass ||dL/dW||_F (a hook on each weight: the
 gradient of this backward pass, before accumulation into .grad); at the next step's forward pass
 (the optimizer has stepped by then), update_ratio = ||W_now - W_recorded||_F / ||W_now||_F. Only
 recorded steps compute anything beyond a flag check; the tensors are read in place when they are
