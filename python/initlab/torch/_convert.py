@@ -42,17 +42,17 @@ def _activation_module(name: str, param: float) -> nn.Module:
 
 def to_torch(net: Any) -> nn.Sequential:
     """An nn.Sequential computing `net`'s logits, in the net's dtype, with copies of its weights."""
-    from ..nn.network import Network
+    from ..nn import Dense, Network
     if not isinstance(net, Network):
         raise TypeError(f"net must be an initlab Network, got {type(net).__name__}")
     dtype = _DTYPES[net.dtype]
     modules: List[nn.Module] = []
     last = len(net.layers) - 1
     for i, layer in enumerate(net.layers):
-        W = np.asarray(layer.W)
-        if W.ndim != 2:
+        if not isinstance(layer, Dense):
             raise ValueError(f"net.layers[{i}] ({type(layer).__name__}) cannot be expressed in torch yet: "
                              f"only Dense layers convert")
+        W = np.asarray(layer.W)
         linear = nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
@@ -114,7 +114,8 @@ def from_torch(sequential: nn.Sequential, output: str = "softmax", *, seed: Opti
     """The initlab Network computing `sequential` (an nn.Sequential from `to_torch` or written the
     same way), with copies of its weights; `output` names the output activation and loss.
     A module that cannot be expressed raises ValueError naming it."""
-    from ..nn.network import OUTPUTS, Dense, Network
+    from ..nn import Dense, Network
+    from ..nn.activations import OUTPUTS
     if not isinstance(sequential, nn.Sequential):
         raise TypeError(f"sequential must be a torch.nn.Sequential, got {type(sequential).__name__}")
     if output not in OUTPUTS:
