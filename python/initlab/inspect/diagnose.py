@@ -328,15 +328,23 @@ def symmetric_units(W: Any, b: Any = None, W_next: Any = None) -> List[List[int]
     return sorted(groups)
 
 
+def _weights(layer: Any) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(W, b) of a layer with parameters (the layer interface lists W first, then b), else None."""
+    params = layer.parameters()
+    if not params:
+        return None, None
+    return params[0][0], (params[1][0] if len(params) > 1 else None)
+
+
 def _network_symmetry(net: "Network") -> Dict[int, List[List[int]]]:
     """{position in net.layers: groups} for every hidden layer with symmetric units."""
     found: Dict[int, List[List[int]]] = {}
-    weighted = [(i, layer) for i, layer in enumerate(net.layers) if getattr(layer, "_W", None) is not None]
-    for (i, layer), (_, following) in zip(weighted, weighted[1:]):
-        W_next = following.W
-        if W_next.ndim != layer.W.ndim:  # e.g. conv -> flatten -> dense: rows per position
+    weighted = [(i, *_weights(layer)) for i, layer in enumerate(net.layers)]
+    weighted = [entry for entry in weighted if entry[1] is not None]
+    for (i, W, b), (_, W_next, _) in zip(weighted, weighted[1:]):
+        if W_next.ndim != W.ndim:  # e.g. conv -> flatten -> dense: rows per position
             continue
-        groups = symmetric_units(layer.W, layer.b, W_next)
+        groups = symmetric_units(W, b, W_next)
         if groups:
             found[i] = groups
     return found
@@ -598,20 +606,23 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
     rows = layer_rows(net, X, y, grad_seed=seed)
-    for row, layer in zip(rows, net.layers):
-        W = layer.W
-        spectral = _spectral_norm(W)
-        frobenius_sq = _core.sum_of_squares(W)  # stable rank = ||W||_F^2 / ||W||_2^2
-        row["spectral_norm"] = spectral
-        row["stable_rank"] = frobenius_sq / spectral ** 2 if spectral > 0 else 0.0
+    last = len(net.layers) - 1
+    for row in rows:
+        layer = net.layers[row["layer"]]
+        W, _ = _weights(layer)
+        if W is not None:
+            spectral = _spectral_norm(W.reshape(-1, W.shape[-1]))
+            frobenius_sq = _core.sum_of_squares(W)  # stable rank = ||W||_F^2 / ||W||_2^2
+            row["spectral_norm"] = spectral
+            row["stable_rank"] = frobenius_sq / spectral ** 2 if spectral > 0 else 0.0
+        if row["activation"] == "leaky_relu" and row["layer"] < last:
+            param = getattr(layer, "act_param", None)
+            if param is not None:
+                row["param"] = float(param)
 
     jacobian = _jacobian_spectrum(net, X[:jacobian_samples])
-    last = len(net.layers) - 1
-    params = {i: layer.act_param for i, layer in enumerate(net.layers) if i < last}
-    for r in rows:
-        if r["activation"] == "leaky_relu" and params.get(r["layer"]) is not None:
-            r["param"] = float(params[r["layer"]])
-    inits = {i: layer.init_name for i, layer in enumerate(net.layers) if getattr(layer, "init_name", "")}
+    inits = {i: layer.initializers().get("W", "") for i, layer in enumerate(net.layers)}
+    inits = {i: name for i, name in inits.items() if name}
     return build_diagnosis(rows, jacobian, symmetric=_network_symmetry(net), inits=inits, style="initlab")
 
 

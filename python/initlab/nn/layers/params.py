@@ -13,7 +13,7 @@ from .base import InitSpec
 class Initializer:
     """A resolved `init=` / `bias_init=` spec: draws a (shape) array of the network's dtype.
 
-    spec: an initializer name, `"NAME(key=value, ...)"`, `(name, params)`, a callable `(shape, seed, stream) -> ndarray`, or
+    spec: an initializer name, `(name, params)`, a callable `(shape, seed, stream) -> ndarray`, or
     "lsuv" (orthogonal now, scaled by LSUV on the first batch `fit` sees)."""
 
     def __init__(self, spec: InitSpec, argname: str) -> None:
