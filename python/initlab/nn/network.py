@@ -486,6 +486,20 @@ class Network:
         from ..inspect.diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
 
+    # ---- PyTorch (il.torch; torch is imported only here, on use) ---------------------------------
+    def to_torch(self):
+        """An `nn.Sequential` of Linear + activation (+ Dropout) modules ending in the logits, in
+        this net's dtype: `softmax(model(x))` equals `net.forward(X)`. See `il.torch.to_torch`."""
+        from ..torch import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, sequential, output: str = "softmax", **kwargs) -> "Network":
+        """The Network computing `sequential` (the inverse of `to_torch`); `output` names the
+        output activation and loss. See `il.torch.from_torch`."""
+        from ..torch import from_torch
+        return from_torch(sequential, output, **kwargs)
+
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: "os.PathLike[str] | str") -> str:
         """Write the network to one .npz at exactly `path`, atomically (see persistence.py)."""
