@@ -99,6 +99,11 @@ def test_string_labels_round_trip():
     net.fit(X[:5], y[:5], epochs=1, progress=False)  # a later fit maps through classes_
     with pytest.raises(ValueError, match=r"label 'rose' was not seen in fit"):
         net.fit(X[:2], ["rose", "setosa"], epochs=1, progress=False)
+    assert net.classes_.tolist() == ["setosa", "versicolor", "virginica"]
+    # a fit on numbers: they are column indices again, classes_ = arange(K)
+    net.fit(X, yi[::-1].copy(), epochs=1, progress=False)
+    np.testing.assert_array_equal(net.classes_, [0, 1, 2])
+    assert net.predict(X).dtype == np.int64
 
 
 def test_integer_labels_keep_their_meaning():
@@ -349,18 +354,23 @@ def test_string_classes_survive_save_and_load(tmp_path):
     assert back.classes_.tolist() == ["a", "b", "c"]
     np.testing.assert_array_equal(back.predict(X), net.predict(X))
     assert back.score(X, y) == net.score(X, y)
-    # integer labels: the file has no classes key (version-1 files are unchanged)
+    # integer labels: classes_ comes back as the default 0..K-1
     plain = il.Network([4, 6, 3], seed=16)
-    with np.load(plain.save(tmp_path / "p.npz")) as data:
-        assert "classes" not in data.files
-    np.testing.assert_array_equal(il.Network.load(tmp_path / "p.npz").classes_, [0, 1, 2])
-    # a tampered classes entry is refused
+    back = il.Network.load(plain.save(tmp_path / "p.npz"))
+    np.testing.assert_array_equal(back.classes_, [0, 1, 2])
+    assert back.classes_.dtype == np.int64 and back.predict(X).dtype == np.int64
+    # a classes_ entry that is not K distinct sorted labels is refused (checksum recomputed)
+    from initlab.nn import persistence
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
-    arrays["classes"] = np.array(["a", "a", "c"])
-    with pytest.raises(ValueError, match="checksum mismatch|distinct and sorted"):
+    for bad, message in ((np.array(["a", "a", "c"]), "distinct and sorted"),
+                         (np.array(["a", "b"]), "must be the integers 0..2 or 3 strings"),
+                         (np.array([0, 1, 5]), "must be the integers 0..2 or 3 strings")):
+        arrays["classes_"] = bad
+        arrays["checksum"] = np.array(persistence.checksum(arrays))
         np.savez(tmp_path / "t.npz", **arrays)
-        il.Network.load(tmp_path / "t.npz")
+        with pytest.raises(ValueError, match=message):
+            il.Network.load(tmp_path / "t.npz")
 
 
 def test_numbers_held_as_objects_are_numbers():

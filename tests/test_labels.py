@@ -24,9 +24,13 @@ def test_numeric_labels_keep_their_index_meaning():
     classes = default_classes(4)
     assert classes.tolist() == [0, 1, 2, 3] and classes.dtype == np.int64
     for y in ([0, 3, 1], np.array([0.0, 2.0]), np.array([True, False])):
-        assert encode_fit_labels(y, 4, classes) == (classes, None)  # checked as indices by the caller
+        found, codes = encode_fit_labels(y, 4, classes)
+        assert found.tolist() == [0, 1, 2, 3] and codes is None  # checked as indices by the caller
         assert encode_labels(y, classes) is None
     assert encode_fit_labels(np.eye(4)[[0, 1]], 4, classes)[1] is None  # one-hot
+    # after string classes, a fit on numbers goes back to column indices
+    back, codes = encode_fit_labels([0, 2], 3, np.array(["a", "b", "c"]))
+    assert back.tolist() == [0, 1, 2] and back.dtype == np.int64 and codes is None
     assert decode_labels(np.array([3, 0]), classes).tolist() == [3, 0]
 
 

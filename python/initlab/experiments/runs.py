@@ -137,6 +137,13 @@ class RunSpec:
         hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
         return [data.features] + hidden + [data.classes]
 
+    def key(self) -> str:
+        """What identifies the run in a results file: every field except ``threads`` (results
+        do not depend on the thread count), as canonical JSON."""
+        import json
+        fields = {k: v for k, v in self.to_dict().items() if k != "threads"}
+        return json.dumps(fields, sort_keys=True, allow_nan=True)
+
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 

@@ -1,10 +1,11 @@
 """Labels and per-row weights for ``Network.fit``, with scikit-learn's conventions.
 
 Class labels (softmax outputs). Numbers keep initlab's meaning: integer labels in ``[0, K)`` for K
-outputs, ``classes_ = arange(K)`` whether or not every class occurs in y. Any other labels (strings,
-or objects that sort) are mapped to output columns in sorted order, as scikit-learn's ``classes_``:
-the first fit on them fixes ``classes_`` (it must have exactly K distinct labels), and later calls map
-their labels through it; a label that is not in ``classes_`` is a ValueError.
+outputs, ``classes_ = arange(K)`` whether or not every class occurs in y (a fit on numbers sets it
+so). Any other labels (strings, or objects that sort) are mapped to output columns in sorted order,
+as scikit-learn's ``classes_``: the first fit on them fixes ``classes_`` (it must have exactly K
+distinct labels), and later calls (fit, evaluate, score) map their labels through it; a label that
+is not in ``classes_`` is a ValueError (numbers included, outside fit).
 
 Weights. ``class_weight`` (softmax only): ``{label: weight}`` (classes not named weigh 1) or
 ``"balanced"``, ``n / (K * count_c)`` over the rows given; ``sample_weight``: one finite weight >= 0 per
@@ -93,15 +94,15 @@ def encode_fit_labels(y: Any, k: int, classes: np.ndarray,
                       argname: str = "y") -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``(classes, codes)`` for labels given to ``fit`` of a softmax output with K units.
 
-    Numeric or 2-D y is returned as ``(classes, None)``: the caller checks it as integer labels or
-    one-hot targets. Non-numeric 1-D labels: with the default classes, the sorted distinct labels
-    become ``classes_`` (exactly K of them); otherwise they map through the given classes.
+    Numeric or 2-D y is returned as ``(arange(K), None)``: numbers are column indices, as they
+    always were (a fit on them after string labels goes back to integer classes), and the caller
+    checks them as integer labels or one-hot targets. Non-numeric 1-D labels: with the default
+    classes, the sorted distinct labels become ``classes_`` (exactly K of them); after a fit on such
+    labels, they map through the given classes (a later fit may see only some of them).
     """
     arr = as_labels(y, argname)
     if arr.ndim != 1 or is_numeric_labels(arr):
-        if arr.ndim == 1 and not is_default_classes(classes):
-            return classes, encode_labels(arr, classes, argname)
-        return classes, None
+        return default_classes(k), None
     if not is_default_classes(classes):
         return classes, encode_labels(arr, classes, argname)
     found = _sorted_unique(arr, argname)
@@ -136,12 +137,10 @@ def decode_labels(codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 # ---- in model files ------------------------------------------------------------------------------
-def classes_for_file(classes: np.ndarray) -> Optional[np.ndarray]:
-    """What a model file stores for classes_: None for the default arange(K) (the file stays as it
-    was), else the labels as a str or bytes array (other label types cannot be saved)."""
-    if is_default_classes(classes):
-        return None
-    if classes.dtype.kind in "US":
+def classes_for_file(classes: np.ndarray) -> np.ndarray:
+    """classes_ as a model file stores it (no pickles): int64 0..K-1, or the labels as a str or
+    bytes array (other label types cannot be saved: ValueError)."""
+    if is_default_classes(classes) or classes.dtype.kind in "US":
         return classes
     values = classes.tolist()
     if all(isinstance(v, str) for v in values):
@@ -151,12 +150,15 @@ def classes_for_file(classes: np.ndarray) -> Optional[np.ndarray]:
 
 
 def classes_from_file(stored: np.ndarray, k: int, where: str) -> np.ndarray:
-    """classes_ read back from a model file (checked: K distinct sorted strings)."""
+    """classes_ read back from a model file, checked: the integers 0..K-1, or K distinct sorted
+    strings (one per output unit)."""
+    if stored.ndim == 1 and stored.dtype.kind in "iu" and np.array_equal(stored, np.arange(k)):
+        return default_classes(k)
     if stored.dtype.kind not in "US" or stored.shape != (k,):
-        raise ValueError(f"{where}: classes must be {k} strings (one per output unit), got dtype "
-                         f"{stored.dtype} and shape {stored.shape}")
+        raise ValueError(f"{where}: classes_ must be the integers 0..{k - 1} or {k} strings (one per "
+                         f"output unit), got dtype {stored.dtype} and shape {stored.shape}")
     if k > 1 and not np.all(stored[1:] > stored[:-1]):
-        raise ValueError(f"{where}: classes must be distinct and sorted, got {stored.tolist()[:10]!r}")
+        raise ValueError(f"{where}: classes_ must be distinct and sorted, got {stored.tolist()[:10]!r}")
     return stored
 
 

@@ -372,12 +372,13 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
         weight = float(np.add.reduce(wb, dtype=np.float64))
         if weight == 0.0:  # nothing to learn from: no step (its rows still count for accuracy)
             net._run_forward(ws, ws.X, training=False)
-            net._run_loss(ws, yb, with_grad=False, weights=wb)
+            net._run_loss(ws, yb, with_grad=False, labels_checked=True, weights=wb)
             return 0.0, 0.0, net._count_correct(ws, yb)
     net._step += 1
     try:
         net._run_forward(ws, ws.X, training=True)
-        batch_loss = net._run_loss(ws, yb, with_grad=True, weights=wb)
+        batch_loss = net._run_loss(ws, yb, with_grad=True, labels_checked=True,  # checked in validate_fit
+                                   weights=wb)
         net._run_backward(ws, ws.X)
     except KeyboardInterrupt:
         net._step -= 1
