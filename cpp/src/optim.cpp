@@ -247,22 +247,6 @@ void prepare_range(std::int64_t count, T* __restrict grad, const GradPrep<T> pre
   }
 }
 
-// grad is (count): clamps it to [-clip, clip] in place when kClip; returns the sum of squares of what
-// it holds afterwards, accumulated in double exactly as sum_of_squares (stats.hpp) does.
-template <typename T, bool kClip>
-double clip_and_sum_of_squares(std::int64_t count, T* __restrict grad, T clip) {
-  double s = 0.0;
-  for (std::int64_t e = 0; e < count; ++e) {
-    T x = grad[e];
-    if (kClip) {
-      x = x > clip ? clip : (x < -clip ? -clip : x);
-      grad[e] = x;
-    }
-    s += static_cast<double>(x) * static_cast<double>(x);
-  }
-  return s;
-}
-
 }  // namespace
 
 template <typename T>
@@ -341,8 +325,8 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
       const std::int64_t t = tensor_of(k);
       const std::int64_t begin = (k - first_chunk[t]) * kChunk;
       const std::int64_t n = std::min(kChunk, list[t].count - begin);
-      partial[k] = clip_value ? clip_and_sum_of_squares<T, true>(n, list[t].grad + begin, clip)
-                              : clip_and_sum_of_squares<T, false>(n, list[t].grad + begin, clip);
+      partial[k] = clip_value ? detail::sum_of_squares_chunk<T, true>(n, list[t].grad + begin, clip)
+                              : detail::sum_of_squares_chunk<T, false>(n, list[t].grad + begin);
     }
     double sum = 0.0;
     for (std::int64_t t = 0; t < tensors; ++t) {
