@@ -474,3 +474,106 @@ def layer_stats(Z, A, name):
         dead = float((Z <= 0).all(axis=0).mean())
     return {"pre_mean": Z.mean(), "pre_std": Z.std(), "act_mean": A.mean(), "act_std": A.std(),
             "saturated": saturated, "dead": dead}
+
+
+# ---- convolution and pooling (conv.hpp), channels last ------------------------------------------
+
+def same_padding(size, kernel, stride, dilation=1):
+    """TensorFlow's "same" padding along one axis: out = ceil(size/stride), the total padding
+    max((out-1)*stride + (kernel-1)*dilation + 1 - size, 0), the odd extra at the end.
+    Returns (before, after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_taps(H, W, KH, KW, stride, dilation, padding):
+    """Output size and, per tap (i, j), the slices of the padded input that it reads."""
+    (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, padding
+    OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + left + right - dw * (KW - 1) - 1) // sw + 1
+    taps = {(i, j): (slice(i * dh, i * dh + sh * (OH - 1) + 1, sh),
+                     slice(j * dw, j * dw + sw * (OW - 1) + 1, sw))
+            for i in range(KH) for j in range(KW)}
+    return OH, OW, taps
+
+
+def conv2d_forward(X, W, b, name, param=None, stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0)):
+    """(Z, A) in float64. X (N, H, W, C), W (KH, KW, C, O), b (O); padding (top, bottom, left, right);
+    Z[n, oh, ow, o] = b[o] + sum_{i, j, c} Xpad[n, oh*sh + i*dh, ow*sw + j*dw, c] W[i, j, c, o]."""
+    X, W, b = (np.asarray(v, np.float64) for v in (X, W, b))
+    N, H, Wd, C = X.shape
+    KH, KW, _, O = W.shape
+    top, bottom, left, right = padding
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    OH, OW, taps = _conv_taps(H, Wd, KH, KW, stride, dilation, padding)
+    Z = np.zeros((N, OH, OW, O)) + b
+    for (i, j), (rows, cols) in taps.items():
+        Z += Xp[:, rows, cols, :] @ W[i, j]
+    return Z, activation(name, Z, param)
+
+
+def conv2d_backward(dA, X, W, Z, name, param=None, stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0)):
+    """(dZ, dW, db, dX) in float64, the adjoint of conv2d_forward tap by tap."""
+    X, W = np.asarray(X, np.float64), np.asarray(W, np.float64)
+    dZ = np.asarray(dA, np.float64) * activation_derivative(name, Z, param)
+    N, H, Wd, C = X.shape
+    KH, KW, _, O = W.shape
+    top, bottom, left, right = padding
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    dXp = np.zeros_like(Xp)
+    dW = np.zeros_like(W)
+    _, _, taps = _conv_taps(H, Wd, KH, KW, stride, dilation, padding)
+    for (i, j), (rows, cols) in taps.items():
+        dW[i, j] = np.einsum("nhwc,nhwo->co", Xp[:, rows, cols, :], dZ)
+        dXp[:, rows, cols, :] += dZ @ W[i, j].T
+    dX = dXp[:, top:top + H, left:left + Wd, :]
+    return dZ, dW, dZ.sum(axis=(0, 1, 2)), dX
+
+
+def max_pool2d(X, pool, stride):
+    """(Y, argmax) with argmax the flat index ih*W + iw in the image, the first on ties (as PyTorch)."""
+    X = np.asarray(X)
+    N, H, W, C = X.shape
+    (ph, pw), (sh, sw) = pool, stride
+    OH, OW = (H - ph) // sh + 1, (W - pw) // sw + 1
+    Y = np.empty((N, OH, OW, C), X.dtype)
+    idx = np.empty((N, OH, OW, C), np.int64)
+    for oh in range(OH):
+        for ow in range(OW):
+            win = X[:, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].reshape(N, ph * pw, C)
+            k = win.argmax(axis=1)  # numpy's argmax: the first maximum
+            Y[:, oh, ow, :] = np.take_along_axis(win, k[:, None, :], axis=1)[:, 0, :]
+            idx[:, oh, ow, :] = (oh * sh + k // pw) * W + ow * sw + k % pw
+    return Y, idx
+
+
+def max_pool2d_backward(dY, argmax, input_shape):
+    """dX: every dY added at the pixel its argmax names."""
+    N, H, W, C = input_shape
+    dX = np.zeros((N, H * W, C))
+    n, _, _, c = np.indices(argmax.shape)
+    np.add.at(dX, (n.ravel(), argmax.ravel(), c.ravel()), np.asarray(dY, np.float64).ravel())
+    return dX.reshape(input_shape)
+
+
+def avg_pool2d(X, pool, stride):
+    X = np.asarray(X, np.float64)
+    N, H, W, C = X.shape
+    (ph, pw), (sh, sw) = pool, stride
+    OH, OW = (H - ph) // sh + 1, (W - pw) // sw + 1
+    Y = np.empty((N, OH, OW, C))
+    for oh in range(OH):
+        for ow in range(OW):
+            Y[:, oh, ow, :] = X[:, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].mean(axis=(1, 2))
+    return Y
+
+
+def avg_pool2d_backward(dY, input_shape, pool, stride):
+    dY = np.asarray(dY, np.float64)
+    (ph, pw), (sh, sw) = pool, stride
+    dX = np.zeros(input_shape)
+    for oh in range(dY.shape[1]):
+        for ow in range(dY.shape[2]):
+            dX[:, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :] += dY[:, oh:oh + 1, ow:ow + 1, :] / (ph * pw)
+    return dX

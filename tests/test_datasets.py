@@ -26,6 +26,17 @@ def test_digits_shape_and_classes():
     assert np.bincount(y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 
 
+def test_digits_as_images_are_the_flat_pixels_channels_last():
+    flat, y_flat = il.datasets.load_digits()
+    X, y = il.datasets.load_digits(images=True)
+    assert X.shape == (1797, 8, 8, 1) and X.dtype == np.float32 and X.flags.c_contiguous
+    assert np.array_equal(X.reshape(-1, 64), flat) and np.array_equal(y, y_flat)
+    # Row-major: pixel (r, c) of image i is feature 8r + c, so row 0 is the top of the digit.
+    assert np.array_equal(X[5, 2, :, 0], flat[5, 16:24])
+    with pytest.raises(TypeError, match="'images'"):
+        il.datasets.load_digits(images="yes")
+
+
 def test_digits_file_is_scikit_learns():
     # Located, not imported: importing scikit-learn pulls in scipy, which this suite may run without.
     import importlib.util

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import initlab as il
-from initlab.diagnose import DEAD_LAYER, SATURATED_MEAN, VERDICTS
+from initlab.inspect.diagnose import DEAD_LAYER, SATURATED_MEAN, VERDICTS
 
 
 @pytest.fixture(scope="module")

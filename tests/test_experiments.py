@@ -10,6 +10,9 @@ import pytest
 import initlab as il
 from initlab import experiments
 from initlab.experiments import RunSpec
+from initlab.experiments import grid as grid_module, runs as runs_module
+from initlab.experiments.presets._common import _losses, _one
+from initlab.inspect.report import _json_safe
 
 TINY = dict(depth=2, width=16, epochs=2, batch_size=32, lr=0.01, momentum=0.9)
 
@@ -21,7 +24,7 @@ def small_data():
 
 def _strip_times(run):
     """A run without its wall-clock fields (everything else must be bitwise reproducible)."""
-    run = json.loads(json.dumps(experiments._json_safe(run)))
+    run = json.loads(json.dumps(_json_safe(run)))
     run.pop("seconds")
     run.pop("train_seconds")
     for h in run["history"]:
@@ -75,7 +78,7 @@ def test_run_one_records_init_statistics_and_history(small_data):
     np.testing.assert_allclose(a["loss"], net.loss(small_data.X_train[probe], small_data.y_train[probe]), rtol=1e-6)
     # histograms: one per hidden layer, each counting every activation of the probe batch
     counts = np.asarray(a["histograms"]["counts"])
-    assert counts.shape == (2, experiments.HISTOGRAM_BINS)
+    assert counts.shape == (2, runs_module.HISTOGRAM_BINS)
     rows = min(256, small_data.X_train.shape[0])
     outside = np.asarray(a["histograms"]["outside"])
     assert (counts.sum(axis=1) + outside).tolist() == [rows * 16, rows * 16]
@@ -199,8 +202,8 @@ def test_thread_choice_per_task(small_data):
     small = RunSpec(init="he_normal", width=16, batch_size=32)
     large = RunSpec(init="he_normal", width=1024, batch_size=256)
     fixed = RunSpec(init="he_normal", threads=3)
-    chosen = experiments._threads_per_task([small, large, fixed], small_data, workers=1)
-    assert [spec.threads for spec in chosen] == [1, experiments._cpu_count(), 3]
+    chosen = grid_module._threads_per_task([small, large, fixed], small_data, workers=1)
+    assert [spec.threads for spec in chosen] == [1, grid_module._cpu_count(), 3]
     before = il.get_num_threads()
     experiments.run_grid([RunSpec(init="he_normal", **TINY)], small_data, progress=False)
     assert il.get_num_threads() == before   # the grid leaves the caller's thread count as it was
@@ -221,11 +224,12 @@ def _claims(name):
     return result, {c.claim: c for c in result.claims}
 
 
+@pytest.mark.preset
 def test_he2015_xavier_stalls_at_depth_30_and_he_trains():
     result, claims = _claims("he2015")
-    deep_x = experiments._one(result.runs, label="30 layers", init="xavier_normal")
-    deep_h = experiments._one(result.runs, label="30 layers", init="he_normal")
-    assert all(abs(loss - math.log(10)) < 0.05 for loss in experiments._losses(deep_x))
+    deep_x = _one(result.runs, label="30 layers", init="xavier_normal")
+    deep_h = _one(result.runs, label="30 layers", init="he_normal")
+    assert all(abs(loss - math.log(10)) < 0.05 for loss in _losses(deep_x))
     assert deep_h["final_loss"] < 0.75 * math.log(10)
     assert deep_x["at_init"]["verdict"] == "vanishing" and deep_h["at_init"]["verdict"] != "vanishing"
     # at this size (10 epochs, width 32) the 22-layer Xavier net has not yet left the plateau, so the
@@ -234,10 +238,11 @@ def test_he2015_xavier_stalls_at_depth_30_and_he_trains():
     assert stall.holds and cause.holds, result.claims_table()
 
 
+@pytest.mark.preset
 def test_glorot2010_claims_hold_at_reduced_size():
     result, claims = _claims("glorot2010")
-    std_t = experiments._one(result.runs, label="tanh", init="torch_default")
-    norm_t = experiments._one(result.runs, label="tanh", init="xavier_uniform")
+    std_t = _one(result.runs, label="tanh", init="torch_default")
+    norm_t = _one(result.runs, label="tanh", init="xavier_uniform")
     # activation std shrinks layer by layer under U(±1/√n) (variance factor ~1/3 per tanh layer)
     act = std_t["at_init"]["act_std"][:5]
     assert all(b < a for a, b in zip(act, act[1:]))
@@ -245,11 +250,13 @@ def test_glorot2010_claims_hold_at_reduced_size():
     assert all(c.holds for c in result.claims), result.claims_table()
 
 
+@pytest.mark.preset
 def test_saxe2013_orthogonal_flat_gaussian_grows():
     result, claims = _claims("saxe2013")
     assert all(c.holds for c in result.claims), result.claims_table()
 
 
+@pytest.mark.preset
 def test_lsuv_preset_claims_hold():
     result, claims = _claims("lsuv")
     assert all(c.holds for c in result.claims), result.claims_table()

@@ -584,7 +584,7 @@ INIT_SPECS = st.one_of(
     st.sampled_from(["shape", "nan", "complex", "object", "list", "none", "int8", "str"]).map(bad_init),
     JUNK)
 WIDTH = st.one_of(st.integers(1, 6), st.integers(-2, 0), st.sampled_from([2**40, 2**62, 2**63, 2**64]), JUNK)
-ACTS = st.one_of(st.sampled_from(list(il.network.ACTIVATIONS) + ["softmax", "nope"]), JUNK)
+ACTS = st.one_of(st.sampled_from(list(il.nn.network.ACTIVATIONS) + ["softmax", "nope"]), JUNK)
 
 
 @FUZZ

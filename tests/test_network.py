@@ -447,7 +447,7 @@ def test_keyboard_interrupt_inside_a_step_leaves_weights_untouched(monkeypatch):
     X, y = blobs(64, 6, 3)
     net = il.Network([6, 8, 3], seed=0, dtype="float64")
     before = weights_bytes(net)
-    from initlab import network as network_module
+    from initlab.nn import network as network_module
     real = network_module._core.dense_backward
     calls = {"n": 0}
 

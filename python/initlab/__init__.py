@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 
 from . import _core
-from . import init, random
+from . import init
+from .init import random
+
+_sys.modules[__name__ + ".random"] = random  # `import initlab.random` keeps working
 
 __version__: str = _core.__version__
 
@@ -47,10 +51,8 @@ def info() -> dict:
     }
 
 
-from .callbacks import Callback, EarlyStopping, LambdaCallback  # noqa: E402
-from .diagnose import Diagnosis  # noqa: E402
-from .network import Dense, DivergenceError, Network, lsuv  # noqa: E402
-from .report import Report  # noqa: E402
+from .nn import Callback, Dense, DivergenceError, EarlyStopping, LambdaCallback, Network, lsuv  # noqa: E402
+from .inspect import Diagnosis, Report  # noqa: E402
 from . import datasets, experiments  # noqa: E402
 
 __all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments",

@@ -24,10 +24,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-BENCH_MODULES = ("init_fill", "gemm", "train_step")
+BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
 QUICK_ARGUMENTS = {"init_fill": {"size": 1024, "repeats": 2}, "gemm": {"quick": True},
-                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]}}
+                   "train_step": {"quick": True, "networks": ["tiny", "mnist"]},
+                   "conv": {"quick": True, "cases": ["digits-conv1", "digits-conv2"]}}
 
 
 class CommandError(Exception):
@@ -336,7 +337,7 @@ def cmd_diagnose(args) -> int:
         y = None  # labels the network cannot take: diagnose from a random output gradient instead
     diagnosis = net.diagnose(X, y)
     if args.json:
-        from .experiments import _json_safe
+        from .inspect.report import _json_safe
         print(json.dumps(_json_safe(diagnosis.to_dict()), indent=1))
     else:
         print(f"network {net.widths}, activation {net.layers[0].activation if len(net.layers) > 1 else '-'}, "
@@ -409,7 +410,8 @@ def cmd_bench(args) -> int:
         print(module.format_table(rows))
         all_rows[name] = rows
     if args.out and all_rows:
-        from .experiments import _json_safe, _write_text
+        from .experiments.compare import _write_text
+        from .inspect.report import _json_safe
         _write_text(args.out, json.dumps(_json_safe(all_rows), indent=1, default=str) + "\n")
         print(f"wrote {args.out}")
     if not all_rows:

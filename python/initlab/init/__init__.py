@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .random import check_seed, fresh_seed
 
 __all__ = ["SCHEMES", "Scheme", "gain", "estimate_gain", "fans", "get", "names", "aliases", "plan"]

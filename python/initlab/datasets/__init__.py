@@ -150,12 +150,14 @@ def _features_to_float32(path: str, X: np.ndarray) -> np.ndarray:
 # shipped data
 # ----------------------------------------------------------------------------------------------
 
-def load_digits() -> Dataset:
+def load_digits(images: bool = False) -> Dataset:
     """The UCI optical-digits data set, 8x8 version, shipped with initlab.
 
     1797 images of handwritten digits 0-9 as 64 pixel counts in 0..16 (each count is the number of
     set pixels in a 4x4 block of a 32x32 bitmap). Returns ``X`` float32 (1797, 64), values 0..16
-    as in the file, and ``y`` int64 (1797,).
+    as in the file, and ``y`` int64 (1797,). With ``images=True``, ``X`` is the same pixels as
+    (1797, 8, 8, 1) images, channels last (row-major, so ``X.reshape(-1, 64)`` is the flat set),
+    the input of a convolutional network.
 
     Source: UCI Machine Learning Repository, E. Alpaydin and C. Kaynak (1998), "Optical Recognition
     of Handwritten Digits", https://doi.org/10.24432/C50P49, licence CC BY 4.0; the file is the copy
@@ -164,7 +166,11 @@ def load_digits() -> Dataset:
     >>> X, y = load_digits()
     >>> X.shape, float(X.max()), np.bincount(y).tolist()[:3]
     ((1797, 64), 16.0, [178, 182, 177])
+    >>> load_digits(images=True)[0].shape
+    (1797, 8, 8, 1)
     """
+    if not isinstance(images, (bool, np.bool_)):
+        raise TypeError(f"load_digits: 'images' must be a bool, got {type(images).__name__}")
     path = _DATA_DIR / "digits.csv.gz"
     if not path.exists():
         raise ValueError(f"{path}: the shipped digits file is missing; reinstall initlab")
@@ -173,6 +179,8 @@ def load_digits() -> Dataset:
         raise ValueError(f"{path}: expected 1797 rows of 65 values, got shape {table.shape}")
     X = np.ascontiguousarray(table[:, :64], dtype=np.float32)
     y = _labels_to_int64(str(path), table[:, 64])
+    if images:
+        X = X.reshape(-1, 8, 8, 1)
     return X, y
 
 

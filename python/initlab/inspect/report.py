@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ._files import write_bytes_atomically, write_text_atomically
+from .._files import write_bytes_atomically, write_text_atomically
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 LAYER_KEYS = ("epoch", "layer", "pre_mean", "pre_std", "act_mean", "act_std", "saturated", "dead",

@@ -38,10 +38,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .callbacks import Callback, as_callbacks
-from ._files import atomic_file, target_path
-from .report import Report
+from .._files import atomic_file, target_path
+from ..inspect.report import Report
 
 # ---- registries (iterated by validation, docs and error messages) ------------------------------
 # Hidden activations -> the default of their parameter (PyTorch's), None when they have none.
@@ -127,7 +127,7 @@ def _check_name(name: str, value: Any, valid: Sequence[str]) -> str:
 
 
 def _init_module():
-    from . import init as init_module  # imported late: initializers live in their own module
+    from .. import init as init_module  # imported late: initializers live in their own module
     return init_module
 
 
@@ -1028,7 +1028,7 @@ class Network:
     # ---- diagnosis -------------------------------------------------------------------------------
     def diagnose(self, X: Any, y: Any = None, *, jacobian_samples: int = 4, seed: int = 0):
         """Per-layer health at the current weights and a verdict; see `initlab.diagnose`."""
-        from .diagnose import diagnose as _diagnose
+        from ..inspect.diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
 
     # ---- persistence -----------------------------------------------------------------------------

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .network import Network
+    from ..nn.network import Network
 
 DEAD_LAYER = 0.75       # wide deep he_normal ReLU nets: <= ~0.4 per layer; narrow ones collapse
 DEAD_MEAN = 0.4         # deep wide he_normal ReLU nets: ~0.19 on average; narrow deep ones: 0.4+
@@ -153,7 +153,7 @@ def _log10(x: float) -> float:
 def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4,
              seed: int = 0) -> Diagnosis:
     """Diagnose `net` on the batch X (see the module docstring for every quantity and threshold)."""
-    from .network import _check_int
+    from ..nn.network import _check_int
     X = net._check_X(X)
     n = X.shape[0]
     if y is not None:

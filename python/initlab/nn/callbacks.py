@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
-    from .report import Report
+    from ..inspect.report import Report
 
 
 class Callback:

@@ -69,7 +69,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 __all__ = ["philox4x32", "words", "normal_cdf", "fresh_seed"]
 

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._files import write_bytes_atomically
+from .._files import write_bytes_atomically
 
 DPI = 80              # small files: the docs/ figures are committed
 PALETTE_COLOURS = 64
@@ -143,7 +143,7 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
 
 
 def _histogram_layers(n: int) -> List[int]:
-    from .experiments import MAX_HISTOGRAM_LAYERS
+    from ..experiments.runs import MAX_HISTOGRAM_LAYERS
     if n <= MAX_HISTOGRAM_LAYERS:
         return list(range(n))
     return sorted(set(int(round(x)) for x in np.linspace(0, n - 1, MAX_HISTOGRAM_LAYERS)))

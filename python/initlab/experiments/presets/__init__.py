@@ -1,0 +1,36 @@
+"""The papers' experiments, one module each; `PRESETS` is their registry (one line a preset).
+
+Each module defines `PRESET`: its grid, the claims it checks and the figures it draws.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, Optional
+
+from ..compare import Comparison
+from ..grid import run_grid
+from . import glorot2010, he2015, lsuv, saxe2013
+from ._common import Preset
+
+PRESETS: Dict[str, Preset] = {module.PRESET.name: module.PRESET
+                              for module in (he2015, glorot2010, saxe2013, lsuv)}
+
+
+def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = None,
+               scheduler: Optional[str] = None, threads: Optional[int] = None,
+               progress: Optional[bool] = None) -> Comparison:
+    """Run a preset (`PRESETS`) and check its claims; ``reduced=True`` is the quick size the tests use."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r} is not known; valid: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    data, specs, config = preset.grid(bool(reduced))
+    if threads is not None:
+        specs = [replace(spec, threads=threads) for spec in specs]
+    runs = run_grid(specs, data, workers=workers, scheduler=scheduler, progress=progress, desc=name)
+    config = dict(config, data=data.describe(), reduced=bool(reduced), title=preset.title,
+                  description=preset.description)
+    return Comparison(runs, config, name=name, claims=preset.check(runs, config),
+                      figure_maker=preset.figures)
+
+
+__all__ = ["PRESETS", "Preset", "run_preset"]

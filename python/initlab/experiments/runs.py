@@ -1,0 +1,281 @@
+"""Data, one run of the grid (`RunSpec` -> `run_one`), and the defaults of `initlab compare`."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .. import _core, datasets
+from ..nn.callbacks import Callback
+
+LN10 = math.log(10.0)
+
+# The initializers `initlab compare` runs by default: the three variance-scaling families, the
+# orthogonal scheme, PyTorch's default and the classic small random init.
+DEFAULT_INITS = ("xavier_normal", "he_normal", "lecun_normal", "orthogonal", "torch_default",
+                 "small_random")
+# README's main job: `initlab compare` with no arguments (measured: well under a minute on 2 cores).
+DEFAULTS: Dict[str, Any] = dict(data="digits", depth=6, width=128, activation="relu",
+                                inits=DEFAULT_INITS, seeds=(0,), epochs=15, batch_size=32,
+                                optimizer="sgd", lr=0.01, momentum=0.9, target_accuracy=0.95)
+HISTOGRAM_BINS = 40
+MAX_HISTOGRAM_LAYERS = 6  # figure legibility: deeper nets show evenly spaced layers
+
+
+
+# ================================================================================================
+# data
+# ================================================================================================
+
+@dataclass
+class Data:
+    """A train/validation split, features standardized with the training statistics."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    classes: int
+
+    @property
+    def features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "train": int(self.X_train.shape[0]), "validation": int(self.X_val.shape[0]),
+                "features": self.features, "classes": self.classes}
+
+
+def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, val_fraction: float = 0.2,
+                 seed: int = 0, standardize: bool = True, max_samples: Optional[int] = None,
+                 name: Optional[str] = None) -> Data:
+    """Load ``data`` (a built-in name, a path, or ``(X, y)``), shuffle with ``seed``, keep at most
+    ``max_samples`` rows, hold out ``val_fraction`` for validation and standardize every feature to
+    zero mean and unit variance on the training part (constant features are only centred)."""
+    if isinstance(data, tuple):
+        X, y = data
+        label = name or "arrays"
+    else:
+        X, y = datasets.load(data, seed=seed)
+        label = name or os.fspath(data)
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"data must be X of shape (n, features) and y of shape (n,), got {X.shape} and {y.shape}")
+    if not (isinstance(val_fraction, (int, float)) and 0.0 < val_fraction < 1.0):
+        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+    order = np.random.default_rng(seed).permutation(X.shape[0])
+    if max_samples is not None:
+        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 2:
+            raise ValueError(f"max_samples must be an int >= 2 or None, got {max_samples!r}")
+        order = order[:max_samples]
+    n_val = int(round(len(order) * val_fraction))
+    if n_val < 1 or n_val >= len(order):
+        raise ValueError(f"val_fraction={val_fraction} of {len(order)} samples leaves no training or "
+                         "no validation rows")
+    train, val = order[n_val:], order[:n_val]
+    X_train, X_val = X[train], X[val]
+    if standardize:
+        mean = X_train.mean(axis=0, dtype=np.float64)
+        std = X_train.std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        X_train = (X_train - mean) / std
+        X_val = (X_val - mean) / std
+    classes = int(max(y.max(), 1)) + 1
+    return Data(label, np.ascontiguousarray(X_train, dtype=np.float32), np.ascontiguousarray(y[train]),
+                np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes)
+
+
+# ================================================================================================
+# one run
+# ================================================================================================
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one training run (besides the data).
+
+    ``depth`` counts hidden layers: the network has ``depth + 1`` weight layers
+    ``[features, width × depth, classes]``. ``init`` applies to every weight layer, biases start at
+    zero. ``label`` groups runs in tables and figures (for example ``"30 layers"``).
+    """
+
+    init: str
+    seed: int = 0
+    depth: int = 6
+    width: int = 128
+    activation: str = "relu"
+    epochs: int = 15
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    target_accuracy: float = 0.95
+    loss_threshold: Optional[float] = None   # stop once the epoch's training loss is at or below it
+    stats_every: int = 0                      # per-layer statistics during training (0: none)
+    threads: Optional[int] = None             # kernels' threads in the process running this spec
+    probe_size: int = 256
+    label: str = ""
+
+    def widths(self, data: Data) -> List[int]:
+        return [data.features] + [self.width] * self.depth + [data.classes]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _check_spec(spec: RunSpec) -> None:
+    """Reject a bad grid before any run starts (the Network validates the rest when it is built)."""
+    for name in ("depth", "width", "epochs", "batch_size", "probe_size"):
+        value = getattr(spec, name)
+        minimum = 0 if name in ("depth", "epochs") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr >= 0):
+        raise ValueError(f"lr must be a finite number >= 0, got {spec.lr!r}")
+    if not (isinstance(spec.target_accuracy, (int, float)) and 0 <= spec.target_accuracy <= 1):
+        raise ValueError(f"target_accuracy must be a number in [0, 1], got {spec.target_accuracy!r}")
+    if spec.threads is not None and (isinstance(spec.threads, bool) or not isinstance(spec.threads, int)
+                                     or spec.threads < 1):
+        raise ValueError(f"threads must be an int >= 1 or None, got {spec.threads!r}")
+
+
+def _hidden_activations(net, X: np.ndarray) -> List[np.ndarray]:
+    """Each hidden layer's activations A_i on X (dropout off), with the core's activation kernel."""
+    outputs = []
+    A = np.ascontiguousarray(X, dtype=net.dtype)
+    for layer in net.layers[:-1]:
+        Z = np.ascontiguousarray(A @ layer.W + layer.b)
+        A = np.empty_like(Z)
+        _core.activation_forward(Z, A, layer.activation, layer.act_param)
+        outputs.append(A)
+    return outputs
+
+
+def _histograms(activations: List[np.ndarray], activation: str) -> Dict[str, Any]:
+    """Histograms with one set of bin edges for all layers, so widths compare across depth.
+
+    Bounded activations use their range; others the 0.5..99.5 percentile range over all layers
+    (``outside`` counts, per layer, the values beyond it).
+    """
+    if activation == "tanh":
+        low, high = -1.0, 1.0
+    elif activation == "sigmoid":
+        low, high = 0.0, 1.0
+    elif activations:
+        values = np.concatenate([a.ravel() for a in activations]).astype(np.float64)
+        values = values[np.isfinite(values)]
+        low, high = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
+        if not high > low:
+            low, high = low - 1.0, high + 1.0
+    else:
+        low, high = 0.0, 1.0
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    counts = [np.histogram(a.ravel(), bins=edges)[0] for a in activations]
+    outside = [int(a.size - c.sum()) for a, c in zip(activations, counts)]
+    return {"edges": edges.tolist(), "counts": [c.tolist() for c in counts], "outside": outside}
+
+
+class _StopAtLoss(Callback):
+    """A fit callback that stops once the epoch's training loss reaches a threshold."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
+        loss = logs.get("loss")
+        if loss is not None and loss <= self.threshold:
+            self.stop(f"training loss {loss:.4g} <= threshold {self.threshold:g} at epoch {epoch}")
+
+
+def _first_epoch(history: List[Dict[str, Any]], key: str, ok: Callable[[float], bool]) -> Optional[int]:
+    for entry in history:
+        value = entry.get(key)
+        if value is not None and math.isfinite(value) and ok(value):
+            return int(entry["epoch"])
+    return None
+
+
+def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+    """Build, inspect and train one network; returns a JSON-ready dict (see the module docstring).
+
+    Deterministic: the same spec and data give the same numbers (except the timings) in any
+    process, on any thread count. ``on_epoch`` is called after every epoch (progress bars).
+    """
+    from .. import set_num_threads
+    from ..nn.network import Network
+
+    _check_spec(spec)
+    if spec.threads is not None:
+        set_num_threads(spec.threads)
+    started = time.perf_counter()
+    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init,
+                  bias_init="zeros", seed=spec.seed)
+    if spec.init == "lsuv":
+        # LSUV scales the weights on the first batch fit sees; a fit of 0 epochs does just that
+        # (and nothing else), so the statistics "at init" are those of the network that trains.
+        net.fit(data.X_train, data.y_train, epochs=0, batch_size=spec.batch_size, optimizer=spec.optimizer,
+                stats_every=0, progress=False)
+    probe = slice(0, min(spec.probe_size, data.X_train.shape[0]))
+    X_probe, y_probe = data.X_train[probe], data.y_train[probe]
+    diagnosis = net.diagnose(X_probe, y_probe)
+    hidden = _hidden_activations(net, X_probe)
+    rows = diagnosis.layers
+    grad_norms = [float(r["grad_norm"]) for r in rows]
+    at_init = {
+        "grad_norm": grad_norms,
+        "grad_std": [float(r["grad_std"]) for r in rows],
+        "pre_std": [float(r["pre_std"]) for r in rows],
+        "act_mean": [float(r["act_mean"]) for r in rows],
+        "act_std": [float(r["act_std"]) for r in rows],
+        "saturated": [float(r["saturated"]) for r in rows],
+        "dead": [float(r["dead"]) for r in rows],
+        "loss": float(net.loss(X_probe, y_probe)),
+        "histograms": _histograms(hidden, spec.activation),
+        "verdict": diagnosis.verdict,
+        "evidence": diagnosis.evidence,
+        "suggestion": diagnosis.suggestion,
+        "forward_gain": float(diagnosis.forward_gain),
+        "backward_gain": float(diagnosis.backward_gain),
+    }
+    callbacks: List[Any] = [] if spec.loss_threshold is None else [_StopAtLoss(spec.loss_threshold)]
+    if on_epoch is not None:
+        callbacks.append(lambda epoch, logs: on_epoch())
+    report = net.fit(data.X_train, data.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
+                     optimizer=spec.optimizer, lr=spec.lr,
+                     momentum=spec.momentum if spec.optimizer in ("sgd", "rmsprop") else 0.0,
+                     validation_data=(data.X_val, data.y_val), stats_every=spec.stats_every,
+                     progress=False, callbacks=callbacks)
+    history = report.history
+    last = history[-1] if history else {}
+    first, final = grad_norms[0], grad_norms[-1]
+    return {
+        "spec": spec.to_dict(),
+        "init": spec.init,
+        "seed": spec.seed,
+        "label": spec.label,
+        "widths": spec.widths(data),
+        "at_init": at_init,
+        "grad_ratio": (first / final) if final > 0 else (math.inf if first > 0 else float("nan")),
+        "history": history,
+        "layer_stats": report.layer_stats,
+        "final_loss": last.get("loss"),
+        "final_val_loss": last.get("val_loss"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "best_val_accuracy": max((h["val_accuracy"] for h in history if h.get("val_accuracy") is not None),
+                                 default=None),
+        "epochs_to_target": _first_epoch(history, "val_accuracy", lambda v: v >= spec.target_accuracy),
+        "epochs_to_loss": (None if spec.loss_threshold is None else
+                           _first_epoch(history, "loss", lambda v: v <= spec.loss_threshold)),
+        "epochs_run": len(history),
+        "diverged": report.diverged,
+        "stop_reason": report.stop_reason,
+        "train_seconds": report.train_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+
+
