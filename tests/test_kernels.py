@@ -119,6 +119,45 @@ def test_gemm_edge_shapes_of_the_packed_path(dtype, trans_a, trans_b, one_thread
         np.testing.assert_allclose(C, 0.5 * expected - C0, rtol=0, atol=bound + 1e-6 * (dtype == np.float32))
 
 
+# The small-product path (M*N*K <= 2^18 and K <= KC = 256, above the triple loop's 2048): tiles of
+# 8 rows by 1-2 vectors read straight from the operands; odd sizes cross every tile edge.
+SMALL_SHAPES = [(32, 64, 64), (33, 70, 65), (1, 17, 200), (9, 5, 256), (63, 8, 64), (8, 16, 16),
+                (7, 33, 31), (17, 1, 255), (2, 129, 40), (64, 64, 64), (15, 47, 100)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_small_path_against_the_naive_twin(dtype, trans_a, trans_b):
+    for m, n, k in SMALL_SHAPES:
+        assert 2048 <= m * n * k <= 2**18
+        A, B = _operands(m, n, k, dtype, trans_a, trans_b, seed=m * n + k)
+        C = np.full((m, n), np.nan, dtype)  # beta == 0 never reads C
+        _core.gemm(A, B, C, trans_a=trans_a, trans_b=trans_b)
+        expected = np.empty_like(C)
+        _core.gemm_reference(A, B, expected, trans_a=trans_a, trans_b=trans_b)
+        bound = (np.abs(A).max() * np.abs(B).max() * k) * (4e-7 if dtype == np.float32 else 1e-15)
+        np.testing.assert_allclose(C, expected, rtol=0, atol=bound, err_msg=f"{m}x{n}x{k}")
+        C0 = rand((m, n), dtype, 9)
+        C = C0.copy()
+        _core.gemm(A, B, C, alpha=0.5, beta=-1.0, trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_allclose(C, 0.5 * expected - C0, rtol=0, atol=bound + 1e-6 * (dtype == np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_small_path_is_bitwise_the_packed_path(dtype, trans_a, trans_b):
+    # Each C element is the same sequential FMA chain over K on both paths (K <= KC): the first
+    # m rows of a 700-row product (packed path) equal the m-row product alone (small path).
+    for m, n, k in SMALL_SHAPES[:6]:
+        A, B = _operands(700, n, k, dtype, trans_a, trans_b, seed=k)
+        C_big = np.empty((700, n), dtype)
+        _core.gemm(A, B, C_big, trans_a=trans_a, trans_b=trans_b)
+        A_m = np.ascontiguousarray(A[:, :m] if trans_a else A[:m])
+        C = np.empty((m, n), dtype)
+        _core.gemm(A_m, B, C, trans_a=trans_a, trans_b=trans_b)
+        assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False)])
 def test_gemm_random_vector_checksum(dtype, trans_a, trans_b):

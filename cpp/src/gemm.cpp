@@ -332,6 +332,172 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
   }
 }
 
+// ---- the small-product path ----------------------------------------------------------------------
+// Below the sizes where packing pays (a 32x64x64 product spent about as long packing as multiplying),
+// a register-blocked kernel reads the operands where they lie: op(B) rows are contiguous in B when
+// B is not transposed, and op(A)'s values are broadcast straight from A either way (trans_a: the
+// kRows values of one p are contiguous). A transposed B is packed into NR-wide panels first. Vectors
+// are 512-bit where the build targets AVX-512 (32 vector registers: an 8 x 2-vector tile), 256-bit
+// otherwise. Each C element is the same sequential FMA chain over p = 0..k-1 as the micro-kernel's,
+// then alpha*acc (+ beta*C): with beta == 0 and K <= KC (one K slice, which the path requires) the
+// results are bitwise those of the packed path (beta != 0 may round the final sum differently).
+#if defined(__AVX512F__)
+constexpr int kSmallVectorBytes = 64;
+#else
+constexpr int kSmallVectorBytes = 32;
+#endif
+template <typename T>
+struct SmallSimd {
+  typedef T type __attribute__((vector_size(kSmallVectorBytes)));
+  static constexpr int kLanes = kSmallVectorBytes / static_cast<int>(sizeof(T));
+};
+constexpr int kSmallMR = 8;   // rows of a small tile
+constexpr int kSmallNV = 2;   // vectors per row of a small tile
+// Products up to this many multiply-adds (and K <= KC) take the small path: a single thread below
+// kMinMacsPerThread anyway, and measured faster than packing there.
+constexpr std::int64_t kSmallMaxMacs = kMinMacsPerThread;
+
+// c (kRows x kNV*L, row stride ldc) := alpha * op(A)[rows] * B[:, cols] (+ beta * c). op(A)'s
+// element (r, p) is a[r*a_row + p*a_p]; B is (k, >= kNV*L) with row stride ldb.
+template <typename T, int kRows, int kNV>
+inline void small_tile(std::int64_t k, const T* __restrict a, std::int64_t a_row, std::int64_t a_p,
+                       const T* __restrict b, std::int64_t ldb, T alpha, T beta, T* __restrict c,
+                       std::int64_t ldc) {
+  using V = typename SmallSimd<T>::type;
+  constexpr int kL = SmallSimd<T>::kLanes;
+  V acc[kRows][kNV];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[r][v] = V{};
+  }
+#pragma GCC unroll 2
+  for (std::int64_t p = 0; p < k; ++p) {
+    V b_vec[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) std::memcpy(&b_vec[v], b + p * ldb + v * kL, sizeof(V));
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const T a_rp = a[r * a_row + p * a_p];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[r][v] += a_rp * b_vec[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) {
+      T* c_rv = c + r * ldc + v * kL;
+      V out = alpha * acc[r][v];
+      if (beta != T(0)) {
+        V old;
+        std::memcpy(&old, c_rv, sizeof(V));
+        out += beta * old;
+      }
+      std::memcpy(c_rv, &out, sizeof(V));
+    }
+  }
+}
+
+template <typename T, int kNV>
+inline void small_rows(std::int64_t rows, std::int64_t k, const T* a, std::int64_t a_row, std::int64_t a_p,
+                       const T* b, std::int64_t ldb, T alpha, T beta, T* c, std::int64_t ldc) {
+  switch (rows) {  // kRows as a compile-time constant, so the tile lives in registers
+    case 8: return small_tile<T, 8, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 7: return small_tile<T, 7, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 6: return small_tile<T, 6, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 5: return small_tile<T, 5, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 4: return small_tile<T, 4, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 3: return small_tile<T, 3, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 2: return small_tile<T, 2, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    default: return small_tile<T, 1, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+  }
+}
+
+// op(A) is (M, K), B (K, N) row stride ldb (already op(B)), C (M, N); K <= KC. Tiles of kSmallMR
+// rows and kSmallNV vectors, then one-vector columns, then scalar edge columns; the epilogue per tile.
+template <typename T>
+void gemm_small(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+                std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc,
+                const GemmEpilogue<T>* epilogue) {
+  constexpr int kL = SmallSimd<T>::kLanes;
+  const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
+  const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
+  const std::int64_t wide_end = n / (kSmallNV * kL) * (kSmallNV * kL);
+  const std::int64_t vec_end = n / kL * kL;
+  // op(B)'s last n - vec_end columns, zero-padded to one vector per row (k <= KC rows)
+  alignas(64) T b_edge[Blocking<T>::kKC * kL];
+  if (vec_end < n) {
+    for (std::int64_t p = 0; p < k; ++p) {
+      for (std::int64_t j = 0; j < kL; ++j) b_edge[p * kL + j] = vec_end + j < n ? b[p * ldb + vec_end + j] : T(0);
+    }
+  }
+  for (std::int64_t i0 = 0; i0 < m; i0 += kSmallMR) {
+    const std::int64_t rows = std::min<std::int64_t>(kSmallMR, m - i0);
+    const T* a_rows = a + i0 * a_row;
+    T* c_rows = c + i0 * ldc;
+    for (std::int64_t j0 = 0; j0 < wide_end; j0 += kSmallNV * kL) {
+      small_rows<T, kSmallNV>(rows, k, a_rows, a_row, a_p, b + j0, ldb, alpha, beta, c_rows + j0, ldc);
+    }
+    for (std::int64_t j0 = wide_end; j0 < vec_end; j0 += kL) {
+      small_rows<T, 1>(rows, k, a_rows, a_row, a_p, b + j0, ldb, alpha, beta, c_rows + j0, ldc);
+    }
+    if (vec_end < n) {  // the last n - vec_end < L columns: through zero-padded copies of B and C
+      const std::int64_t cols = n - vec_end;
+      alignas(64) T c_edge[kSmallMR * kL] = {};
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_edge[r * kL + j] = beta != T(0) ? c_rows[r * ldc + vec_end + j] : T(0);
+      }
+      small_rows<T, 1>(rows, k, a_rows, a_row, a_p, b_edge, kL, alpha, beta, c_edge, kL);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_rows[r * ldc + vec_end + j] = c_edge[r * kL + j];
+      }
+    }
+    if (has_epilogue) epilogue->apply(epilogue->ctx, c_rows, ldc, i0, 0, rows, n);
+  }
+}
+
+// The small path for a transposed B (stored (N, K)): op(B) packed into NR-wide zero-padded panels
+// with the packed path's register transposes (k x NR each), then the same tiles on the panels;
+// the last panel's partial columns go through a zero-padded copy of C.
+template <typename T>
+void gemm_small_trans_b(bool trans_a, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+                        std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc,
+                        const GemmEpilogue<T>* epilogue) {
+  constexpr int kNR = Blocking<T>::kNR, kL = SmallSimd<T>::kLanes;
+  static_assert(kNR % kL == 0, "a B panel is whole small vectors");
+  constexpr int kNV = kNR / kL;
+  const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
+  const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
+  const std::int64_t n_panels = (n + kNR - 1) / kNR;
+  T* const panels = pack_buffers<T>().b_panel.reserve(n_panels * k * kNR);
+  for (std::int64_t q = 0; q < n_panels; ++q) {
+    pack_b_panel(true, b, ldb, 0, q * kNR, std::min<std::int64_t>(kNR, n - q * kNR), k, panels + q * k * kNR);
+  }
+  for (std::int64_t i0 = 0; i0 < m; i0 += kSmallMR) {
+    const std::int64_t rows = std::min<std::int64_t>(kSmallMR, m - i0);
+    const T* a_rows = a + i0 * a_row;
+    T* c_rows = c + i0 * ldc;
+    for (std::int64_t q = 0; q < n_panels; ++q) {
+      const std::int64_t j0 = q * kNR, cols = std::min<std::int64_t>(kNR, n - j0);
+      const T* panel = panels + q * k * kNR;
+      if (cols == kNR) {
+        small_rows<T, kNV>(rows, k, a_rows, a_row, a_p, panel, kNR, alpha, beta, c_rows + j0, ldc);
+        continue;
+      }
+      alignas(64) T c_edge[kSmallMR * kNR] = {};
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_edge[r * kNR + j] = beta != T(0) ? c_rows[r * ldc + j0 + j] : T(0);
+      }
+      small_rows<T, kNV>(rows, k, a_rows, a_row, a_p, panel, kNR, alpha, beta, c_edge, kNR);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_rows[r * ldc + j0 + j] = c_edge[r * kNR + j];
+      }
+    }
+    if (has_epilogue) epilogue->apply(epilogue->ctx, c_rows, ldc, i0, 0, rows, n);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -346,6 +512,15 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   using B = Blocking<T>;
   constexpr int kMR = B::kMR, kNR = B::kNR;
   const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
+
+  if (k <= B::kKC && m * n * k <= kSmallMaxMacs) {
+    if (!trans_b) {
+      gemm_small(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
+    } else {
+      gemm_small_trans_b(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue);
+    }
+    return;
+  }
 
   const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
 
