@@ -52,8 +52,8 @@ double sum_chunks(std::int64_t count, std::int64_t chunk, Partial&& partial) {
 // Sum of x[e]^2 over one chunk in double, in a fixed order that vectorizes: 8 lane partials
 // (lane l sums elements e with e % 8 == l, in order), combined as a balanced tree, then the tail in
 // order. The order depends only on count, never on threads. x is (count). kClip first clamps each
-// element to [-clip, clip] and stores it (the fused optimizer step's clip_value).
-template <typename T, bool kClip = false>
+// element to [-clip, clip] (the fused optimizer step's clip_value) and, when kStore, stores it.
+template <typename T, bool kClip = false, bool kStore = kClip>
 double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) {
   constexpr int kLanes = 8;
   double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -63,7 +63,7 @@ double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) 
       T v = x[e + l];
       if (kClip) {
         v = v > clip ? clip : (v < -clip ? -clip : v);  // NaN passes through (clip_by_value)
-        x[e + l] = v;
+        if (kStore) x[e + l] = v;
       }
       const double d = static_cast<double>(v);
       lane[l] += d * d;
@@ -74,7 +74,7 @@ double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) 
     T v = x[e];
     if (kClip) {
       v = v > clip ? clip : (v < -clip ? -clip : v);
-      x[e] = v;
+      if (kStore) x[e] = v;
     }
     const double d = static_cast<double>(v);
     s += d * d;
