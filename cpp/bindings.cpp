@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <array>
 #include <map>
+#include <memory>
 #include <type_traits>
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "initlab/loss.hpp"
 #include "initlab/optim.hpp"
 #include "initlab/init.hpp"
+#include "initlab/layer.hpp"
 #include "initlab/parallel.hpp"
 #include "initlab/stats.hpp"
 #include "initlab/philox.hpp"
@@ -1176,6 +1178,222 @@ std::pair<double, double> fans(const std::vector<std::int64_t>& shape, const std
   return {f.fan_in, f.fan_out};
 }
 
+// ---- layers (layer.hpp) -----------------------------------------------------------------------
+// A native layer, either precision, with the arrays it points into kept alive.
+struct NativeLayer {
+  FloatType t = FloatType::kFloat32;
+  std::shared_ptr<initlab::Layer<float>> f32;
+  std::shared_ptr<initlab::Layer<double>> f64;
+  std::vector<py::object> arrays;  // parameters and gradients the layer points into
+
+  std::int64_t in_size() const { return t == FloatType::kFloat32 ? f32->in_size() : f64->in_size(); }
+  std::int64_t out_size() const { return t == FloatType::kFloat32 ? f32->out_size() : f64->out_size(); }
+  std::vector<std::int64_t> cache_sizes() const {
+    return t == FloatType::kFloat32 ? f32->cache_sizes() : f64->cache_sizes();
+  }
+  bool out_may_alias_cache(std::size_t k) const {
+    return t == FloatType::kFloat32 ? f32->out_may_alias_cache(k) : f64->out_may_alias_cache(k);
+  }
+  std::string type() const { return t == FloatType::kFloat32 ? f32->type() : f64->type(); }
+};
+
+// W is (I, O), b is (O), dW is (I, O), db is (O).
+std::shared_ptr<NativeLayer> dense_layer_binding(const py::object& w_obj, const py::object& b_obj,
+                                                 const py::object& dw_obj, const py::object& db_obj,
+                                                 const std::string& activation, const py::object& param,
+                                                 double dropout, const py::object& stream) {
+  const Check check("dense_layer");
+  py::array w = check.array(w_obj, "W", 2), b = check.array(b_obj, "b", 1);
+  py::array dw = check.output(dw_obj, "dW", 2), db = check.output(db_obj, "db", 1);
+  const FloatType t = check.float_type(w, "W");
+  check.same_type(b, "b", t, "W");
+  check.same_type(dw, "dW", t, "W");
+  check.same_type(db, "db", t, "W");
+  check.nonempty(w, "W");
+  const std::int64_t i = w.shape(0), o = w.shape(1);
+  check.shape(b, "b", {o}, "(O,)");
+  check.shape(dw, "dW", {i, o}, "(I, O)");
+  check.shape(db, "db", {o}, "(O,)");
+  check.no_overlap(dw, "dW", db, "db");
+  for (const auto& [in, in_name] : {std::pair{&w, "W"}, std::pair{&b, "b"}}) {
+    check.no_overlap(dw, "dW", *in, in_name);
+    check.no_overlap(db, "db", *in, in_name);
+  }
+  check.in_unit_interval(dropout, "dropout");
+  const auto stream_v = static_cast<std::uint32_t>(check.uint(stream, "stream", 0xFFFFFFFFu));
+  const auto [act, value] = activation_arg(check, activation, param);
+  auto layer = std::make_shared<NativeLayer>();
+  layer->t = t;
+  if (t == FloatType::kFloat32) {
+    layer->f32 = std::make_shared<initlab::DenseLayer<float>>(
+        i, o, in_ptr<float>(w), in_ptr<float>(b), out_ptr<float>(dw), out_ptr<float>(db), act,
+        static_cast<float>(value), dropout, stream_v);
+  } else {
+    layer->f64 = std::make_shared<initlab::DenseLayer<double>>(
+        i, o, in_ptr<double>(w), in_ptr<double>(b), out_ptr<double>(dw), out_ptr<double>(db), act, value,
+        dropout, stream_v);
+  }
+  layer->arrays = {w, b, dw, db};
+  return layer;
+}
+
+// A sequence of native layers bound to one batch size's buffers: forward or backward over the whole
+// sequence in one call, validated once here (at construction) and only X/dX per call.
+class NativeSequence {
+ public:
+  // buffers[k] = (out, dout, [cache...]) of layer k, each (rows, ...) with the layer's row sizes.
+  NativeSequence(std::vector<std::shared_ptr<NativeLayer>> layers, const py::list& buffers, std::int64_t rows)
+      : layers_(std::move(layers)), rows_(rows) {
+    const Check check("LayerSequence");
+    if (layers_.empty()) check.value_error("'layers' must hold at least one layer");
+    if (static_cast<std::size_t>(py::len(buffers)) != layers_.size()) {
+      check.value_error("'buffers' must hold one (out, dout, caches) entry per layer: got " +
+                        std::to_string(py::len(buffers)) + " for " + std::to_string(layers_.size()) + " layers");
+    }
+    if (rows_ < 1) check.value_error("'rows' must be >= 1");
+    t_ = layers_[0]->t;
+    std::vector<std::pair<py::array, std::string>> all;
+    for (std::size_t k = 0; k < layers_.size(); ++k) {
+      const NativeLayer& layer = *layers_[k];
+      const std::string where = "layer " + std::to_string(k) + " (" + layer.type() + ")";
+      if (layer.t != t_) check.type_error(where + " has another dtype than layer 0; one dtype per sequence");
+      if (k > 0 && layer.in_size() != layers_[k - 1]->out_size()) {
+        check.value_error(where + " reads rows of " + std::to_string(layer.in_size()) +
+                          " values but the layer before writes " + std::to_string(layers_[k - 1]->out_size()));
+      }
+      py::tuple entry = py::reinterpret_borrow<py::tuple>(buffers[k]);
+      if (!py::isinstance<py::tuple>(buffers[k]) || py::len(entry) != 3) {
+        check.type_error("buffers[" + std::to_string(k) + "] must be a tuple (out, dout, caches)");
+      }
+      py::array out = buffer(check, entry[0], where + " out", layer.out_size());
+      py::array dout = buffer(check, entry[1], where + " dout", layer.out_size());
+      const std::vector<std::int64_t> sizes = layer.cache_sizes();
+      py::list caches = py::list(entry[2]);
+      if (py::len(caches) != sizes.size()) {
+        check.value_error(where + " needs " + std::to_string(sizes.size()) + " cache buffers, got " +
+                          std::to_string(py::len(caches)));
+      }
+      std::vector<py::array> cache_arrays;
+      for (std::size_t c = 0; c < sizes.size(); ++c) {
+        py::array a = buffer(check, caches[c], where + " cache[" + std::to_string(c) + "]", sizes[c]);
+        if (a.data() == out.data() && !layer.out_may_alias_cache(c)) {
+          check.value_error(where + " out may not be the same buffer as cache[" + std::to_string(c) + "]");
+        }
+        cache_arrays.push_back(a);
+      }
+      all.emplace_back(out, where + " out");
+      all.emplace_back(dout, where + " dout");
+      for (std::size_t c = 0; c < cache_arrays.size(); ++c) {
+        if (cache_arrays[c].data() != out.data()) {
+          all.emplace_back(cache_arrays[c], where + " cache[" + std::to_string(c) + "]");
+        }
+      }
+      if (t_ == FloatType::kFloat32) {
+        bufs32_.push_back(make_buffers<float>(out, dout, cache_arrays));
+        ptrs32_.push_back(layer.f32.get());
+      } else {
+        bufs64_.push_back(make_buffers<double>(out, dout, cache_arrays));
+        ptrs64_.push_back(layer.f64.get());
+      }
+      keep_.push_back(entry);
+    }
+    for (std::size_t p = 0; p < all.size(); ++p) {
+      for (std::size_t q = p + 1; q < all.size(); ++q) {
+        check.no_overlap(all[p].first, all[p].second.c_str(), all[q].first, all[q].second.c_str());
+      }
+      buffers_.push_back(all[p].first);
+    }
+  }
+
+  // X is (rows, in_size of layer 0) (any trailing shape with that many values per row).
+  void forward(const py::object& x_obj, bool training, const py::object& seed, const py::object& step) {
+    const Check check("LayerSequence.forward");
+    py::array x = input(check, x_obj, "X", layers_.front()->in_size(), false);
+    const initlab::PassContext pass = context(check, training, seed, step);
+    py::gil_scoped_release release;
+    if (t_ == FloatType::kFloat32) {
+      initlab::sequence_forward<float>(rows_, in_ptr<float>(x), ptrs32_, bufs32_, pass);
+    } else {
+      initlab::sequence_forward<double>(rows_, in_ptr<double>(x), ptrs64_, bufs64_, pass);
+    }
+  }
+
+  // From the last layer's dout; X as given to forward; dX (rows, in_size of layer 0) or None.
+  void backward(const py::object& x_obj, const py::object& dx_obj, bool training, const py::object& seed,
+                const py::object& step) {
+    const Check check("LayerSequence.backward");
+    py::array x = input(check, x_obj, "X", layers_.front()->in_size(), false);
+    const bool has_dx = !dx_obj.is_none();
+    py::array dx = has_dx ? input(check, dx_obj, "dX", layers_.front()->in_size(), true) : py::array();
+    if (has_dx) check.no_overlap(dx, "dX", x, "X");
+    const initlab::PassContext pass = context(check, training, seed, step);
+    py::gil_scoped_release release;
+    if (t_ == FloatType::kFloat32) {
+      initlab::sequence_backward<float>(rows_, in_ptr<float>(x), ptrs32_, bufs32_,
+                                        has_dx ? out_ptr<float>(dx) : nullptr, pass);
+    } else {
+      initlab::sequence_backward<double>(rows_, in_ptr<double>(x), ptrs64_, bufs64_,
+                                         has_dx ? out_ptr<double>(dx) : nullptr, pass);
+    }
+  }
+
+  std::int64_t rows() const { return rows_; }
+
+ private:
+  template <typename T>
+  static initlab::LayerBuffers<T> make_buffers(py::array& out, py::array& dout, std::vector<py::array>& caches) {
+    initlab::LayerBuffers<T> b;
+    b.out = out_ptr<T>(out);
+    b.dout = out_ptr<T>(dout);
+    for (py::array& c : caches) b.cache.push_back(out_ptr<T>(c));
+    return b;
+  }
+
+  // A writeable, C-contiguous, aligned array of this sequence's dtype with `rows` rows of `size` values.
+  py::array buffer(const Check& check, const py::handle& obj, const std::string& name, std::int64_t size) const {
+    return input(check, py::reinterpret_borrow<py::object>(obj), name, size, true);
+  }
+
+  py::array input(const Check& check, const py::object& obj, const std::string& name, std::int64_t size,
+                  bool writeable) const {
+    if (!py::isinstance<py::array>(obj)) {
+      check.type_error("'" + name + "' must be a numpy.ndarray, got " +
+                       std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    a = writeable ? check.output(a, name.c_str(), static_cast<int>(a.ndim()))
+                  : check.array(a, name.c_str(), static_cast<int>(a.ndim()));
+    check.same_type(a, name.c_str(), t_, "layer 0's parameters");
+    if (a.ndim() < 1 || a.shape(0) != rows_ || a.size() != rows_ * size) {
+      check.value_error("'" + name + "' must have " + std::to_string(rows_) + " rows of " + std::to_string(size) +
+                        " values, got shape " + shape_str(shape_of(a)));
+    }
+    if (!writeable) {
+      for (const py::array& b : buffers_) check.no_overlap(b, "a layer buffer", a, name.c_str());
+    }
+    return a;
+  }
+
+  static initlab::PassContext context(const Check& check, bool training, const py::object& seed,
+                                      const py::object& step) {
+    initlab::PassContext pass;
+    pass.training = training;
+    pass.seed = check.uint(seed, "seed", ~std::uint64_t{0});
+    pass.step = static_cast<std::uint32_t>(check.uint(step, "step", 0xFFFFFFFFu));
+    return pass;
+  }
+
+  std::vector<std::shared_ptr<NativeLayer>> layers_;
+  std::int64_t rows_;
+  FloatType t_ = FloatType::kFloat32;
+  std::vector<initlab::Layer<float>*> ptrs32_;
+  std::vector<initlab::Layer<double>*> ptrs64_;
+  std::vector<initlab::LayerBuffers<float>> bufs32_;
+  std::vector<initlab::LayerBuffers<double>> bufs64_;
+  std::vector<py::array> buffers_;  // every distinct buffer (for the X overlap check)
+  std::vector<py::object> keep_;    // the buffer tuples, alive as long as the sequence
+};
+
 // ---- convolution and pooling (conv.hpp) --------------------------------------------------------
 // Geometry arguments arrive normalized by the Python layers: stride and dilation as (h, w) pairs,
 // padding as (top, bottom, left, right), pool windows as pairs. Shapes are validated here so the
@@ -1654,6 +1872,26 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_stats", &layer_stats_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),
         py::arg("param") = py::none(),
         "{pre_mean, pre_std, act_mean, act_std, saturated, dead} over the whole batch");
+
+  // ---- layers (layer.hpp) -----------------------------------------------------------------------
+  py::class_<NativeLayer, std::shared_ptr<NativeLayer>>(m, "Layer",
+      "A native layer (layer.hpp) pointing into its parameter and gradient arrays")
+      .def_property_readonly("type", &NativeLayer::type)
+      .def_property_readonly("in_size", &NativeLayer::in_size)
+      .def_property_readonly("out_size", &NativeLayer::out_size)
+      .def_property_readonly("cache_sizes", &NativeLayer::cache_sizes);
+  m.def("dense_layer", &dense_layer_binding, py::arg("W"), py::arg("b"), py::arg("dW"), py::arg("db"),
+        py::arg("activation"), py::arg("param") = py::none(), py::kw_only(), py::arg("dropout") = 0.0,
+        py::arg("stream") = 0, "A native Dense layer reading W, b and writing dW, db");
+  py::class_<NativeSequence>(m, "LayerSequence",
+      "Native layers bound to one batch size's buffers: forward or backward over all of them in one call")
+      .def(py::init<std::vector<std::shared_ptr<NativeLayer>>, const py::list&, std::int64_t>(),
+           py::arg("layers"), py::arg("buffers"), py::arg("rows"))
+      .def_property_readonly("rows", &NativeSequence::rows)
+      .def("forward", &NativeSequence::forward, py::arg("X"), py::kw_only(), py::arg("training") = false,
+           py::arg("seed") = 0, py::arg("step") = 0)
+      .def("backward", &NativeSequence::backward, py::arg("X"), py::arg("dX") = py::none(), py::kw_only(),
+           py::arg("training") = false, py::arg("seed") = 0, py::arg("step") = 0);
 
   // ---- convolution and pooling (conv.hpp) ------------------------------------------------------
   m.def("conv2d_workspace_size", &conv2d_workspace_size_binding, py::arg("x_shape"), py::arg("w_shape"),

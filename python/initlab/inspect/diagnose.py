@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any, Dict, List
 import numpy as np
 
 from .. import _core
+from ..nn._checks import check_int
+from .statistics import layer_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..nn.network import Network
@@ -153,38 +155,19 @@ def _log10(x: float) -> float:
 def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4,
              seed: int = 0) -> Diagnosis:
     """Diagnose `net` on the batch X (see the module docstring for every quantity and threshold)."""
-    from ..nn.network import _check_int
-    X = net._check_X(X)
+    X, y = net._prepare(X, y)
     n = X.shape[0]
-    if y is not None:
-        y = net._check_y(y, n)
-    jacobian_samples = min(_check_int("jacobian_samples", jacobian_samples, 1), n)
+    jacobian_samples = min(check_int("jacobian_samples", jacobian_samples, 1), n)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
-    last = len(net.layers) - 1
-    ws = net._workspace(n)
-    net._forward(ws, X, training=False)
-    forward = [_core.layer_stats(ws.Z[i], ws.A[i], "linear" if i == last else layer.activation,
-                                 layer.act_param) for i, layer in enumerate(net.layers)]
-    if y is not None:
-        net._loss(ws, y, with_grad=True)
-    else:  # a unit-variance output gradient: the loss enters only through its scale
-        ws.dA[-1][...] = np.random.default_rng(seed).standard_normal(ws.dA[-1].shape)
-    net._backward(ws, X)
-    rows = []
-    for i, layer in enumerate(net.layers):
-        grad = _core.layer_stats(ws.dA[i], ws.dA[i], "linear", 0.0)  # moments of dL/dZ_i
-        spectral = _spectral_norm(layer.W)
-        frobenius_sq = _core.sum_of_squares(layer.W)  # stable rank = ||W||_F^2 / ||W||_2^2
-        rows.append({"layer": i, "activation": "linear" if i == last else layer.activation,
-                     "fan_in": layer.fan_in, "fan_out": layer.units,
-                     "pre_mean": forward[i]["pre_mean"], "pre_std": forward[i]["pre_std"],
-                     "act_mean": forward[i]["act_mean"], "act_std": forward[i]["act_std"],
-                     "saturated": forward[i]["saturated"], "dead": forward[i]["dead"],
-                     "grad_norm": math.sqrt(_core.sum_of_squares(net._dW[i])),
-                     "grad_std": grad["pre_std"], "spectral_norm": spectral,
-                     "stable_rank": frobenius_sq / spectral ** 2 if spectral > 0 else 0.0})
+    rows = layer_rows(net, X, y, grad_seed=seed)
+    for row, layer in zip(rows, net.layers):
+        W = layer.W
+        spectral = _spectral_norm(W)
+        frobenius_sq = _core.sum_of_squares(W)  # stable rank = ||W||_F^2 / ||W||_2^2
+        row["spectral_norm"] = spectral
+        row["stable_rank"] = frobenius_sq / spectral ** 2 if spectral > 0 else 0.0
 
     jacobian = _jacobian_spectrum(net, X[:jacobian_samples])
     # Gains across the hidden stack (the output layer's change of width would add a one-off
@@ -244,12 +227,12 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     """Singular values of d(logits)/dx for each sample: K backward passes per sample, batched
     as S*K rows (each sample repeated K times, output gradient = identity rows)."""
     S, K = samples.shape[0], net.output_dim
-    ws = net._workspace(S * K)
+    ws = net._pass(S * K)
     repeated = np.ascontiguousarray(np.repeat(samples, K, axis=0))
-    net._forward(ws, repeated, training=False)
-    ws.dA[-1][...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
-    net._backward(ws, repeated, need_dX=True)
-    if not (_core.all_finite(ws.Z[-1]) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
+    net._run_forward(ws, repeated, training=False)
+    ws.output_grad[...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
+    net._run_backward(ws, repeated, need_dX=True)
+    if not (_core.all_finite(ws.logits) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
         values = np.full((S, min(K, samples.shape[1])), np.nan)
         return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
                 "condition": math.nan, "log10_spread": math.nan}

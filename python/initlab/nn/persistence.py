@@ -1,0 +1,161 @@
+"""Network files: `save(net, path)` and `load(Network, path)` (one .npz, written atomically).
+
+Format version 1 (this module writes it; see `_v1_arrays`): widths, per-layer activations,
+activation parameters and dropout, W{i}/b{i}, dtype, seed, step counters and a SHA-256 checksum of
+every other array.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import zipfile
+import zlib
+from typing import TYPE_CHECKING, Dict, Type
+
+import numpy as np
+
+from .. import _core
+from .._files import atomic_file, target_path
+from .layers import Dense
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import Network
+
+FORMAT_NAME = "initlab.network"
+FORMAT_VERSION = 1
+DTYPES = ("float32", "float64")
+
+
+def _v1_arrays(net: "Network") -> Dict[str, np.ndarray]:
+    return {
+        "format": np.array(FORMAT_NAME),
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "initlab_version": np.array(_core.__version__),
+        "dtype": np.array(net.dtype),
+        "widths": np.array(net.widths, dtype=np.int64),
+        "activations": np.array([layer.activation for layer in net.layers]),
+        "activation_params": np.array([np.nan if layer.param is None else layer.param
+                                       for layer in net.layers], dtype=np.float64),
+        "dropout": np.array([layer.dropout for layer in net.layers], dtype=np.float64),
+        "seed": np.array(net.seed, dtype=np.uint64),
+        "steps": np.array([net._step, net._epochs_trained], dtype=np.int64),
+    }
+
+
+def checksum(arrays: Dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        if key == "checksum":
+            continue
+        a = np.ascontiguousarray(arrays[key])
+        digest.update(key.encode())
+        digest.update(str(a.dtype).encode())
+        digest.update(str(a.shape).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def save(net: "Network", path: "os.PathLike[str] | str") -> str:
+    """Write architecture, weights, dtype and version to one .npz at exactly `path`, atomically
+    (a temporary file in the same directory, fsync, os.replace). Optimizer state is not saved."""
+    path, _ = target_path(path, "Network.save")
+    arrays = _v1_arrays(net)
+    for i, layer in enumerate(net.layers):
+        arrays[f"W{i}"] = layer._W
+        arrays[f"b{i}"] = layer._b
+    arrays["checksum"] = np.array(checksum(arrays))
+    with atomic_file(path, "Network.save", suffix=".npz.tmp") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def load(cls: "Type[Network]", path: "os.PathLike[str] | str") -> "Network":
+    """Read a file written by `save` (allow_pickle=False), validating keys, dtypes, shapes
+    chained layer to layer, finiteness and the checksum; ValueError says what is wrong."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"Network.load: path must be a str or os.PathLike, got "
+                        f"{type(path).__name__} {path!r}") from None
+    where = f"Network.load({path!r})"
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where}: not an .npz archive (a single .npy array)")
+        with data:
+            arrays = {key: data[key] for key in data.files}
+    # zipfile also raises NotImplementedError (unknown compression or flags) and RuntimeError
+    # (encrypted members) for a foreign or damaged archive.
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+            RuntimeError, zlib.error) as e:
+        if isinstance(e, FileNotFoundError) or str(e).startswith(where):
+            raise
+        raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
+                         f"foreign): {type(e).__name__}: {e}") from None
+    return _from_v1(cls, arrays, where)
+
+
+def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) -> "Network":
+    required = ["format", "format_version", "initlab_version", "dtype", "widths", "activations",
+                "activation_params", "dropout", "seed", "steps", "checksum"]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
+    if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
+        raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
+    if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
+        raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not "
+                         f"supported (this initlab reads {FORMAT_VERSION})")
+    dtype = str(arrays["dtype"])
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
+    widths = arrays["widths"]
+    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
+        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
+    n_layers = widths.size - 1
+    expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
+    unexpected = sorted(set(arrays) - expected)
+    missing = sorted(expected - set(arrays))
+    if missing or unexpected:
+        raise ValueError(f"{where}: keys do not match {n_layers} layers: missing {missing}, "
+                         f"unexpected {unexpected}")
+    acts = arrays["activations"]
+    params = arrays["activation_params"]
+    drops = arrays["dropout"]
+    for key, a in (("activations", acts), ("activation_params", params), ("dropout", drops)):
+        if a.shape != (n_layers,):
+            raise ValueError(f"{where}: {key} must have shape ({n_layers},), got {a.shape}")
+    if acts.dtype.kind != "U":
+        raise ValueError(f"{where}: activations must be strings, got dtype {acts.dtype}")
+    for i in range(n_layers):
+        w_shape, b_shape = (int(widths[i]), int(widths[i + 1])), (int(widths[i + 1]),)
+        for key, shape in ((f"W{i}", w_shape), (f"b{i}", b_shape)):
+            a = arrays[key]
+            if a.dtype != np.dtype(dtype):
+                raise ValueError(f"{where}: {key} has dtype {a.dtype}, the file says {dtype}")
+            if a.shape != shape:
+                raise ValueError(f"{where}: {key} has shape {a.shape}, expected {shape} "
+                                 f"(widths {widths.tolist()} chained layer to layer)")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{where}: {key} contains NaN or infinity")
+    if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
+        raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
+    specs = []
+    for i in range(n_layers):
+        param = float(params[i])
+        specs.append(Dense(int(widths[i + 1]), str(acts[i]), init="zeros", bias_init="zeros",
+                           dropout=float(drops[i]) if i < n_layers - 1 else None,
+                           param=None if math.isnan(param) else param))
+    try:
+        net = cls(specs, input_dim=int(widths[0]), seed=int(arrays["seed"]), dtype=dtype)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: invalid architecture: {e}") from None
+    for i, layer in enumerate(net.layers):
+        np.copyto(layer._W, arrays[f"W{i}"])
+        np.copyto(layer._b, arrays[f"b{i}"])
+    steps = arrays["steps"]
+    if steps.shape == (2,) and steps.dtype.kind in "iu":
+        net._step, net._epochs_trained = int(steps[0]), int(steps[1])
+    return net
+
