@@ -50,3 +50,14 @@ def test_one_timing_helper_with_a_statistic(monkeypatch):
     assert out_median["a"] > 0
     with pytest.raises(ValueError, match="statistic"):
         timing.time_interleaved({"a": a}, 0.0, statistic="mean")
+
+
+def test_fit_digits_benchmark_fits_run():
+    from initlab.bench import fit_digits
+
+    report = fit_digits.initlab_fit(epochs=1)()
+    assert len(report.history) == 1 and report.history[0]["loss"] < 2.5
+    table = fit_digits.format_table([{"threads": 1, "epochs": 1, "initlab_s": 0.5, "sklearn_s": 1.0,
+                                      "torch_s": 2.0, "jax_s": float("nan"), "initlab_over_sklearn": 0.5,
+                                      "initlab_over_torch": 0.25, "initlab_over_jax": float("nan")}])
+    assert "| 1 | 1 | 0.500 | 1.000 | 2.000 | nan | 0.50 | 0.25 | nan |" in table
