@@ -146,9 +146,11 @@ def test_gemm_small_path_against_the_naive_twin(dtype, trans_a, trans_b):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
 def test_gemm_small_path_is_bitwise_the_packed_path(dtype, trans_a, trans_b):
-    # Each C element is the same sequential FMA chain over K on both paths (K <= KC): the first
-    # m rows of a 700-row product (packed path) equal the m-row product alone (small path).
-    for m, n, k in SMALL_SHAPES[:6]:
+    # Each C element is the same sequence of FMA chains (one per K slice of KC = 256) on both paths:
+    # the first m rows of a 700-row product equal the m-row product alone. In these shapes the
+    # m-row product takes the direct path (<= 2^18 multiply-adds) and the 700-row one the packed
+    # path (its K slice of B, min(K, 256) x N, is over 256 KiB); K = 300 and 370 cross a slice.
+    for m, n, k in [(3, 300, 256), (2, 400, 300), (1, 700, 370), (3, 270, 257)]:
         A, B = _operands(700, n, k, dtype, trans_a, trans_b, seed=k)
         C_big = np.empty((700, n), dtype)
         _core.gemm(A, B, C_big, trans_a=trans_a, trans_b=trans_b)
@@ -180,13 +182,19 @@ def test_gemm_random_vector_checksum(dtype, trans_a, trans_b):
 def test_steady_state_gemm_allocates_nothing():
     X, W = rand((300, 500), np.float32), rand((500, 300), np.float32, 1)
     C = np.empty((300, 300), np.float32)
-    for trans in (False, True):
-        _core.gemm(X, W if not trans else W.T.copy(), C, trans_b=trans)
-    before = _core.gemm_workspace_allocations()
-    for _ in range(3):
+    small = X[:64].copy(), W[:, :64].copy(), np.empty((64, 64), np.float32)  # the direct path
+
+    def calls():
         _core.gemm(X, W, C)
         _core.gemm(X, W.T.copy(), C, trans_b=True)
         _core.gemm(X[:64].copy(), W, C[:64].copy())
+        _core.gemm(*small)
+        _core.gemm(small[0], small[1].T.copy(), small[2], trans_b=True)
+
+    calls()  # the first calls grow the buffers (whatever earlier tests left)
+    before = _core.gemm_workspace_allocations()
+    for _ in range(3):
+        calls()
     assert _core.gemm_workspace_allocations() == before
 
 
