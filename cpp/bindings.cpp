@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <initializer_list>
 #include <array>
@@ -29,6 +30,7 @@
 #include "initlab/layer.hpp"
 #include "initlab/parallel.hpp"
 #include "initlab/stats.hpp"
+#include "initlab/train.hpp"
 #include "initlab/philox.hpp"
 #include "initlab/random.hpp"
 
@@ -801,14 +803,24 @@ void rmsprop_step_binding(const py::object& param, const py::object& grad, const
 // (sgd: (momentum_buffer or None,); adam/adamw: (exp_avg, exp_avg_sq); rmsprop: (square_avg,
 // momentum_buffer or None)). Every array is validated as the per-tensor kernels validate theirs,
 // and no output may share memory with any other array of the call. Returns
-// {"grad_norm": float or None, "clipped": bool, "nonfinite": [indexes of params holding inf/NaN]}.
-py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
+// {"grad_norm": float or None, "clipped": bool, "written": bool (False only when guard=True refused
+// the step), "nonfinite": [indexes of params holding (or, refused, that would hold) inf/NaN]}.
+// The fused step's arguments, validated (optimizer_step's and train_batches' shared part).
+struct OptimizerArgs {
+  initlab::OptimizerConfig c;
+  std::vector<Group> groups;  // per tensor: param, grad, state0, state1
+  FloatType t = FloatType::kFloat32;
+  std::size_t n = 0;
+};
+
+OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, const py::object& grads_obj,
                                 const py::object& states_obj, const std::string& optimizer, double lr,
                                 double momentum, double dampening, bool nesterov, bool first_step,
                                 double beta1, double beta2, double eps, double alpha, double weight_decay,
-                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm) {
-  const Check check("optimizer_step");
-  initlab::OptimizerConfig c;
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm,
+                                bool guard) {
+  OptimizerArgs args;
+  initlab::OptimizerConfig& c = args.c;
   if (optimizer == "sgd") {
     c.kind = initlab::OptimizerKind::kSgd;
   } else if (optimizer == "adam") {
@@ -833,6 +845,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   c.weight_decay = check.at_least(weight_decay, 0.0, "weight_decay");
   if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
   c.step = step;
+  c.guard = guard;
   if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
     check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
   }
@@ -865,9 +878,9 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
                             c.kind != initlab::OptimizerKind::kAdamW;
   const std::size_t n_states = c.kind == initlab::OptimizerKind::kSgd ? 1 : 2;
   // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
-  std::vector<Group> groups;
+  std::vector<Group>& groups = args.groups;
   std::vector<std::string> names;  // 4 per tensor
-  FloatType t = FloatType::kFloat32;
+  FloatType& t = args.t;
   for (std::size_t i = 0; i < n; ++i) {
     const std::string at = "[" + std::to_string(i) + "]";
     const std::string names_i[4] = {"params" + at, "grads" + at, "states" + at + "[0]", "states" + at + "[1]"};
@@ -913,6 +926,24 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
       }
     }
   }
+  args.n = n;
+  return args;
+}
+
+py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
+                                const py::object& states_obj, const std::string& optimizer, double lr,
+                                double momentum, double dampening, bool nesterov, bool first_step,
+                                double beta1, double beta2, double eps, double alpha, double weight_decay,
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm,
+                                bool guard) {
+  const Check check("optimizer_step");
+  OptimizerArgs args = optimizer_args(check, params_obj, grads_obj, states_obj, optimizer, lr, momentum, dampening,
+                                      nesterov, first_step, beta1, beta2, eps, alpha, weight_decay, step,
+                                      clip_value, clip_norm, guard);
+  const initlab::OptimizerConfig& c = args.c;
+  std::vector<Group>& groups = args.groups;
+  const FloatType t = args.t;
+  const std::size_t n = args.n;
   std::vector<std::uint8_t> nonfinite(n, 0);
   initlab::OptimizerStepResult result;
   {
@@ -934,6 +965,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   py::dict out;
   out["grad_norm"] = c.has_clip_norm ? py::object(py::float_(result.grad_norm)) : py::object(py::none());
   out["clipped"] = result.clipped;
+  out["written"] = result.written;
   py::list bad;
   for (std::size_t i = 0; i < n; ++i) {
     if (nonfinite[i]) bad.append(static_cast<py::ssize_t>(i));
@@ -948,9 +980,10 @@ void def_optimizer_step(py::module_& m) {
         py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
         py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("alpha") = 0.99,
         py::arg("weight_decay") = 0.0, py::arg("step") = 1, py::arg("clip_value") = py::none(),
-        py::arg("clip_norm") = py::none(),
+        py::arg("clip_norm") = py::none(), py::arg("guard") = false,
         "one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the "
-        "per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}");
+        "per-tensor kernels in that order; guard=True writes nothing unless every updated parameter is finite; "
+        "returns {grad_norm, clipped, written, nonfinite}");
 }
 
 void clip_by_value_binding(const py::object& grad, double clip_value) {
@@ -1024,6 +1057,15 @@ double diff_norm_binding(const py::object& a, const py::object& b) {
   return g.t == FloatType::kFloat32
              ? initlab::diff_norm<float>(g.count, in_ptr<float>(g.arrays[0]), in_ptr<float>(g.arrays[1]))
              : initlab::diff_norm<double>(g.count, in_ptr<double>(g.arrays[0]), in_ptr<double>(g.arrays[1]));
+}
+
+double weight_sum_binding(const py::object& w_obj) {
+  const Check check("weight_sum");
+  py::array w = check.array(w_obj, "w", 1);
+  const FloatType t = check.float_type(w, "w");
+  py::gil_scoped_release release;
+  return t == FloatType::kFloat32 ? initlab::weight_sum<float>(w.shape(0), in_ptr<float>(w))
+                                  : initlab::weight_sum<double>(w.shape(0), in_ptr<double>(w));
 }
 
 bool all_finite_binding(const py::object& x) {
@@ -1407,6 +1449,24 @@ class NativeSequence {
   }
 
   std::int64_t rows() const { return rows_; }
+  FloatType dtype() const { return t_; }
+  std::int64_t in_size() const { return layers_.front()->in_size(); }
+  std::int64_t out_size() const { return layers_.back()->out_size(); }
+  // The native loop (train_batches) runs the sequence on its own: the layers and their buffers.
+  template <typename T>
+  std::vector<initlab::Layer<T>*>& layer_ptrs() {
+    if constexpr (std::is_same_v<T, float>) return ptrs32_; else return ptrs64_;
+  }
+  template <typename T>
+  std::vector<initlab::LayerBuffers<T>>& layer_buffers() {
+    if constexpr (std::is_same_v<T, float>) return bufs32_; else return bufs64_;
+  }
+  // An input of `size` values per row (not overlapping any layer buffer), writeable when asked.
+  py::array checked_input(const Check& check, const py::object& obj, const std::string& name, std::int64_t size,
+                          bool writeable) const {
+    py::array a = input(check, obj, name, size, false);
+    return writeable ? check.output(a, name.c_str(), static_cast<int>(a.ndim())) : a;
+  }
 
  private:
   template <typename T>
@@ -1462,6 +1522,223 @@ class NativeSequence {
   std::vector<py::array> buffers_;  // every distinct buffer (for the X overlap check)
   std::vector<py::object> keep_;    // the buffer tuples, alive as long as the sequence
 };
+
+// ---- the native batch loop (train.hpp: train_batches) -------------------------------------------
+// train_batches(sequence, workspace=(X, y, w, P), data=(X, y, w, order), ...): batches [first, end) of
+// one epoch, each of sequence.rows rows, with the GIL released. workspace arrays are (rows, ...):
+// X (rows, in_size), y int64 (rows,) labels or (rows, K) targets, w (rows,) or None, P (rows, K);
+// data: X (n, in_size), y (n,) int64 or (n, K), w (n,) or None, order int64 (n,). The optimizer
+// arguments are optimizer_step's (without step, first_step, guard: the loop keeps them). Between
+// batches, pending signal handlers run (the GIL taken for a moment) and stop_flag[0] != 0 (an int32
+// (1,) array the SIGINT handler sets) stops the call at that batch boundary; an exception a handler
+// raises (a second Ctrl-C) also stops it and comes back as "raised". Returns {status: "done" |
+// "stopped" | "diverged", next, step, optimizer_step, started, sums: (loss, correct, weight), loss,
+// in_update, bad_layers, raised}.
+py::dict train_batches_binding(NativeSequence& seq, const py::tuple& workspace, const py::tuple& data,
+                               std::int64_t first, std::int64_t end, std::int64_t batch_size,
+                               const std::string& loss, const py::object& params, const py::object& grads,
+                               const py::object& states, const std::string& optimizer, double lr,
+                               double momentum, double dampening, bool nesterov, double beta1, double beta2,
+                               double eps, double alpha, double weight_decay, const py::object& clip_value,
+                               const py::object& clip_norm, bool check_divergence, const py::object& seed,
+                               std::int64_t step, std::int64_t optimizer_step, bool started,
+                               const py::tuple& sums, const py::object& stop_flag) {
+  const Check check("train_batches");
+  const FloatType t = seq.dtype();
+  const std::int64_t rows = seq.rows(), in = seq.in_size(), k = seq.out_size();
+  initlab::TrainLoopConfig cfg;
+  if (loss == "softmax") {
+    cfg.loss = initlab::OutputLoss::kSoftmax;
+  } else if (loss == "sigmoid") {
+    cfg.loss = initlab::OutputLoss::kSigmoid;
+  } else if (loss == "linear") {
+    cfg.loss = initlab::OutputLoss::kMse;
+  } else {
+    check.value_error("'loss' must be one of softmax, sigmoid, linear, got '" + loss + "'");
+  }
+  if (py::len(workspace) != 4 || py::len(data) != 4) {
+    check.value_error("'workspace' must be (X, y, w, P) and 'data' (X, y, w, order)");
+  }
+  // The data.
+  py::array x_all = check.array(data[0], "data X", static_cast<int>(py::reinterpret_borrow<py::array>(data[0]).ndim()));
+  check.same_type(x_all, "data X", t, "the sequence");
+  if (x_all.ndim() < 1 || x_all.size() != x_all.shape(0) * in) {
+    check.value_error("'data X' must have rows of " + std::to_string(in) + " values, got shape " +
+                      shape_str(shape_of(x_all)));
+  }
+  const std::int64_t n = x_all.shape(0);
+  py::array order = check.array(data[3], "order", 1);
+  if (!has_dtype<std::int64_t>(order)) check.type_error("'order' must have dtype int64");
+  check.shape(order, "order", {n}, "(n,)");
+  const std::int64_t* order_p = in_ptr<std::int64_t>(order);
+  for (std::int64_t r = 0; r < n; ++r) {
+    if (order_p[r] < 0 || order_p[r] >= n) check.value_error("'order' must hold row indexes in [0, n)");
+  }
+  py::array y_all = py::reinterpret_borrow<py::array>(data[1]);
+  const bool labels = py::isinstance<py::array>(data[1]) && y_all.ndim() == 1;
+  if (labels) {
+    if (cfg.loss != initlab::OutputLoss::kSoftmax) check.value_error("integer labels are for a softmax output");
+    y_all = check.array(data[1], "data y", 1);
+    if (!has_dtype<std::int64_t>(y_all)) check.type_error("integer labels 'data y' must have dtype int64");
+    check.shape(y_all, "data y", {n}, "(n,)");
+    const std::int64_t* lab = in_ptr<std::int64_t>(y_all);
+    for (std::int64_t r = 0; r < n; ++r) {
+      if (lab[r] < 0 || lab[r] >= k) check.value_error("label data y[" + std::to_string(r) + "] is out of range");
+    }
+  } else {
+    y_all = check.array(data[1], "data y", 2);
+    check.same_type(y_all, "data y", t, "the sequence");
+    check.shape(y_all, "data y", {n, k}, "(n, K)");
+  }
+  const bool weighted = !data[2].is_none();
+  py::array w_all;
+  if (weighted) {
+    w_all = check.array(data[2], "data w", 1);
+    check.same_type(w_all, "data w", t, "the sequence");
+    check.shape(w_all, "data w", {n}, "(n,)");
+  }
+  if (batch_size < 1 || first < 0 || end < first || (end > first && (end - 1) * batch_size + rows > n) ||
+      rows > batch_size) {
+    check.value_error("batches [" + std::to_string(first) + ", " + std::to_string(end) + ") of " +
+                      std::to_string(rows) + " rows (batch_size " + std::to_string(batch_size) +
+                      ") do not fit " + std::to_string(n) + " rows");
+  }
+  // The workspace: what the loop writes.
+  py::array x_ws = seq.checked_input(check, workspace[0], "workspace X", in, true);
+  py::array y_ws, w_ws;
+  if (labels) {
+    y_ws = check.output(workspace[1], "workspace y", 1);
+    if (!has_dtype<std::int64_t>(y_ws)) check.type_error("'workspace y' must have dtype int64");
+    check.shape(y_ws, "workspace y", {rows}, "(rows,)");
+  } else {
+    y_ws = seq.checked_input(check, workspace[1], "workspace y", k, true);
+  }
+  if (weighted) w_ws = seq.checked_input(check, workspace[2], "workspace w", 1, true);
+  py::array p_ws = seq.checked_input(check, workspace[3], "workspace P", k, true);
+  std::vector<std::pair<py::array, const char*>> written = {{x_ws, "workspace X"}, {y_ws, "workspace y"},
+                                                            {p_ws, "workspace P"}};
+  if (weighted) written.emplace_back(w_ws, "workspace w");
+  for (std::size_t a = 0; a < written.size(); ++a) {
+    for (std::size_t b = a + 1; b < written.size(); ++b) {
+      check.no_overlap(written[a].first, written[a].second, written[b].first, written[b].second);
+    }
+    check.no_overlap(written[a].first, written[a].second, x_all, "data X");
+    check.no_overlap(written[a].first, written[a].second, y_all, "data y");
+    check.no_overlap(written[a].first, written[a].second, order, "order");
+    if (weighted) check.no_overlap(written[a].first, written[a].second, w_all, "data w");
+  }
+  // The optimizer, validated as optimizer_step validates it; its tensors must be the layers' own.
+  OptimizerArgs opt = optimizer_args(check, params, grads, states, optimizer, lr, momentum, dampening, nesterov,
+                                     false, beta1, beta2, eps, alpha, weight_decay, 1, clip_value, clip_norm,
+                                     check_divergence);
+  if (opt.t != t) check.type_error("'params' have another dtype than the sequence");
+  if (step < 0 || optimizer_step < 0) check.value_error("'step' and 'optimizer_step' must be >= 0");
+  cfg.batch_size = batch_size;
+  cfg.first = first;
+  cfg.end = end;
+  cfg.check_divergence = check_divergence;
+  cfg.seed = check.uint(seed, "seed", ~std::uint64_t{0});
+  cfg.optimizer = opt.c;
+  initlab::TrainLoopState state;
+  state.step = step;
+  state.optimizer_step = optimizer_step;
+  state.started = started;
+  if (py::len(sums) != 3) check.value_error("'sums' must be (loss_sum, correct_sum, weight_sum)");
+  state.loss_sum = sums[0].cast<double>();
+  state.correct_sum = sums[1].cast<double>();
+  state.weight_sum = sums[2].cast<double>();
+  const std::int32_t* flag = nullptr;
+  py::array flag_array;
+  if (!stop_flag.is_none()) {
+    flag_array = check.array(stop_flag, "stop_flag", 1);
+    if (!has_dtype<std::int32_t>(flag_array) || flag_array.size() != 1) {
+      check.type_error("'stop_flag' must be an int32 array of shape (1,)");
+    }
+    flag = in_ptr<std::int32_t>(flag_array);
+  }
+  PyObject* raised_type = nullptr;
+  PyObject* raised_value = nullptr;
+  PyObject* raised_tb = nullptr;
+  // Between batches: run pending signal handlers (Ctrl-C), then read the flag they set.
+  std::function<bool()> should_stop = [&]() -> bool {
+    py::gil_scoped_acquire acquire;
+    if (PyErr_CheckSignals() != 0) {
+      PyErr_Fetch(&raised_type, &raised_value, &raised_tb);
+      return true;
+    }
+    return flag != nullptr && *static_cast<const volatile std::int32_t*>(flag) != 0;
+  };
+  initlab::TrainLoopResult result;
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    initlab::TrainData<T> d;
+    d.n = n;
+    d.in_size = in;
+    d.k = k;
+    d.x = in_ptr<T>(x_all);
+    d.labels = labels ? in_ptr<std::int64_t>(y_all) : nullptr;
+    d.targets = labels ? nullptr : in_ptr<T>(y_all);
+    d.weights = weighted ? in_ptr<T>(w_all) : nullptr;
+    d.order = order_p;
+    initlab::TrainWorkspace<T> ws;
+    ws.rows = rows;
+    ws.x = out_ptr<T>(x_ws);
+    ws.labels = labels ? static_cast<std::int64_t*>(y_ws.mutable_data()) : nullptr;
+    ws.targets = labels ? nullptr : out_ptr<T>(y_ws);
+    ws.weights = weighted ? out_ptr<T>(w_ws) : nullptr;
+    ws.p = out_ptr<T>(p_ws);
+    ws.layers = seq.layer_ptrs<T>();
+    ws.buffers = &seq.layer_buffers<T>();
+    std::size_t i = 0;
+    for (initlab::Layer<T>* layer : ws.layers) {
+      for (const initlab::ParameterView<T>& v : layer->parameters()) {
+        if (i >= opt.n || out_ptr<T>(opt.groups[i].arrays[0]) != v.param ||
+            static_cast<const void*>(opt.groups[i].arrays[1].data()) != static_cast<const void*>(v.grad) ||
+            opt.groups[i].count != v.count) {
+          check.value_error("'params' and 'grads' must be the sequence's parameters and gradients, in layer order");
+        }
+        initlab::ParamTensor<T> pt;
+        pt.count = v.count;
+        pt.param = v.param;
+        pt.grad = v.grad;
+        pt.state0 = opt_ptr<T>(opt.groups[i].arrays[2]);
+        pt.state1 = opt_ptr<T>(opt.groups[i].arrays[3]);
+        ws.tensors.push_back(pt);
+        ++i;
+      }
+    }
+    if (i != opt.n) check.value_error("'params' must be the sequence's parameters, in layer order");
+    py::gil_scoped_release release;
+    result = initlab::train_batches<T>(d, ws, cfg, state, should_stop);
+  };
+  if (t == FloatType::kFloat32) {
+    run(0.0f);
+  } else {
+    run(0.0);
+  }
+  py::dict out;
+  out["status"] = result.status == initlab::TrainStatus::kDone      ? "done"
+                  : result.status == initlab::TrainStatus::kStopped ? "stopped"
+                                                                    : "diverged";
+  out["next"] = result.next;
+  out["step"] = state.step;
+  out["optimizer_step"] = state.optimizer_step;
+  out["started"] = state.started;
+  out["sums"] = py::make_tuple(state.loss_sum, state.correct_sum, state.weight_sum);
+  out["loss"] = result.loss;
+  out["in_update"] = result.in_update;
+  out["bad_layers"] = py::cast(result.bad_layers);
+  if (raised_type != nullptr) {
+    PyErr_NormalizeException(&raised_type, &raised_value, &raised_tb);
+    if (raised_tb != nullptr && raised_value != nullptr) PyException_SetTraceback(raised_value, raised_tb);
+    out["raised"] = raised_value ? py::reinterpret_steal<py::object>(raised_value) : py::object(py::none());
+    Py_XDECREF(raised_type);
+    Py_XDECREF(raised_tb);
+  } else {
+    out["raised"] = py::none();
+  }
+  return out;
+}
 
 // ---- convolution and pooling (conv.hpp) --------------------------------------------------------
 // Geometry arguments arrive normalized by the Python layers: stride and dilation as (h, w) pairs,
@@ -1973,6 +2250,17 @@ PYBIND11_MODULE(_core, m) {
            py::arg("seed") = 0, py::arg("step") = 0)
       .def("backward", &NativeSequence::backward, py::arg("X"), py::arg("dX") = py::none(), py::kw_only(),
            py::arg("training") = false, py::arg("seed") = 0, py::arg("step") = 0);
+  m.def("train_batches", &train_batches_binding, py::arg("sequence"), py::arg("workspace"), py::arg("data"),
+        py::kw_only(), py::arg("first"), py::arg("end"), py::arg("batch_size"), py::arg("loss"), py::arg("params"),
+        py::arg("grads"), py::arg("states"), py::arg("optimizer"), py::arg("lr"), py::arg("momentum") = 0.0,
+        py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
+        py::arg("eps") = 1e-8, py::arg("alpha") = 0.99, py::arg("weight_decay") = 0.0,
+        py::arg("clip_value") = py::none(), py::arg("clip_norm") = py::none(), py::arg("check_divergence") = true,
+        py::arg("seed") = 0, py::arg("step") = 0, py::arg("optimizer_step") = 0, py::arg("started") = false,
+        py::arg("sums") = py::make_tuple(0.0, 0.0, 0.0), py::arg("stop_flag") = py::none(),
+        "the native batch loop (train.hpp): batches [first, end) of one epoch with the GIL released");
+  m.def("weight_sum", &weight_sum_binding, py::arg("w"),
+        "sum of row weights in double, in the weighted losses' fixed chunk order (loss.hpp)");
 
   // ---- convolution and pooling (conv.hpp) ------------------------------------------------------
   m.def("conv2d_workspace_size", &conv2d_workspace_size_binding, py::arg("x_shape"), py::arg("w_shape"),

@@ -448,6 +448,7 @@ def test_keyboard_interrupt_inside_a_step_leaves_weights_untouched(monkeypatch):
     net = il.Network([6, 8, 3], seed=0, dtype="float64")
     before = weights_bytes(net)
     from initlab.nn import network as network_module
+    from initlab.nn import training as training_module
     real = network_module._core.dense_backward
     calls = {"n": 0}
 
@@ -458,6 +459,8 @@ def test_keyboard_interrupt_inside_a_step_leaves_weights_untouched(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(network_module._core, "dense_backward", flaky)
+    # the Python step (the native loop sees Ctrl-C only between batches: test_train_loop.py)
+    monkeypatch.setattr(training_module, "NATIVE_LOOP", False)
     report = net.fit(X, y, epochs=3, batch_size=8, lr=0.1, progress=False, stats_every=0)
     assert "during batch 1" in report.stop_reason
     assert weights_bytes(net) == before

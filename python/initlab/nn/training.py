@@ -3,7 +3,10 @@
     validate_fit   every argument checked once, into a FitConfig (nothing changes before it passes)
     fit            set-up, the epoch loop, the one place where stop_reason is written
     _train_epoch   the batch steps of one epoch -> a stop reason or None
-    _train_step    one batch: gather, forward, loss, backward, divergence check, update
+    _native_batches  a run of batches in one native call (train.hpp), when no batch callback needs Python
+    _train_step    one batch: gather, forward, loss, backward, divergence check, update (the native
+                   loop's naive twin: it calls the same kernels one by one, and the native loop is
+                   bitwise this)
     _end_epoch     history row, validation, statistics, progress, callbacks -> a stop reason or None
     _sigint_flag   Ctrl-C raises a flag read at batch boundaries (a second one interrupts at once)
 
@@ -36,6 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
 
 DIVERGENCE_POLICIES = ("stop", "raise", "ignore")
+# The native batch loop (_core.train_batches) runs the batches when every layer has a native twin and
+# no callback has on_batch_end; False forces the Python loop (its oracle). It returns to Python every
+# NATIVE_CHUNK batches (and at Ctrl-C, which it sees between batches).
+NATIVE_LOOP = True
+NATIVE_CHUNK = 64
 
 
 class DivergenceError(FloatingPointError):
@@ -184,6 +192,7 @@ class _Run:
     epoch_index: int = 0           # epochs completed in this fit call (lr_schedule's epoch)
     epoch_sums: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # loss * weight, correct, weight
     divergence: Optional[str] = None
+    native: bool = False           # the batches run in the native loop (_native_batches)
 
 
 def fit(net: "Network", X: Any, y: Any, **kwargs: Any) -> Report:
@@ -265,11 +274,13 @@ def _sigint_flag(net: "Network") -> Iterator[None]:
     half updated (LSUV and the optimizer step included); a second Ctrl-C interrupts at once."""
     previous = None
     net._interrupted = False
+    net._interrupt_flag = np.zeros(1, dtype=np.int32)  # the native loop reads it between batches
     if threading.current_thread() is threading.main_thread():
         def on_sigint(signum, frame):  # noqa: ARG001 - signal handler signature
             if net._interrupted:   # second Ctrl-C: the user insists, interrupt now
                 raise KeyboardInterrupt
             net._interrupted = True
+            net._interrupt_flag[0] = 1
         try:
             previous = signal.signal(signal.SIGINT, on_sigint)
         except ValueError:  # pragma: no cover - not in the main interpreter
@@ -306,6 +317,8 @@ def _set_up(run: _Run) -> None:
         from tqdm import tqdm
         run.bar = tqdm(total=cfg.epochs, unit="epoch", desc="fit", leave=True)
     run.batch_callbacks = [cb for cb in cfg.callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    run.native = (NATIVE_LOOP and not run.batch_callbacks and n > 0
+                  and net._pass(min(cfg.batch_size, n)).sequence is not None)
 
 
 def _record_statistics(run: _Run, epoch: int, with_update_ratio: bool) -> None:
@@ -326,22 +339,29 @@ def _train_epoch(run: _Run) -> Optional[str]:
         run.order = net._epoch_order(epoch, cfg.n)
     cfg.hyper["lr"] = cfg.lr_values[run.epoch_index]
     steps = cfg.steps_per_epoch
-    loss_sum, correct_sum, weight_sum = 0.0, 0.0, 0.0
-    for batch in range(steps):
+    sums = (0.0, 0.0, 0.0)  # loss * weight, correct, weight: added batch by batch, in order
+    # the native loop runs every batch but the last of a statistics epoch (which saves W_before)
+    native_end = (steps - 1 if run.stats_epoch else steps) if run.native else 0
+    batch = 0
+    while batch < steps:
         where = f"at epoch {epoch}, {{}} batch {batch + 1} of {steps}"
         if net._interrupted:
             return "interrupted (KeyboardInterrupt) " + where.format("before")
+        if batch < native_end:
+            stop, batch, sums = _native_batches(run, epoch, batch, native_end, sums)
+            if stop is not None:
+                return stop
+            continue
         try:
             batch_loss, weight, correct = _train_step(run, epoch, batch)
         except KeyboardInterrupt:  # nothing was written to the weights yet
             return "interrupted (KeyboardInterrupt) " + where.format("during")
         if batch_loss is None:  # diverged: run.report marked
             return run.divergence
-        loss_sum += batch_loss * weight
-        weight_sum += weight
-        correct_sum += correct
+        sums = (sums[0] + batch_loss * weight, sums[1] + correct, sums[2] + weight)
+        batch += 1
         if run.batch_callbacks:
-            logs = {"epoch": epoch, "batch": batch + 1, "step": net._step, "loss": batch_loss}
+            logs = {"epoch": epoch, "batch": batch, "step": net._step, "loss": batch_loss}
             try:
                 for cb in run.batch_callbacks:
                     cb.on_batch_end(net._step, logs)
@@ -349,8 +369,51 @@ def _train_epoch(run: _Run) -> Optional[str]:
                 return "interrupted (KeyboardInterrupt) " + where.format("after")
             if net.stop_training:
                 return "stopped by a callback " + where.format("after")
-    run.epoch_sums = (loss_sum, correct_sum, weight_sum)
+    run.epoch_sums = sums
     return None
+
+
+def _native_batches(run: _Run, epoch: int, first: int, end: int,
+                    sums: Tuple[float, float, float]) -> Tuple[Optional[str], int, Tuple[float, float, float]]:
+    """Batches first.. (at most NATIVE_CHUNK, below end, all of one size) in one native call
+    (_core.train_batches, train.hpp: _train_step's steps, bitwise): (stop reason or None, the next
+    batch, the sums carried on)."""
+    net, cfg = run.net, run.cfg
+    bs, steps = cfg.batch_size, cfg.steps_per_epoch
+    full = cfg.n // bs  # batches [0, full) have batch_size rows, a last one (if any) the rest
+    stop_at = min(end, first + NATIVE_CHUNK)
+    if first < full:
+        last, rows = min(stop_at, full), bs
+    else:
+        last, rows = first + 1, cfg.n - first * bs
+    ws = net._pass(rows)
+    state, h = net._optimizer, cfg.hyper
+    args = {k: v for k, v in optimizers.OPTIMIZERS[state["name"]].arguments(state, h).items()
+            if k not in ("first_step", "step")}
+    out = _core.train_batches(
+        ws.sequence, (ws.X, ws.y_int if run.y_is_int else ws.y_float, ws.w if cfg.w_train is not None else None,
+                      ws.P), (cfg.X_train, cfg.y_train, cfg.w_train, run.order),
+        first=first, end=last, batch_size=bs, loss=net.output, params=net._params, grads=net._grads,
+        states=state["buffers"], optimizer=state["name"], lr=h["lr"], weight_decay=h["weight_decay"],
+        clip_value=h["clip_value"], clip_norm=h["clip_norm"], check_divergence=cfg.on_divergence != "ignore",
+        seed=net.seed, step=net._step, optimizer_step=state["step"], started=state["started"], sums=sums,
+        stop_flag=net._interrupt_flag, **args)
+    net._step = out["step"]
+    state["step"], state["started"] = out["optimizer_step"], out["started"]
+    ws.last_training = True
+    batch = out["next"]
+    if out["status"] == "diverged":
+        run.divergence = _mark_divergence(run.report, epoch, batch + 1, steps, net._step, out["loss"],
+                                          out["bad_layers"], in_update=out["in_update"])
+        return run.divergence, batch, out["sums"]
+    if out["status"] == "stopped":
+        raised = out["raised"]
+        if raised is not None and not isinstance(raised, KeyboardInterrupt):
+            raise raised
+        net._interrupted = True
+        return f"interrupted (KeyboardInterrupt) at epoch {epoch}, before batch {batch + 1} of {steps}", batch, \
+            out["sums"]
+    return None, batch, out["sums"]
 
 
 def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], float, float]:
@@ -369,7 +432,7 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
     if cfg.w_train is not None:
         wb = ws.w
         np.take(cfg.w_train, run.order[lo:hi], axis=0, out=wb)
-        weight = float(np.add.reduce(wb, dtype=np.float64))
+        weight = _core.weight_sum(wb)  # the weighted losses' own sum (and the native loop's)
         if weight == 0.0:  # nothing to learn from: no step (its rows still count for accuracy)
             net._run_forward(ws, ws.X, training=False)
             net._run_loss(ws, yb, with_grad=False, labels_checked=True, weights=wb)
@@ -395,15 +458,28 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
         for before, layer in zip(run.W_before, net.layers):
             if before is not None:
                 np.copyto(before, layer.parameters()[0][0])
-    optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper)
+    # ---- the update, guarded (optimizers.step): an update that would overflow (e.g. weight decay
+    # multiplying W by 1 - lr*wd = -6605) writes nothing, so the weights stay the last finite ones.
+    overflow = optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper,
+                               guard=cfg.on_divergence != "ignore")
+    if overflow and cfg.on_divergence != "ignore":
+        owner = [i for i, layer in enumerate(net.layers) for _ in layer.parameters()]
+        net._step -= 1
+        run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch, net._step,
+                                          batch_loss, sorted({owner[j] for j in overflow}), in_update=True)
+        return None, weight, 0.0
     return batch_loss, weight, net._count_correct(ws, yb)
 
 
 def _mark_divergence(report: Report, epoch: int, batch: int, steps: int, step: int, loss: float,
-                     bad_layers: List[int]) -> str:
-    """Mark the report diverged; the stop reason."""
+                     bad_layers: List[int], in_update: bool = False) -> str:
+    """Mark the report diverged; the stop reason. in_update: loss and gradients were finite, the
+    update of bad_layers would not have been (nothing was written)."""
     where = f"epoch {epoch}, step {batch} of {steps} (optimizer step {step + 1})"
-    if bad_layers:
+    if in_update:
+        layers = (f"gradients finite, but the update would make the parameters of layer {bad_layers[0]} "
+                  f"non-finite (layers {bad_layers}; learning rate or weight decay too large)")
+    elif bad_layers:
         layers = (f"first non-finite gradient in layer {bad_layers[0]} (backward order; "
                   f"non-finite in layers {sorted(bad_layers)})")
     else:
