@@ -136,3 +136,11 @@ def test_row_weights_multiply_and_reject_an_all_zero_total():
         row_weights(codes, np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match=r"class_weight: the weights"):
         row_weights(codes, np.zeros(3), None)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object])
+def test_empty_labels_of_no_number_type_are_a_type_error_not_an_index_error(dtype):
+    # long fuzz profile (test_network_passes[loss]): net.loss(X, y) with y = array([], complex64)
+    net = il.Network([3, 4, 3], seed=1)
+    with pytest.raises((TypeError, ValueError), match="y"):
+        net.loss(np.zeros((1, 3), np.float32), np.array([], dtype=dtype))

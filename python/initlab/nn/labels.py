@@ -116,7 +116,7 @@ def encode_labels(y: Any, classes: np.ndarray, argname: str = "y") -> Optional[n
     """Codes (int64 (n,)) of 1-D labels through known classes; None for numeric labels with the
     default classes (the caller checks them as indices, as always)."""
     arr = as_labels(y, argname)
-    if arr.ndim != 1:
+    if arr.ndim != 1 or arr.size == 0:  # no label to encode: the caller checks the shape (n rows)
         return None
     if is_default_classes(classes):
         if is_numeric_labels(arr):
