@@ -169,6 +169,7 @@ def _name_list(text: str) -> List[str]:
 # ---- the parser ---------------------------------------------------------------------------------
 
 def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
+    from .nn.activations import ACTIVATIONS
     g = p.add_argument_group("network (the input and output widths come from the data)")
     g.add_argument("--depth", type=_depth, default=None,
                    help=f"hidden layers, >= 1; the net has depth+1 weight layers (default {defaults['depth']})")
@@ -179,8 +180,7 @@ def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *
     # gone (API.md): it meant all widths in diagnose and hidden widths in train; an error names --hidden
     g.add_argument("--layers", default=None, help=argparse.SUPPRESS)
     g.add_argument("--activation", default=None,
-                   help=f"hidden activation: linear, relu, leaky_relu, elu, selu, gelu, sigmoid, tanh, "
-                        f"softplus (default {defaults['activation']})")
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)} (default {defaults['activation']})")
     if init_list:
         g.add_argument("--inits", type=_init_list, default=None, metavar="SPECS",
                        help="comma-separated initializers, each NAME or NAME(key=value, ...), e.g. "
@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose", help="per-layer diagnosis of a network at initialization, with a verdict",
         description="Build a network (or load a saved one) and print Network.diagnose: per-layer "
                     "activation moments, saturated and dead fractions, gradient norms, the Jacobian's "
-                    "singular values, and a verdict (healthy, vanishing, exploding, saturated, dead) "
-                    "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
+                    "singular values, every finding (symmetric, exploding, saturated, vanishing, dead; "
+                    "causes first) and the verdict (the first finding, or healthy), each with the "
+                    "initializer to use in initlab and in PyTorch. Without --data the batch is N(0, 1) noise and the "
                     "backward pass starts from a random unit-variance output gradient.")
     p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
     _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)

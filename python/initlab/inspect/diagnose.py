@@ -99,7 +99,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from .. import _core
+from ..init.random import check_seed
 from ..nn._checks import check_int
+from ..nn.activations import SATURATING, ZERO_DERIVATIVE_INTERVAL
 from .statistics import layer_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,8 +112,7 @@ DEAD_MEAN = 0.4         # deep wide he_normal ReLU nets: ~0.19 on average; narro
 SATURATED_MEAN = 0.3    # healthy tanh (xavier): ~1%; tanh with N(0, 1) weights at width 256: ~87%
 GAIN_DECADES = 1.0      # a factor of 10 in std across the whole network
 
-DYING = ("relu",)       # derivative exactly 0 for z <= 0: the only activations whose units die
-SATURATING = ("tanh", "sigmoid")
+DYING = ZERO_DERIVATIVE_INTERVAL  # derivative exactly 0 on an interval (relu): units that can die
 VERDICTS = ("healthy", "symmetric", "vanishing", "exploding", "saturated", "dead")
 STYLES = ("initlab", "torch")
 
@@ -635,8 +636,7 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
     X, y = net._prepare(X, y)
     n = X.shape[0]
     jacobian_samples = min(check_int("jacobian_samples", jacobian_samples, 1), n)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = check_seed(seed)
 
     rows = layer_rows(net, X, y, grad_seed=seed)
     last = len(net.layers) - 1
