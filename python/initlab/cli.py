@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .nn.schedules import SCHEDULES, check_schedule
+
 BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
 QUICK_ARGUMENTS = {"init_fill": {"size": 1024, "repeats": 2}, "gemm": {"quick": True},
@@ -123,9 +125,9 @@ def _init_list(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule)
-LR_SCHEDULES = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
-                "cosine": ("T_max", "eta_min"), "warmup": ("epochs",)}
+# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule), read from the
+# one registry, nn/schedules.py
+LR_SCHEDULES = {name: tuple(params) for name, (_, params) in SCHEDULES.items()}
 
 
 def _lr_schedule(text: str) -> Any:
@@ -154,6 +156,10 @@ def _lr_schedule(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(e)) from None
     if name == "step" and "step_size" not in params:
         raise argparse.ArgumentTypeError(f"step needs step_size, e.g. step(step_size=10,gamma=0.5); got {text!r}")
+    try:  # the values as fit checks them (a negative gamma, T_max=0, ...), named as the option
+        check_schedule((name, params), "--lr-schedule")
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if name == "constant":
         return "constant"
     return (name, params)
