@@ -162,8 +162,9 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
     rows = layer_rows(net, X, y, grad_seed=seed)
-    for row, layer in zip(rows, net.layers):
-        W = layer.W
+    for row in rows:
+        W = net.layers[row["layer"]].W
+        W = W.reshape(-1, W.shape[-1])  # a conv kernel (kh, kw, C_in, C_out) as its (kh*kw*C_in, C_out) matrix
         spectral = _spectral_norm(W)
         frobenius_sq = _core.sum_of_squares(W)  # stable rank = ||W||_F^2 / ||W||_2^2
         row["spectral_norm"] = spectral
@@ -232,11 +233,12 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     net._run_forward(ws, repeated, training=False)
     ws.output_grad[...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
     net._run_backward(ws, repeated, need_dX=True)
+    inputs = int(np.prod(samples.shape[1:]))  # an image's H*W*C values
     if not (_core.all_finite(ws.logits) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
-        values = np.full((S, min(K, samples.shape[1])), np.nan)
+        values = np.full((S, min(K, inputs)), np.nan)
         return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
                 "condition": math.nan, "log10_spread": math.nan}
-    values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].astype(np.float64),
+    values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].reshape(K, inputs).astype(np.float64),
                                      compute_uv=False) for s in range(S)])
     sv_max = values[:, 0]
     sv_min = values[:, -1]
@@ -292,7 +294,7 @@ def _suggest(net: "Network", rows: List[Dict[str, Any]], verdict: str, variance_
     acts = [r["activation"] for r in rows[:-1]] or ["linear"]
     dominant = max(set(acts), key=acts.count)
     name, why = _RECOMMENDED.get(dominant, _RECOMMENDED["relu"])
-    current = sorted({layer.init_name for layer in net.layers})
+    current = sorted({layer.init_name for layer in net.layers if layer.has_weights})
     if verdict == "healthy":
         return f"keep the current initialization ({', '.join(current)}): the signal keeps its scale"
     if verdict in ("vanishing", "exploding"):

@@ -1,12 +1,17 @@
 """Network files: `save(net, path)` and `load(Network, path)` (one .npz, written atomically).
 
-Format version 1 (this module writes it; see `_v1_arrays`): widths, per-layer activations,
+Format version 1 (networks of Dense layers only; see `_v1_arrays`): widths, per-layer activations,
 activation parameters and dropout, W{i}/b{i}, dtype, seed, step counters and a SHA-256 checksum of
 every other array.
+Format version 2 (any other network, convolutional ones; see `_v2_arrays`): the input shape, one
+JSON document listing each layer's type (a key of `LAYERS`), its `config()` and the initializers
+its parameters were drawn with, W{i}/b{i} for the layers with weights (i = position in
+net.layers), dtype, seed, step counters and the checksum.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import zipfile
@@ -17,13 +22,14 @@ import numpy as np
 
 from .. import _core
 from .._files import atomic_file, target_path
-from .layers import Dense
+from .layers import LAYERS, Dense
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
 
 FORMAT_NAME = "initlab.network"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1     # Dense-only networks: readable by every initlab since the format began
+FORMAT_VERSION_LAYERS = 2  # networks with other layer types
 DTYPES = ("float32", "float64")
 
 
@@ -60,10 +66,14 @@ def save(net: "Network", path: "os.PathLike[str] | str") -> str:
     """Write architecture, weights, dtype and version to one .npz at exactly `path`, atomically
     (a temporary file in the same directory, fsync, os.replace). Optimizer state is not saved."""
     path, _ = target_path(path, "Network.save")
-    arrays = _v1_arrays(net)
+    if all(type(layer) is Dense for layer in net.layers):
+        arrays = _v1_arrays(net)
+    else:
+        arrays = _v2_arrays(net)
     for i, layer in enumerate(net.layers):
-        arrays[f"W{i}"] = layer._W
-        arrays[f"b{i}"] = layer._b
+        if layer.has_weights:
+            arrays[f"W{i}"] = layer._W
+            arrays[f"b{i}"] = layer._b
     arrays["checksum"] = np.array(checksum(arrays))
     with atomic_file(path, "Network.save", suffix=".npz.tmp") as f:
         np.savez(f, **arrays)
@@ -97,6 +107,11 @@ def load(cls: "Type[Network]", path: "os.PathLike[str] | str") -> "Network":
 
 
 def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) -> "Network":
+    version = arrays.get("format_version")
+    if version is not None and version.shape == () and version.dtype.kind in "iu" \
+            and int(version) == FORMAT_VERSION_LAYERS and "format" in arrays \
+            and arrays["format"].shape == () and str(arrays["format"]) == FORMAT_NAME:
+        return _from_v2(cls, arrays, where)
     required = ["format", "format_version", "initlab_version", "dtype", "widths", "activations",
                 "activation_params", "dropout", "seed", "steps", "checksum"]
     missing = [k for k in required if k not in arrays]
@@ -104,9 +119,10 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
         raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
     if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
         raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
-    if arrays["format_version"].shape != () or int(arrays["format_version"]) != FORMAT_VERSION:
-        raise ValueError(f"{where}: format_version {arrays['format_version'].tolist()!r} is not "
-                         f"supported (this initlab reads {FORMAT_VERSION})")
+    version = arrays["format_version"]
+    if version.shape != () or int(version) != FORMAT_VERSION:
+        raise ValueError(f"{where}: format_version {version.tolist()!r} is not "
+                         f"supported (this initlab reads {FORMAT_VERSION} and {FORMAT_VERSION_LAYERS})")
     dtype = str(arrays["dtype"])
     if dtype not in DTYPES:
         raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
@@ -159,3 +175,79 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
         net._step, net._epochs_trained = int(steps[0]), int(steps[1])
     return net
 
+
+
+def _v2_arrays(net: "Network") -> Dict[str, np.ndarray]:
+    layers = [{"type": layer.type_name, "config": layer.config(), "initializers": layer.initializers()}
+              for layer in net.layers]
+    return {
+        "format": np.array(FORMAT_NAME),
+        "format_version": np.array(FORMAT_VERSION_LAYERS, dtype=np.int64),
+        "initlab_version": np.array(_core.__version__),
+        "dtype": np.array(net.dtype),
+        "input_shape": np.array(net.input_shape, dtype=np.int64),
+        "layers": np.array(json.dumps(layers)),
+        "seed": np.array(net.seed, dtype=np.uint64),
+        "steps": np.array([net._step, net._epochs_trained], dtype=np.int64),
+    }
+
+
+def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) -> "Network":
+    required = ["format", "format_version", "initlab_version", "dtype", "input_shape", "layers", "seed",
+                "steps", "checksum"]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
+    dtype = str(arrays["dtype"])
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
+    input_shape = arrays["input_shape"]
+    if input_shape.dtype.kind not in "iu" or input_shape.ndim != 1 or input_shape.size < 1 or (input_shape < 1).any():
+        raise ValueError(f"{where}: input_shape must be positive ints, got {input_shape.tolist()!r}")
+    if arrays["layers"].shape != () or arrays["layers"].dtype.kind != "U":
+        raise ValueError(f"{where}: layers must be one JSON string")
+    try:
+        described = json.loads(str(arrays["layers"]))
+        if not isinstance(described, list) or not described:
+            raise ValueError("not a non-empty list")
+        types = [entry["type"] for entry in described]
+        configs = [dict(entry["config"]) for entry in described]
+        inits = [dict(entry.get("initializers", {})) for entry in described]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{where}: layers is not a valid layer list: {e}") from None
+    unknown = [t for t in types if t not in LAYERS]
+    if unknown:
+        raise ValueError(f"{where}: unknown layer types {unknown}; known: {', '.join(LAYERS)}")
+    weighted = [i for i, t in enumerate(types) if LAYERS[t].has_weights]
+    expected = set(required) | {f"W{i}" for i in weighted} | {f"b{i}" for i in weighted}
+    if set(arrays) != expected:
+        raise ValueError(f"{where}: keys do not match the layers: missing {sorted(expected - set(arrays))}, "
+                         f"unexpected {sorted(set(arrays) - expected)}")
+    if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
+        raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
+    specs = []
+    try:
+        for t, config in zip(types, configs):
+            if LAYERS[t].has_weights:  # the weights come from the file: draw nothing random
+                config = dict(config, init="zeros", bias_init="zeros")
+            specs.append(LAYERS[t](**config))
+        net = cls(specs, input_shape=tuple(int(v) for v in input_shape), seed=int(arrays["seed"]), dtype=dtype)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: invalid architecture: {e}") from None
+    for i in weighted:
+        layer = net.layers[i]
+        for key, target in ((f"W{i}", layer._W), (f"b{i}", layer._b)):
+            a = arrays[key]
+            if a.dtype != np.dtype(dtype) or a.shape != target.shape:
+                raise ValueError(f"{where}: {key} is {a.dtype} {a.shape}, layer {i} ({types[i]}) needs "
+                                 f"{dtype} {target.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{where}: {key} contains NaN or infinity")
+            np.copyto(target, a)
+        names = inits[i]
+        layer.init_name = str(names.get("W", layer.init_name))
+        layer.bias_init_name = str(names.get("b", layer.bias_init_name))
+    steps = arrays["steps"]
+    if steps.shape == (2,) and steps.dtype.kind in "iu":
+        net._step, net._epochs_trained = int(steps[0]), int(steps[1])
+    return net
