@@ -252,8 +252,50 @@ def test_small_cnn_reaches_96_percent_on_digits_images():
                       il.Conv2d(32, 3, padding="same", activation="relu", init="he_normal"),
                       il.Flatten(),
                       il.Dense(10, activation="softmax")], input_shape=(8, 8, 1), seed=0)
-    start = time.perf_counter()
-    net.fit(X[train], y[train], epochs=12, batch_size=32, optimizer="adam", lr=0.003, progress=False)
-    seconds = time.perf_counter() - start
+    before = il.get_num_threads()
+    il.set_num_threads(1)  # products this small gain nothing from a second thread (and lose on a busy machine)
+    try:
+        start = time.perf_counter()
+        net.fit(X[train], y[train], epochs=12, batch_size=32, optimizer="adam", lr=0.003, progress=False)
+        seconds = time.perf_counter() - start
+    finally:
+        il.set_num_threads(before)
     accuracy = net.evaluate(X[test], y[test])["accuracy"]
     assert accuracy >= 0.96, (accuracy, seconds)
+
+
+def test_native_sequence_equals_layer_by_layer_forward():
+    """The layers' native twins (one LayerSequence call) compute what their Python forwards do."""
+    net = il.Network([il.Conv2d(3, 3, padding="same", activation="elu", dropout=0.3), il.MaxPool2d(2, stride=1),
+                      il.Conv2d(4, 2, dilation=2, activation="tanh"), il.AvgPool2d(2), il.Flatten(),
+                      il.Dense(5, activation="relu"), il.Dense(3)], input_shape=(9, 8, 2), seed=4)
+    X = np.random.default_rng(1).standard_normal((7, 9, 8, 2)).astype(np.float32)
+    ws = net._pass(7)
+    assert ws.sequence is not None
+    outs = []
+    for native in (True, False):
+        sequence = ws.sequence
+        if not native:
+            ws.sequence = None
+        try:
+            net._run_forward(ws, X, training=True)  # dropout on: the masks must agree too
+        finally:
+            ws.sequence = sequence
+        outs.append([buf.out.copy() for buf in ws.layers] + [c.copy() for buf in ws.layers for c in buf.cache])
+    for a, b in zip(*outs):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_native_layer_constructors_validate():
+    from initlab import _core
+    W, b = np.zeros((3, 3, 2, 4), np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="input channels"):
+        _core.conv2d_layer(W, b, np.zeros_like(W), np.zeros_like(b), (5, 5, 3), "relu", stride=(1, 1),
+                           dilation=(1, 1), padding=(0, 0, 0, 0))
+    with pytest.raises(ValueError, match="'dW' shares memory"):
+        _core.conv2d_layer(W, b, W, np.zeros_like(b), (5, 5, 2), "relu", stride=(1, 1), dilation=(1, 1),
+                           padding=(0, 0, 0, 0))
+    with pytest.raises(ValueError, match="pool window"):
+        _core.max_pool2d_layer((3, 3, 2), pool=(4, 4), stride=(1, 1), dtype="float32")
+    with pytest.raises(ValueError, match="dtype"):
+        _core.flatten_layer((3, 3, 2), dtype="int8")

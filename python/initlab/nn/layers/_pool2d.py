@@ -15,6 +15,7 @@ class _Pool2d(Layer):
         super().__init__()
         self.pool_size = int_pair("pool_size", pool_size, 1)
         self.stride = self.pool_size if stride is None else int_pair("stride", stride, 1)
+        self._native = None  # the _core twin, made on first use
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pool_size}, stride={self.stride})"

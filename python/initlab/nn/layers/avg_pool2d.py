@@ -19,6 +19,12 @@ class AvgPool2d(_Pool2d):
         shape = (rows,) + tuple(self.output_shape)
         return LayerBuffers(np.empty(shape, self.dtype), np.empty(shape, self.dtype), ())
 
+    def native(self):
+        if self._native is None:
+            self._native = _core.avg_pool2d_layer(self.input_shape, pool=self.pool_size, stride=self.stride,
+                                                  dtype=self.dtype)
+        return self._native
+
     def forward(self, x: np.ndarray, buf: LayerBuffers, pass_: PassInfo) -> None:
         _core.avg_pool2d_forward(x, buf.out, **self._geometry())
 

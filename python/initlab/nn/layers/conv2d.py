@@ -69,7 +69,8 @@ class Conv2d(Layer):
     included, draws a conv kernel right) and `b` is (filters,); both are live arrays.
 
     Kernels: `conv2d_forward` (im2col into a per-thread workspace, then the GEMM with bias and
-    activation in its epilogue) and `conv2d_backward` (dZ, dW = cols^T dZ, db, dX by col2im).
+    activation in its epilogue) and `conv2d_backward` (dZ, dW = cols^T dZ, db, dX by col2im); the
+    native twin (`_core.conv2d_layer`, conv_layer.hpp) runs the same kernels inside one sequence call.
     """
 
     type_name = "Conv2d"
@@ -106,6 +107,7 @@ class Conv2d(Layer):
         self._b: Optional[np.ndarray] = None
         self._dW: Optional[np.ndarray] = None
         self._db: Optional[np.ndarray] = None
+        self._native = None
         self.init_name = ""
         self.bias_init_name = ""
 
@@ -245,6 +247,13 @@ class Conv2d(Layer):
         cache = (Z, np.empty(shape, dtype=dt), np.empty(shape, dtype=dt)) if self.dropout else (Z,)
         self._workspace_size(rows)  # validates the geometry for this batch size once
         return LayerBuffers(np.empty(shape, dtype=dt), np.empty(shape, dtype=dt), cache)
+
+    def native(self):
+        if self._native is None:  # points into W, b, dW, db, which never change identity
+            self._native = _core.conv2d_layer(self._W, self._b, self._dW, self._db, self.input_shape, self.activation,
+                                              self.act_param, stride=self.stride, dilation=self.dilation,
+                                              padding=self.pads, dropout=self.dropout, stream=self.index)
+        return self._native
 
     def _geometry(self) -> Dict[str, Any]:
         return dict(stride=self.stride, dilation=self.dilation, padding=self.pads)

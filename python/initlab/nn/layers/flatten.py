@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 
+from ... import _core
 from .base import Layer, LayerBuffers, PassInfo, Shape
 
 
@@ -13,6 +14,10 @@ class Flatten(Layer):
     input it is the identity. (PyTorch's `nn.Flatten` on NCHW tensors orders them channels first.)"""
 
     type_name = "Flatten"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._native = None  # the _core twin, made on first use
 
     def __repr__(self) -> str:
         return "Flatten()"
@@ -26,6 +31,11 @@ class Flatten(Layer):
     def allocate(self, rows: int) -> LayerBuffers:
         shape = (rows,) + tuple(self.output_shape)
         return LayerBuffers(np.empty(shape, self.dtype), np.empty(shape, self.dtype), ())
+
+    def native(self):
+        if self._native is None:
+            self._native = _core.flatten_layer(self.input_shape, dtype=self.dtype)
+        return self._native
 
     def forward(self, x: np.ndarray, buf: LayerBuffers, pass_: PassInfo) -> None:
         np.copyto(buf.out, x.reshape(buf.out.shape))

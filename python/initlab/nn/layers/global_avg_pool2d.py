@@ -15,6 +15,10 @@ class GlobalAvgPool2d(Layer):
 
     type_name = "GlobalAvgPool2d"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._native = None  # the _core twin, made on first use
+
     def __repr__(self) -> str:
         return "GlobalAvgPool2d()"
 
@@ -31,6 +35,11 @@ class GlobalAvgPool2d(Layer):
     def allocate(self, rows: int) -> LayerBuffers:
         shape = (rows,) + tuple(self.output_shape)
         return LayerBuffers(np.empty(shape, self.dtype), np.empty(shape, self.dtype), ())
+
+    def native(self):
+        if self._native is None:
+            self._native = _core.global_avg_pool2d_layer(self.input_shape, dtype=self.dtype)
+        return self._native
 
     def forward(self, x: np.ndarray, buf: LayerBuffers, pass_: PassInfo) -> None:
         _core.global_avg_pool2d_forward(x, buf.out)
