@@ -4,6 +4,7 @@ PyTorch in float64, fit/predict/evaluate, diagnose rows, save/load, LSUV, bitwis
 any thread count, and a small CNN on the digits images."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -299,3 +300,26 @@ def test_native_layer_constructors_validate():
         _core.max_pool2d_layer((3, 3, 2), pool=(4, 4), stride=(1, 1), dtype="float32")
     with pytest.raises(ValueError, match="dtype"):
         _core.flatten_layer((3, 3, 2), dtype="int8")
+
+
+@pytest.mark.preset
+def test_xiao2018_reduced_preset(tmp_path):
+    """The reduced preset runs, prints its four claims with numbers, and measures what the theory
+    fixes exactly: a delta-orthogonal stack maps a zero pixel isometrically (top singular value 1),
+    and at the deepest net Gaussian kernels shrink some input directions far more."""
+    from initlab import experiments
+
+    result = experiments.run_preset("xiao2018", reduced=True, progress=False)
+    assert len(result.claims) == 4 and all("by depth: 4:" in c.measured for c in result.claims)
+    depths = result.config["depths"]
+    runs = {run["label"]: run for run in result.runs}
+    for d in depths:
+        assert runs[f"{d} layers|delta-orthogonal"]["at_init"]["conv_jacobian"]["sv_max"] == pytest.approx(1.0, abs=1e-5)
+    deepest = depths[-1]
+    assert (runs[f"{deepest} layers|Gaussian"]["at_init"]["conv_jacobian"]["sv_min"]
+            < runs[f"{deepest} layers|delta-orthogonal"]["at_init"]["conv_jacobian"]["sv_min"])
+    assert all(run["best_val_accuracy"] > 0.5 for run in result.runs)
+    pytest.importorskip("matplotlib")
+    written = result.save(tmp_path)
+    assert {"xiao2018_accuracy_vs_depth.png", "xiao2018_jacobian_spread_vs_depth.png"} <= {
+        os.path.basename(p) for p in written}

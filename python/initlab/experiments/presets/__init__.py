@@ -9,11 +9,11 @@ from typing import Dict, Optional
 
 from ..compare import Comparison
 from ..grid import run_grid
-from . import glorot2010, he2015, lessons, lsuv, saxe2013
+from . import glorot2010, he2015, lessons, lsuv, saxe2013, xiao2018
 from ._common import Preset
 
 PRESETS: Dict[str, Preset] = {module.PRESET.name: module.PRESET
-                              for module in (he2015, glorot2010, saxe2013, lsuv, lessons)}
+                              for module in (he2015, glorot2010, saxe2013, lsuv, lessons, xiao2018)}
 
 
 def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = None,
