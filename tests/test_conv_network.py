@@ -323,3 +323,21 @@ def test_xiao2018_reduced_preset(tmp_path):
     written = result.save(tmp_path)
     assert {"xiao2018_accuracy_vs_depth.png", "xiao2018_jacobian_spread_vs_depth.png"} <= {
         os.path.basename(p) for p in written}
+
+
+def test_compare_on_digits_images_trains_a_small_cnn_per_initializer(capsys):
+    import sys
+
+    from initlab import cli, experiments
+    compare_module = sys.modules["initlab.experiments.compare"]
+
+    result = experiments.compare("digits-images", inits=["he_normal", "orthogonal"], epochs=2, progress=False,
+                                 threads=1)
+    for run in result.runs:
+        assert run["spec"]["kernel_size"] == 3 and run["widths"] == [64, *compare_module.CNN_CHANNELS, 10]
+        assert run["best_val_accuracy"] > 0.9
+    assert result.config["data"]["name"] == "digits-images"
+    assert cli.main(["compare", "--data", "digits-images", "--epochs", "1", "--inits", "he_normal",
+                     "--no-progress", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "CNN of 3x3 convolutions with channels 16,32" in out and "he_normal" in out

@@ -66,8 +66,13 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
         label = name or os.fspath(data)
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
+    image_shape = None
+    if X.ndim == 4:  # images (n, H, W, C): standardized per pixel and channel, kept as rows
+        image_shape = tuple(int(v) for v in X.shape[1:])
+        X = X.reshape(X.shape[0], -1)
     if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"data must be X of shape (n, features) and y of shape (n,), got {X.shape} and {y.shape}")
+        raise ValueError(f"data must be X of shape (n, features) or (n, H, W, C) and y of shape (n,), got "
+                         f"{X.shape} and {y.shape}")
     if not (isinstance(val_fraction, (int, float)) and 0.0 < val_fraction < 1.0):
         raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(X.shape[0])
@@ -89,7 +94,8 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
         X_val = (X_val - mean) / std
     classes = int(max(y.max(), 1)) + 1
     return Data(label, np.ascontiguousarray(X_train, dtype=np.float32), np.ascontiguousarray(y[train]),
-                np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes)
+                np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes,
+                image_shape)
 
 
 # ================================================================================================
@@ -326,6 +332,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         set_num_threads(spec.threads)
     started = time.perf_counter()
     net = spec.build(data)
+    widths = spec.widths(data)
     convolutional = spec.kernel_size > 0
     if convolutional:  # the rows as images
         data = replace(data, X_train=data.X_train.reshape((-1,) + tuple(data.image_shape)),
@@ -382,7 +389,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "init": spec.init,
         "seed": spec.seed,
         "label": spec.label,
-        "widths": spec.widths(data),
+        "widths": widths,
         "at_init": at_init,
         "grad_ratio": (first / final) if final > 0 else (math.inf if first > 0 else float("nan")),
         "history": history,
