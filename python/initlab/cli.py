@@ -1,7 +1,7 @@
 """The ``initlab`` command line (also ``python -m initlab``).
 
     initlab compare     which initialization lets this network learn, and why? (one run per init)
-    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons     reproduce a paper's finding, or the tutorial's lessons
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons|schoenholz2017   reproduce a paper's finding, or the tutorial's lessons
     initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
     initlab train       train one network, save it with its report and plots
     initlab bench       time the kernels against numpy and PyTorch
@@ -169,6 +169,7 @@ def _name_list(text: str) -> List[str]:
 # ---- the parser ---------------------------------------------------------------------------------
 
 def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
+    from .nn.activations import ACTIVATIONS
     g = p.add_argument_group("network (the input and output widths come from the data)")
     g.add_argument("--depth", type=_depth, default=None,
                    help=f"hidden layers, >= 1; the net has depth+1 weight layers (default {defaults['depth']})")
@@ -179,8 +180,7 @@ def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *
     # gone (API.md): it meant all widths in diagnose and hidden widths in train; an error names --hidden
     g.add_argument("--layers", default=None, help=argparse.SUPPRESS)
     g.add_argument("--activation", default=None,
-                   help=f"hidden activation: linear, relu, leaky_relu, elu, selu, gelu, sigmoid, tanh, "
-                        f"softplus (default {defaults['activation']})")
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)} (default {defaults['activation']})")
     if init_list:
         g.add_argument("--inits", type=_init_list, default=None, metavar="SPECS",
                        help="comma-separated initializers, each NAME or NAME(key=value, ...), e.g. "
@@ -247,7 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproduce a paper's experiment (fixes data, network and training)")
     p.add_argument("--reduced", action="store_true", help="with --preset: the small, quick version")
     _add_run_options(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="write JSON, CSV and PNG figures into DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write JSON, CSV and PNG figures into DIR; each run is recorded in DIR/runs.jsonl "
+                        "as it finishes")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: skip the runs already recorded in DIR/runs.jsonl (an interrupted sweep "
+                        "continues where it stopped)")
     p.set_defaults(handler=cmd_compare)
 
     # diagnose
@@ -255,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose", help="per-layer diagnosis of a network at initialization, with a verdict",
         description="Build a network (or load a saved one) and print Network.diagnose: per-layer "
                     "activation moments, saturated and dead fractions, gradient norms, the Jacobian's "
-                    "singular values, and a verdict (healthy, vanishing, exploding, saturated, dead) "
-                    "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
+                    "singular values, every finding (symmetric, exploding, saturated, vanishing, dead; "
+                    "causes first) and the verdict (the first finding, or healthy), each with the "
+                    "initializer to use in initlab and in PyTorch. Without --data the batch is N(0, 1) noise and the "
                     "backward pass starts from a random unit-variance output gradient.")
     p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
     _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)
@@ -381,6 +387,18 @@ TRAINING_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight
 
 
 def cmd_compare(args) -> int:
+    from .experiments.record import SweepInterrupted
+    if args.resume and not args.out:
+        raise CommandError("--resume needs --out DIR (the folder of the sweep to resume)")
+    try:
+        return _compare(args)
+    except SweepInterrupted as stop:
+        print(f"\ninitlab compare: interrupted; {stop.done} of {stop.total} runs are recorded in {stop.path}. "
+              "Run the same command with --resume to finish the sweep.", file=sys.stderr)
+        return 130
+
+
+def _compare(args) -> int:
     from . import experiments
     if args.preset is not None:
         fixed = [name for name in ("data", "depth", "width", "hidden", "layers", "activation", "inits",
@@ -394,7 +412,7 @@ def cmd_compare(args) -> int:
         started = time.perf_counter()
         result = experiments.run_preset(args.preset, reduced=args.reduced, workers=args.workers,
                                         scheduler=args.scheduler, threads=args.threads,
-                                        progress=_progress(args))
+                                        progress=_progress(args), out=args.out, resume=args.resume)
     else:
         if args.reduced:
             raise CommandError("--reduced only applies with --preset")
@@ -413,7 +431,8 @@ def cmd_compare(args) -> int:
             activation=_pick(args.activation, d["activation"]), seeds=_pick(args.seeds, d["seeds"]),
             epochs=_pick(args.epochs, d["epochs"]), target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]),
             threads=args.threads, workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
-            max_samples=args.max_samples, dropout=dropout, bias_init=bias_init, **options)
+            max_samples=args.max_samples, dropout=dropout, bias_init=bias_init, out=args.out,
+            resume=args.resume, **options)
         c = result.config
         shape = (f"{len(hidden)} x {hidden[0]}" if len(set(hidden)) == 1 else "hidden " + ",".join(map(str, hidden)))
         if images:

@@ -38,6 +38,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..init.random import check_seed, fresh_seed
+
 PathLike = Union[str, "os.PathLike[str]"]
 Dataset = Tuple[np.ndarray, np.ndarray]
 
@@ -53,11 +55,7 @@ BUILTIN = ("digits", "digits-images", "spirals", "moons", "blobs")
 # ----------------------------------------------------------------------------------------------
 
 def _rng(seed: Optional[int]) -> np.random.Generator:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int >= 0 or None, got {type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be an int >= 0 or None, got {seed}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(fresh_seed() if seed is None else check_seed(seed))
 
 
 def _check_count(name: str, value, minimum: int) -> int:

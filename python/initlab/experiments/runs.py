@@ -163,6 +163,13 @@ class RunSpec:
         return Network(layers, activation=self.activation, init=self.init, bias_init=self.bias_init,
                        seed=self.seed, input_shape=data.image_shape, dtype=dtype)
 
+    def key(self) -> str:
+        """What identifies the run in a results file: every field except ``threads`` (results
+        do not depend on the thread count), as canonical JSON."""
+        import json
+        fields = {k: v for k, v in self.to_dict().items() if k != "threads"}
+        return json.dumps(fields, sort_keys=True, allow_nan=True)
+
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 

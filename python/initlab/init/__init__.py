@@ -279,36 +279,6 @@ def _finish_orthogonal(array: np.ndarray, plan: dict, layout: str, seed: int, st
         array[centre] = plan["gain"] * q
 
 
-# Box-Muller's largest |z|: sqrt(-2 log u) with u >= 2**-53 is 8.57 (float32: u >= 2**-24, 5.77).
-_MAX_ABS_NORMAL = 9.0
-
-
-def _largest_value(plan: dict) -> float:
-    """An upper bound of |x| over everything the plan can draw (intermediates included)."""
-    kind = plan["kind"]
-    if kind in ("constant", "identity"):
-        return abs(plan["value"])
-    if kind == "dirac":
-        return 1.0
-    if kind == "uniform":
-        return abs(plan["low"]) + abs(plan["high"])  # also bounds high - low
-    if kind in ("normal", "truncated_normal", "sparse"):
-        # abs: a negative gain gives a negative std (xavier_normal(gain=-1e38) drew inf in float32)
-        return abs(plan["mean"]) + _MAX_ABS_NORMAL * abs(plan["std"])
-    return abs(plan["gain"])  # (delta_)orthogonal: entries of an orthonormal matrix are <= 1
-
-
-def _check_range(plan: dict, dtype: np.dtype, who: str) -> None:
-    """ValueError when the parameters (or tiny fans) give values the dtype cannot hold: e.g.
-    variance_scaling(scale=1e308) in float32 would otherwise fill the array with inf."""
-    largest = _largest_value(plan)
-    limit = float(np.finfo(dtype).max) / 2  # headroom for the rounding of mean + std * z
-    if not largest <= limit:
-        raise ValueError(f"{who}: the parameters give values up to {largest:.6g} (plan {plan['kind']}), "
-                         f"beyond what {dtype.name} holds ({limit:.3g}); use smaller parameters or "
-                         f"larger fans" + (" or float64" if dtype == np.float32 else ""))
-
-
 # ---- the two generated forms -------------------------------------------------------------------
 def _fill(sch: Scheme, array: object, who: str, seed: object, stream: object, layout: object,
           fan_in: object, fan_out: object, params: Dict[str, Any], naive: bool = False) -> np.ndarray:
@@ -318,10 +288,15 @@ def _fill(sch: Scheme, array: object, who: str, seed: object, stream: object, la
     fin = _parse_fan(fan_in, "fan_in", who)
     fout = _parse_fan(fan_out, "fan_out", who)
     numbers, words = _parse_params(sch, who, params)
-    if isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64):
-        _check_range(_core.init_plan(sch.name, list(array.shape), layout, fin, fout, numbers, words),
-                     array.dtype, who)
-    plan = _core.init_fill(array, sch.name, layout, fin, fout, numbers, words, seed, stream, naive)
+    return _draw(sch, array, who, seed, stream, layout, fin, fout, numbers, words, naive)
+
+
+def _draw(sch: Scheme, array: object, who: str, seed: int, stream: int, layout: str,
+          fin: Optional[float], fout: Optional[float], numbers: Dict[str, float], words: Dict[str, str],
+          naive: bool = False) -> np.ndarray:
+    """Validated arguments -> one crossing into the core: plan, range check (values the dtype
+    cannot hold are refused before anything is written) and the fill."""
+    plan = _core.init_fill(array, sch.name, layout, fin, fout, numbers, words, seed, stream, naive, who=who)
     if plan["kind"] in ("orthogonal", "delta_orthogonal"):
         _finish_orthogonal(array, plan, layout, seed, stream)  # type: ignore[arg-type]
     return array  # type: ignore[return-value]
@@ -392,11 +367,12 @@ def _make_pair(sch: Scheme) -> Tuple[Callable[..., np.ndarray], Callable[..., np
         dt = _parse_dtype(dtype, who)
         seed = fresh_seed() if seed is None else check_seed(seed)
         stream = check_seed(stream, "stream")
-        plan_ = _plan(sch, shp, who, layout, fan_in, fan_out, params)  # every error before allocating
-        _check_range(plan_, dt, who)
-        _check_memory(shp, dt, who)
-        array = np.empty(shp, dtype=dt)
-        return _fill(sch, array, who, seed, stream, layout, fan_in, fan_out, params)
+        layout = _parse_layout(layout, who)
+        fin = _parse_fan(fan_in, "fan_in", who)
+        fout = _parse_fan(fan_out, "fan_out", who)
+        numbers, words = _parse_params(sch, who, params)
+        _check_memory(shp, dt, who)  # before np.empty (which could over-commit)
+        return _draw(sch, np.empty(shp, dtype=dt), who, seed, stream, layout, fin, fout, numbers, words)
 
     def fill_(array: np.ndarray, *, seed: Optional[int] = None, stream: int = 0,
               layout: str = "in_out", fan_in: Optional[float] = None,

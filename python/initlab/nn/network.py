@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import _core
 from .. import init as init_module
+from ..init.random import check_seed, fresh_seed
 from ..inspect.report import Report
 from . import persistence, training
 from ._checks import check_float, check_int, check_name, kernel_input
@@ -120,11 +121,7 @@ class Network:
         if output is not None:
             check_name("output", output, list(OUTPUTS))
         dropout = check_float("dropout", dropout, minimum=0.0, maximum=1.0, max_strict=True)
-        if seed is None:
-            seed = int.from_bytes(os.urandom(8), "little")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 64:
-            raise ValueError(f"seed must be an int in [0, 2**64) or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = fresh_seed() if seed is None else check_seed(seed)
         specs, shape = self._specs(layers, input_dim, input_shape, output)
         self.input_shape: Shape = shape
         self.layers: List[Layer] = specs
@@ -339,11 +336,12 @@ class Network:
                 inp = buf.out
         ws.last_training = training
 
-    def _run_loss(self, ws: Workspace, y: np.ndarray, with_grad: bool) -> float:
-        """Mean loss of the logits; probabilities to ws.P; dL/dlogits to ws.output_grad if asked."""
+    def _run_loss(self, ws: Workspace, y: np.ndarray, with_grad: bool, labels_checked: bool = False) -> float:
+        """Mean loss of the logits; probabilities to ws.P; dL/dlogits to ws.output_grad if asked.
+        labels_checked: y's integer labels were range-checked already (fit checks them once)."""
         Z, dZ = ws.logits, (ws.output_grad if with_grad else None)
         if self.output == "softmax":
-            return _core.softmax_cross_entropy(Z, y, ws.P, dZ)
+            return _core.softmax_cross_entropy(Z, y, ws.P, dZ, labels_checked=labels_checked)
         if self.output == "sigmoid":
             return _core.sigmoid_binary_cross_entropy(Z, y, ws.P, dZ)
         return _core.mean_squared_error(Z, y, dZ)
@@ -487,6 +485,20 @@ class Network:
         """Per-layer health at the current weights and a verdict; see `initlab.diagnose`."""
         from ..inspect.diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
+
+    # ---- PyTorch (il.torch; torch is imported only here, on use) ---------------------------------
+    def to_torch(self):
+        """An `nn.Sequential` of Linear + activation (+ Dropout) modules ending in the logits, in
+        this net's dtype: `softmax(model(x))` equals `net.forward(X)`. See `il.torch.to_torch`."""
+        from ..torch import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, sequential, output: str = "softmax", **kwargs) -> "Network":
+        """The Network computing `sequential` (the inverse of `to_torch`); `output` names the
+        output activation and loss. See `il.torch.from_torch`."""
+        from ..torch import from_torch
+        return from_torch(sequential, output, **kwargs)
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: "os.PathLike[str] | str") -> str:

@@ -327,7 +327,7 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], int
     net._step += 1
     try:
         net._run_forward(ws, ws.X, training=True)
-        batch_loss = net._run_loss(ws, yb, with_grad=True)
+        batch_loss = net._run_loss(ws, yb, with_grad=True, labels_checked=True)  # checked in validate_fit
         net._run_backward(ws, ws.X)
     except KeyboardInterrupt:
         net._step -= 1

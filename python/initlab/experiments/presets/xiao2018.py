@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import List
 
 
+from ... import theory
 from ..compare import Claim, Comparison
 from ..runs import RunSpec
 from ._common import Preset, _digits, _one
@@ -20,11 +21,11 @@ from ._common import Preset, _digits, _one
 # delta-orthogonal (an orthogonal matrix of gain sqrt(sigma_w^2) at the centre tap, zeros elsewhere),
 # whose input-output Jacobian is a product of orthogonal matrices near the fixed point (dynamical
 # isometry) at any depth.
-SIGMA_W2 = 1.0   # critical for tanh at sigma_b^2 = 0
 SIGMA_B2 = 0.0
+SIGMA_W2 = theory.critical_sigma_w2("tanh", SIGMA_B2)  # chi_1 = 1: 1.0 for tanh at sigma_b^2 = 0
 SCHEMES = {
-    "delta-orthogonal": f"delta_orthogonal(gain={math.sqrt(SIGMA_W2)})",
-    "Gaussian": f"variance_scaling(scale={SIGMA_W2}, mode='fan_in', distribution='normal')",
+    "delta-orthogonal": f"delta_orthogonal(gain={math.sqrt(SIGMA_W2)!r})",
+    "Gaussian": f"variance_scaling(scale={SIGMA_W2!r}, mode='fan_in', distribution='normal')",
 }
 
 

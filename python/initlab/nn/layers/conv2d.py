@@ -75,6 +75,7 @@ class Conv2d(Layer):
 
     type_name = "Conv2d"
     has_weights = True
+    parameter_names = ("W", "b")
 
     def __init__(self, filters: int, kernel_size: IntPair, *, stride: IntPair = 1,
                  padding: Union[str, IntPair] = "valid", dilation: IntPair = 1,
@@ -307,3 +308,7 @@ class Conv2d(Layer):
 
     def initializers(self) -> Dict[str, str]:
         return {"W": self.init_name, "b": self.bias_init_name}
+
+    def restore_initializers(self, names: Dict[str, str]) -> None:
+        self.init_name = names.get("W", self.init_name)
+        self.bias_init_name = names.get("b", self.bias_init_name)
