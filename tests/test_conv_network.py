@@ -341,3 +341,24 @@ def test_compare_on_digits_images_trains_a_small_cnn_per_initializer(capsys):
                      "--no-progress", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "CNN of 3x3 convolutions with channels 16,32" in out and "he_normal" in out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cnn_to_torch_gives_the_same_outputs(dtype):
+    torch = pytest.importorskip("torch")
+    net = il.Network([il.Conv2d(5, 3, stride=2, padding="same", activation="elu", dropout=0.1),  # uneven pads
+                      il.MaxPool2d(2, stride=1), il.Conv2d(4, (2, 3), padding=1, dilation=(1, 2), activation="tanh"),
+                      il.AvgPool2d(2), il.Flatten(), il.Dense(6, activation="relu"), il.Dense(3)],
+                     input_shape=(11, 10, 2), seed=2, dtype=dtype)
+    X = np.random.default_rng(3).standard_normal((4, 11, 10, 2)).astype(dtype)
+    model = net.to_torch().eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(X).permute(0, 3, 1, 2)), dim=1).numpy()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(probs, net.forward(X), rtol=tol, atol=tol)
+    gap = il.Network([il.Conv2d(3, 3, activation="relu"), il.GlobalAvgPool2d(), il.Dense(2)], input_shape=(5, 5, 1),
+                     seed=0, dtype=dtype)
+    X = X[:, :5, :5, :1].copy()
+    with torch.no_grad():
+        probs = torch.softmax(gap.to_torch()(torch.from_numpy(X).permute(0, 3, 1, 2)), dim=1).numpy()
+    np.testing.assert_allclose(probs, gap.forward(X), rtol=tol, atol=tol)
