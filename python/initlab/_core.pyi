@@ -55,6 +55,10 @@ def avg_pool2d_forward(X: object, Y: object, *, pool: object, stride: object) ->
     """Y := window mean (no padding, floor output size)"""
     ...
 
+def avg_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, pool: object, stride: object, dtype: str) -> Layer:
+    """A native AvgPool2d layer"""
+    ...
+
 def build_info() -> dict: ...
 
 def clip_by_value(grad: object, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -75,6 +79,10 @@ def conv2d_forward(X: object, W: object, b: object, Z: object, A: object, activa
 
 def conv2d_forward_reference(X: object, W: object, b: object, Z: object, A: object, activation: str, param: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None) -> None:
     """the direct-loop twin of conv2d_forward (test oracle; workspace ignored)"""
+    ...
+
+def conv2d_layer(W: object, b: object, dW: object, db: object, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], activation: str, param: object = None, *, stride: object, dilation: object, padding: object, dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: object = 0) -> Layer:
+    """A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db"""
     ...
 
 def conv2d_output_shape(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> list[int]:
@@ -111,6 +119,10 @@ def dropout_forward(A: object, mask: object, *, p: typing.SupportsFloat | typing
 
 def fans(shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], layout: str) -> tuple[float, float]: ...
 
+def flatten_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, dtype: str) -> Layer:
+    """A native Flatten layer"""
+    ...
+
 def gain(nonlinearity: str, param: typing.SupportsFloat | typing.SupportsIndex | None = None) -> float: ...
 
 def gain_names() -> list[str]: ...
@@ -137,6 +149,10 @@ def global_avg_pool2d_forward(X: object, Y: object) -> None:
     """Y (N, C) := mean of X (N, H, W, C) over the pixels"""
     ...
 
+def global_avg_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, dtype: str) -> Layer:
+    """A native GlobalAvgPool2d layer"""
+    ...
+
 def init_fill(out: object, scheme: str, layout: str, fan_in: typing.SupportsFloat | typing.SupportsIndex | None, fan_out: typing.SupportsFloat | typing.SupportsIndex | None, numbers: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex], words: collections.abc.Mapping[str, str], seed: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex, naive: bool = False, who: str | None = None) -> dict: ...
 
 def init_plan(scheme: str, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], layout: str, fan_in: typing.SupportsFloat | typing.SupportsIndex | None, fan_out: typing.SupportsFloat | typing.SupportsIndex | None, numbers: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex], words: collections.abc.Mapping[str, str]) -> dict: ...
@@ -151,6 +167,10 @@ def max_pool2d_backward(dY: object, argmax: object, dX: object, *, pool: object,
 
 def max_pool2d_forward(X: object, Y: object, argmax: object, *, pool: object, stride: object) -> None:
     """Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)"""
+    ...
+
+def max_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, pool: object, stride: object, dtype: str) -> Layer:
+    """A native MaxPool2d layer"""
     ...
 
 def mean_squared_error(Z: object, y: object, dZ: object = None) -> float:
