@@ -6,7 +6,9 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <initializer_list>
 #include <array>
 #include <map>
@@ -106,6 +108,15 @@ std::string shape_str(const std::vector<std::int64_t>& shape) {
 std::vector<std::int64_t> shape_of(const py::array& a) {
   return std::vector<std::int64_t>(a.shape(), a.shape() + a.ndim());
 }
+
+// An output array must be a writable, C-contiguous float32/float64 ndarray: never a converted copy
+// (writing into a copy would silently lose the result).
+struct OutArray {
+  py::array array;
+  bool is_double;
+  std::vector<std::int64_t> shape;
+  std::int64_t size;
+};
 
 class Check {
  public:
@@ -224,6 +235,30 @@ class Check {
   }
 
   static std::string repr(double v) { return std::string(py::str(py::float_(v))); }
+
+  // An array of any shape written in place (the initializers' and random fills): an ndarray of
+  // dtype float32/float64, C-contiguous, aligned and writeable; never a converted copy.
+  OutArray float_output(const py::handle& obj) const {
+    if (!py::isinstance<py::array>(obj)) {
+      type_error("array must be a numpy.ndarray, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    auto array = py::reinterpret_borrow<py::array>(obj);
+    const bool is_float = has_dtype<float>(array);
+    const bool is_double = has_dtype<double>(array);
+    if (!is_float && !is_double) {
+      type_error("array must have dtype float32 or float64, got " + std::string(py::str(array.dtype())));
+    }
+    if (!(array.flags() & py::array::c_style)) {
+      value_error("array must be C-contiguous (it is written in place; pass numpy.ascontiguousarray(a) "
+                  "and keep the result)");
+    }
+    if (!is_aligned(array)) {
+      value_error("array is not aligned to its dtype (a view at an odd byte offset); pass an aligned array");
+    }
+    if (!array.writeable()) value_error("array must be writable, it is read-only");
+    std::vector<std::int64_t> shape(array.shape(), array.shape() + array.ndim());
+    return {array, is_double, shape, static_cast<std::int64_t>(array.size())};
+  }
 
  private:
   const char* fn_;
@@ -413,6 +448,25 @@ void dense_backward_binding(const py::object& da_obj, const py::object& x_obj, c
   }
 }
 
+// Every activation of the registry (dense.hpp) with its init gain at the default parameter.
+py::list activation_registry_binding() {
+  py::list out;
+  for (const auto& info : initlab::kActivations) {
+    const bool has_param = info.param_name[0] != '\0';
+    py::dict d;
+    d["name"] = info.name;
+    d["id"] = static_cast<int>(info.id);
+    d["param_name"] = has_param ? py::object(py::str(info.param_name)) : py::object(py::none());
+    d["default_param"] = has_param ? py::object(py::float_(info.default_param)) : py::object(py::none());
+    d["gain"] = initlab::gain(info.name, has_param ? std::optional<double>(info.default_param) : std::nullopt);
+    d["derivative_from_output"] = info.derivative_from_output;
+    d["saturates"] = info.saturates;
+    d["zero_derivative_interval"] = info.zero_derivative_interval;
+    out.append(d);
+  }
+  return out;
+}
+
 py::list activations_binding() {
   py::list out;
   for (const auto& info : initlab::kActivations) {
@@ -464,8 +518,39 @@ py::array float_targets(const Check& check, const LossArgs& args, const py::obje
   return y;
 }
 
+// Optional row weights: None, or (N,) of Z's dtype, finite and >= 0, not overlapping the outputs.
+// Returns the checked array, or None; weights_ptr gives the kernel's `weights` (null for None).
+template <typename T>
+const T* weights_ptr(const py::object& w) {
+  return w.is_none() ? nullptr : in_ptr<T>(py::reinterpret_borrow<py::array>(w));
+}
+py::object row_weights(const Check& check, const LossArgs& args, const py::object& w_obj) {
+  if (w_obj.is_none()) return py::none();
+  py::array w = check.array(w_obj, "weights", 1);
+  check.same_type(w, "weights", args.t, "Z");
+  check.shape(w, "weights", {static_cast<std::int64_t>(args.z.shape(0))}, "(N,)");
+  if (args.has_p) check.no_overlap(args.p, "P", w, "weights");
+  if (args.has_dz) check.no_overlap(args.dz, "dZ", w, "weights");
+  auto first_bad = [&](auto* values) -> std::int64_t {
+    for (std::int64_t r = 0; r < w.shape(0); ++r) {
+      if (!(values[r] >= 0 && std::isfinite(static_cast<double>(values[r])))) return r;
+    }
+    return -1;
+  };
+  const std::int64_t bad = args.t == FloatType::kFloat32 ? first_bad(in_ptr<float>(w)) : first_bad(in_ptr<double>(w));
+  if (bad >= 0) {
+    const double v = args.t == FloatType::kFloat32 ? in_ptr<float>(w)[bad] : in_ptr<double>(w)[bad];
+    check.value_error("row 'weights' must be finite and >= 0, got " + Check::repr(v) + " at index " +
+                      std::to_string(bad));
+  }
+  return w;
+}
+
+// labels_checked: the caller has checked every label once (fit, before its loop), so the O(N) range
+// scan is skipped; an out-of-range label would then read outside its row (undefined behaviour).
 double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
-                                     const py::object& p_obj, const py::object& dz_obj) {
+                                     const py::object& p_obj, const py::object& dz_obj,
+                                     const py::object& w_obj, bool labels_checked) {
   const Check check("softmax_cross_entropy");
   LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
   const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
@@ -482,7 +567,7 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
     }
     check.shape(y, "y", {n}, "(N,)");
     const std::int64_t* labels = in_ptr<std::int64_t>(y);
-    for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t r = 0; r < (labels_checked ? 0 : n); ++r) {
       if (labels[r] < 0 || labels[r] >= k) {
         check.value_error("label y[" + std::to_string(r) + "] = " + std::to_string(labels[r]) +
                           " is out of range [0, " + std::to_string(k) + ")");
@@ -513,21 +598,23 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
                         "row " + std::to_string(bad) + " is not");
     }
   }
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::softmax_cross_entropy<float>(
         n, k, in_ptr<float>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
         integer_labels ? nullptr : in_ptr<float>(y), out_ptr<float>(args.p),
-        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+        args.has_dz ? out_ptr<float>(args.dz) : nullptr, weights_ptr<float>(w));
   }
   return initlab::softmax_cross_entropy<double>(
       n, k, in_ptr<double>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
       integer_labels ? nullptr : in_ptr<double>(y), out_ptr<double>(args.p),
-      args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+      args.has_dz ? out_ptr<double>(args.dz) : nullptr, weights_ptr<double>(w));
 }
 
 double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
-                                            const py::object& p_obj, const py::object& dz_obj) {
+                                            const py::object& p_obj, const py::object& dz_obj,
+                                            const py::object& w_obj) {
   const Check check("sigmoid_binary_cross_entropy");
   LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
   py::array y = float_targets(check, args, y_obj);
@@ -545,29 +632,36 @@ double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::o
     check.value_error("labels 'y' must be in [0, 1], got " + Check::repr(v) + " at flat index " +
                       std::to_string(bad));
   }
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::sigmoid_binary_cross_entropy<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
                                                         out_ptr<float>(args.p),
-                                                        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+                                                        args.has_dz ? out_ptr<float>(args.dz) : nullptr,
+                                                        weights_ptr<float>(w));
   }
   return initlab::sigmoid_binary_cross_entropy<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
                                                        out_ptr<double>(args.p),
-                                                       args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+                                                       args.has_dz ? out_ptr<double>(args.dz) : nullptr,
+                                                       weights_ptr<double>(w));
 }
 
-double mean_squared_error_binding(const py::object& z_obj, const py::object& y_obj, const py::object& dz_obj) {
+double mean_squared_error_binding(const py::object& z_obj, const py::object& y_obj, const py::object& dz_obj,
+                                  const py::object& w_obj) {
   const Check check("mean_squared_error");
   LossArgs args = loss_args(check, z_obj, nullptr, dz_obj);
   py::array y = float_targets(check, args, y_obj);
   const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::mean_squared_error<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
-                                              args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+                                              args.has_dz ? out_ptr<float>(args.dz) : nullptr,
+                                              weights_ptr<float>(w));
   }
   return initlab::mean_squared_error<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
-                                             args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+                                             args.has_dz ? out_ptr<double>(args.dz) : nullptr,
+                                             weights_ptr<double>(w));
 }
 
 // ---- optimizers, clipping, dropout ------------------------------------------------------------
@@ -973,40 +1067,6 @@ py::dict layer_stats_binding(const py::object& z_obj, const py::object& a_obj, c
 
 
 // ---- random and initializers: argument checks ---------------------------------------------------
-// An output array must be a writable, C-contiguous float32/float64 ndarray: never a converted copy
-// (writing into a copy would silently lose the result).
-struct OutArray {
-  py::array array;
-  bool is_double;
-  std::vector<std::int64_t> shape;
-  std::int64_t size;
-};
-
-OutArray check_out(const py::handle& obj, const std::string& who) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(who + ": array must be a numpy.ndarray, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
-  }
-  auto array = py::reinterpret_borrow<py::array>(obj);
-  const bool is_float = has_dtype<float>(array);
-  const bool is_double = has_dtype<double>(array);
-  if (!is_float && !is_double) {
-    throw py::type_error(who + ": array must have dtype float32 or float64, got " +
-                         std::string(py::str(array.dtype())));
-  }
-  if (!(array.flags() & py::array::c_style)) {
-    throw py::value_error(who + ": array must be C-contiguous (it is written in place; pass "
-                                "numpy.ascontiguousarray(a) and keep the result)");
-  }
-  if (!is_aligned(array)) {
-    throw py::value_error(who + ": array is not aligned to its dtype (a view at an odd byte offset); "
-                                "pass an aligned array");
-  }
-  if (!array.writeable()) throw py::value_error(who + ": array must be writable, it is read-only");
-  std::vector<std::int64_t> shape(array.shape(), array.shape() + array.ndim());
-  return {array, is_double, shape, static_cast<std::int64_t>(array.size())};
-}
-
 initlab::Layout parse_layout(const std::string& layout) {
   if (layout == "in_out") return initlab::Layout::kInOut;
   if (layout == "out_in") return initlab::Layout::kOutIn;
@@ -1064,7 +1124,7 @@ py::array_t<std::uint32_t> random_words(std::uint64_t seed, std::uint64_t stream
 // The three raw fills; kind in uniform / normal / truncated_normal, params as random.hpp orders them.
 void random_fill(const py::handle& obj, const std::string& kind, std::uint64_t seed,
                  std::uint64_t stream, const std::vector<double>& params, bool naive) {
-  OutArray out = check_out(obj, kind);
+  OutArray out = Check(kind.c_str()).float_output(obj);
   const std::size_t needed = kind == "truncated_normal" ? 4 : 2;
   if (kind != "uniform" && kind != "normal" && kind != "truncated_normal") {
     throw py::value_error("kind must be 'uniform', 'normal' or 'truncated_normal', got '" + kind + "'");
@@ -1156,10 +1216,24 @@ py::dict init_plan(const std::string& scheme, std::vector<std::int64_t> shape,
 py::dict init_fill(const py::handle& obj, const std::string& scheme, const std::string& layout,
                    std::optional<double> fan_in, std::optional<double> fan_out,
                    std::map<std::string, double> numbers, std::map<std::string, std::string> words,
-                   std::uint64_t seed, std::uint64_t stream, bool naive) {
-  OutArray out = check_out(obj, scheme + "_");
+                   std::uint64_t seed, std::uint64_t stream, bool naive, std::optional<std::string> who) {
+  const std::string name = who ? *who : scheme + "_";
+  const Check check(name.c_str());
+  OutArray out = check.float_output(obj);
   const initlab::InitPlan plan = initlab::plan_init(make_request(
       scheme, out.shape, layout, fan_in, fan_out, std::move(numbers), std::move(words), seed, stream));
+  // Values the dtype cannot hold (variance_scaling(scale=1e308) in float32 would fill inf): refused
+  // before anything is written. Half the largest finite value leaves room for mean + std*z's rounding.
+  const bool f32 = !out.is_double;
+  const double limit = (f32 ? static_cast<double>(std::numeric_limits<float>::max())
+                            : std::numeric_limits<double>::max()) / 2;
+  const double largest = initlab::plan_largest_value(plan);
+  if (!(largest <= limit)) {
+    char text[160];
+    std::snprintf(text, sizeof text, "the parameters give values up to %.6g (plan %s), beyond what %s holds (%.3g)",
+                  largest, fill_kind_name(plan.kind), f32 ? "float32" : "float64", limit);
+    check.value_error(std::string(text) + "; use smaller parameters or larger fans" + (f32 ? " or float64" : ""));
+  }
   fill_out(out, [&](auto* data) {
     if (naive) {
       initlab::execute_plan_naive(plan, data);
@@ -1645,6 +1719,10 @@ initlab::Pool2dGeometry pool_geometry(const Check& check, const py::array& x, co
   const auto p = int_tuple(check, pool, "pool", 2, 1);
   const auto s = int_tuple(check, stride, "stride", 2, 1);
   initlab::Pool2dGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), p[0], p[1], s[0], s[1]};
+  if (g.h * g.w >= (std::int64_t{1} << 31)) {  // max pooling keeps in-image indices in 32 bits
+    check.value_error("'" + std::string(x_name) + "' " + shape_str(shape_of(x)) +
+                      " has 2^31 or more pixels per image; pooling takes fewer");
+  }
   if (g.ph > g.h || g.pw > g.w) {
     check.value_error("the pool window " + shape_str({g.ph, g.pw}) + " is larger than the input pixels " +
                       shape_str({g.h, g.w}) + " of '" + x_name + "' " + shape_str(shape_of(x)));
@@ -1810,7 +1888,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("fan_in"), py::arg("fan_out"), py::arg("numbers"), py::arg("words"));
   m.def("init_fill", &init_fill, py::arg("out"), py::arg("scheme"), py::arg("layout"),
         py::arg("fan_in"), py::arg("fan_out"), py::arg("numbers"), py::arg("words"),
-        py::arg("seed"), py::arg("stream"), py::arg("naive") = false);
+        py::arg("seed"), py::arg("stream"), py::arg("naive") = false, py::arg("who") = py::none());
   m.def("gain", &initlab::gain, py::arg("nonlinearity"), py::arg("param") = py::none());
   m.def("gain_names", &initlab::gain_names);
   m.def("fans", &fans, py::arg("shape"), py::arg("layout"));
@@ -1824,6 +1902,9 @@ PYBIND11_MODULE(_core, m) {
         "the triple-loop twin of gemm (test oracle)");
   m.def("gemm_workspace_allocations", &initlab::gemm_workspace_allocations,
         "how many times a GEMM packing buffer was (re)allocated; constant in a steady state");
+  m.def("activation_registry", &activation_registry_binding,
+        "every activation: dicts of name, id, param_name, default_param, gain, derivative_from_output, "
+        "saturates, zero_derivative_interval");
   m.def("activations", &activations_binding,
         "the activation registry: [(name, param_name, default_param)] in the core's order");
   m.def("activation_forward", &activation_forward_binding, py::arg("Z"), py::arg("A"), py::arg("activation"),
@@ -1837,12 +1918,17 @@ PYBIND11_MODULE(_core, m) {
         "dA := dZ = dA*act'; dW := X^T dZ; db := column sums of dZ; dX := dZ W^T (skipped when None)");
 
   // ---- losses (loss.hpp) ---------------------------------------------------------------------
+  // weights (N,) or None: loss := sum w_n l_n / sum w (l_n: row n's loss), dZ its gradient; sum w = 0: 0, 0.
   m.def("softmax_cross_entropy", &softmax_cross_entropy_binding, py::arg("Z"), py::arg("y"), py::arg("P"),
-        py::arg("dZ") = py::none(), "P := softmax(Z); dZ := (P - Y)/N; returns the mean loss");
+        py::arg("dZ") = py::none(), py::arg("weights") = py::none(), py::kw_only(),
+        py::arg("labels_checked") = false,
+        "P := softmax(Z); dZ := (P - Y)/N (weighted: w_n (P - Y)/sum w); returns the (weighted) mean loss");
   m.def("sigmoid_binary_cross_entropy", &sigmoid_binary_cross_entropy_binding, py::arg("Z"), py::arg("y"),
-        py::arg("P"), py::arg("dZ") = py::none(), "P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss");
+        py::arg("P"), py::arg("dZ") = py::none(), py::arg("weights") = py::none(),
+        "P := sigmoid(Z); dZ := (P - y)/(N*K) (weighted: w_n (P - y)/(K sum w)); returns the (weighted) mean loss");
   m.def("mean_squared_error", &mean_squared_error_binding, py::arg("Z"), py::arg("y"), py::arg("dZ") = py::none(),
-        "dZ := 2(Z - y)/(N*K); returns the mean of (Z - y)^2");
+        py::arg("weights") = py::none(),
+        "dZ := 2(Z - y)/(N*K) (weighted: 2 w_n (Z - y)/(K sum w)); returns the (weighted) mean of (Z - y)^2");
 
   // ---- optimizers, clipping, dropout (optim.hpp) --------------------------------------------
   m.def("sgd_step", &sgd_step_binding, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"),

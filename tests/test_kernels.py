@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import reference as ref
+import initlab as il
 from initlab import _core
 
-ACTIVATIONS = [name for name, _, _ in _core.activations()]
+ACTIVATIONS = [a["name"] for a in _core.activation_registry()]  # the one registry (dense.hpp)
 DTYPES = [np.float32, np.float64]
 # Tolerances for comparing a float kernel with the float64 oracle.
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -40,6 +41,35 @@ def test_registry_matches_reference():
     assert ACTIVATIONS == list(ref.ACTIVATION_DEFAULTS)
     for name, _, default in _core.activations():
         assert default == (ref.ACTIVATION_DEFAULTS[name] or 0.0)
+    for a in _core.activation_registry():
+        assert a["default_param"] == ref.ACTIVATION_DEFAULTS[a["name"]]
+        assert a["gain"] == il.init.gain(a["name"], a["default_param"])
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_registry_flags_match_the_math(name):
+    """derivative_from_output, saturates and zero_derivative_interval against the derivative the
+    kernels compute (float64), so a wrong flag in dense.hpp cannot pass."""
+    a = {r["name"]: r for r in _core.activation_registry()}[name]
+    z = np.array([[-30.0, -3.0, -2.0, 2.0, 30.0]])
+    A = np.empty_like(z)
+    _core.activation_forward(z, A, name)
+    X, W = np.ones((1, 1)), np.ones((1, 5))   # dense_backward of one row: dZ = act'(.)
+
+    def derivative(Z, A_given):
+        dA = np.ones_like(z)
+        dW, db = np.empty((1, 5)), np.empty(5)
+        _core.dense_backward(dA, X, W, Z, A_given, name, None, dW, db, None)
+        return dA[0]
+
+    d = derivative(z, A)
+    # Which cached array the derivative reads: perturb the other one and see whether it changes.
+    if a["derivative_from_output"]:
+        assert np.array_equal(derivative(z + 1.0, A), d) and not np.array_equal(derivative(z, A * 0.5), d)
+    else:
+        assert np.array_equal(derivative(z, A * 0.5), d)
+    assert a["saturates"] == bool(abs(d[0]) < 1e-9 and abs(d[-1]) < 1e-9)
+    assert a["zero_derivative_interval"] == bool(d[1] == 0.0 and d[2] == 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +565,8 @@ def test_layer_stats(name):
         assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     if name == "relu":
         assert got["dead"] == pytest.approx(1 / 12)
+    else:  # leaky_relu, elu, selu, ...: a nonzero slope everywhere, so never dead
+        assert got["dead"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from initlab import _core
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-ACTIVATIONS = [name for name, _, _ in _core.activations()]
+ACTIVATIONS = [a["name"] for a in _core.activation_registry()]  # the one registry (dense.hpp)
 
 
 def torch_activation(name, z, param):

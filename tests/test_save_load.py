@@ -113,3 +113,91 @@ def test_corrupted_and_foreign_files(tmp_path, net_and_data):
         il.Network.load(tmp_path / "flipped.npz")
     with pytest.raises(FileNotFoundError):
         il.Network.load(tmp_path / "nope.npz")
+
+
+# ---- format version 2 ----------------------------------------------------------------------------
+FIXTURE_V1 = os.path.join(os.path.dirname(__file__), "data", "network_v1.npz")
+
+
+def test_version_1_files_still_load():
+    # Written by initlab before format version 2 (Dense(6, tanh, dropout 0.1), Dense(5, leaky_relu,
+    # param 0.2), Dense(3) on 4 inputs, seed 5, one epoch of 3 steps).
+    net = il.Network.load(FIXTURE_V1)
+    with np.load(FIXTURE_V1) as data:
+        assert int(data["format_version"]) == 1
+        weights = [data[k] for k in ("W0", "b0", "W1", "b1", "W2", "b2")]
+    assert net.widths == [4, 6, 5, 3] and net.seed == 5 and (net._step, net._epochs_trained) == (3, 1)
+    assert [l.activation for l in net.layers] == ["tanh", "leaky_relu", "softmax"]
+    assert [l.dropout for l in net.layers] == [pytest.approx(0.1), 0.0, 0.0] and net.layers[1].act_param == 0.2
+    for a, b in zip(net.get_weights(), weights):
+        assert a.tobytes() == b.tobytes()
+    X = np.random.default_rng(1).normal(size=(5, 4))
+    W0, b0, W1, b1, W2, b2 = [w.astype(np.float64) for w in weights]
+    H = np.tanh(X @ W0 + b0)
+    Z = H @ W1 + b1
+    Z = np.where(Z > 0, Z, 0.2 * Z) @ W2 + b2
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    np.testing.assert_allclose(net.forward(X.astype(np.float32)), P / P.sum(1, keepdims=True), rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer,kw", [("adam", {}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+                                          ("rmsprop", {"momentum": 0.5}), ("adamw", {"weight_decay": 0.1})])
+def test_fit_after_load_continues_exactly(tmp_path, optimizer, kw):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(50, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    net = il.Network([il.Dense(8, "tanh", dropout=0.2), il.Dense(3)], input_dim=5, seed=4)
+    net.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, lr=0.01, progress=False, **kw)
+    loaded = il.Network.load(net.save(tmp_path / "m.npz"))
+    assert loaded._optimizer["step"] == net._optimizer["step"] > 0
+    for other in (net, loaded):
+        other.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, lr=0.01, progress=False, **kw)
+    for a, b in zip(loaded.get_weights(), net.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_loaded_network_remembers_initializers_classes_and_pending_lsuv(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.arange(40) % 3
+    net = il.Network([6, 9, 3], activation="tanh", init="lsuv", bias_init=("normal", {"std": 0.1}), seed=2)
+    net.classes_ = np.array(["cat", "dog", "emu"])
+    loaded = il.Network.load(net.save(tmp_path / "m.npz"))
+    assert [l.init_name for l in loaded.layers] == ["lsuv", "lsuv"]
+    assert [l.bias_init_name for l in loaded.layers] == ["normal(std=0.1)"] * 2
+    assert loaded.classes_.tolist() == ["cat", "dog", "emu"] and loaded._lsuv_pending == [0, 1]
+    for other in (net, loaded):
+        other.fit(X, y, epochs=1, batch_size=8, progress=False)
+    for a, b in zip(loaded.get_weights(), net.get_weights()):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_a_registered_layer_type_needs_no_new_version(tmp_path, monkeypatch):
+    from initlab.nn import LAYERS
+    from test_layers import Scale
+    monkeypatch.setitem(LAYERS, "Scale", Scale)
+    net = il.Network([il.Dense(4, "relu"), Scale(3.0), il.Dense(2)], input_dim=3, seed=1)
+    path = net.save(tmp_path / "m.npz")
+    with np.load(path) as data:
+        assert int(data["format_version"]) == 2 and "W2" in data.files and "W1" not in data.files
+    loaded = il.Network.load(path)
+    assert isinstance(loaded.layers[1], Scale) and loaded.layers[1].factor == 3.0
+    X = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(loaded.forward(X), net.forward(X))
+    monkeypatch.delitem(LAYERS, "Scale")
+    with pytest.raises(ValueError, match="unknown layer type 'Scale'"):
+        il.Network.load(path)
+
+
+def test_damaged_optimizer_state_is_refused(tmp_path, net_and_data):
+    net, X, y = net_and_data
+    path = str(net.save(tmp_path / "m.npz"))
+    with np.load(path) as data:
+        assert "optimizer.0.0" in data.files
+    for name, change, message in [
+            ("gone.npz", {"optimizer.1.0": None}, r"missing \['optimizer.1.0'\]"),
+            ("shape.npz", {"optimizer.0.0": np.zeros((2, 2), np.float32)}, "optimizer.0.0 has shape"),
+            ("name.npz", {"optimizer": np.array('{"name": "lion", "step": 1, "started": false}')},
+             "optimizer must be"),
+            ("json.npz", {"manifest": np.array("[{")}, "manifest is not valid JSON")]:
+        with pytest.raises(ValueError, match=message):
+            il.Network.load(rewrite(path, tmp_path / name, **change))

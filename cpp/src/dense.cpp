@@ -17,10 +17,6 @@ const ActivationInfo* find_activation(const std::string& name) {
   return nullptr;
 }
 
-bool derivative_uses_output(Activation act) {
-  return act == Activation::kSigmoid || act == Activation::kTanh;
-}
-
 template <typename T>
 void activation_forward(std::int64_t count, const T* z, T* a, Activation act, T param) {
   detail::dispatch_activation(act, [&](auto kind) {
@@ -36,7 +32,7 @@ void activation_backward(std::int64_t count, T* da, const T* z, const T* a, Acti
   if (act == Activation::kLinear) return;  // act' = 1: dZ is dA already
   detail::dispatch_activation(act, [&](auto kind) {
     constexpr Activation kAct = decltype(kind)::value;
-    const bool from_output = derivative_uses_output(kAct);
+    constexpr bool from_output = derivative_uses_output(kAct);
     detail::for_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
       if (from_output) {
         for (std::int64_t e = begin; e < end; ++e) da[e] *= detail::derivative<kAct>(T(0), a[e], param);

@@ -215,6 +215,27 @@ Fans compute_fans(const std::vector<std::int64_t>& shape, Layout layout) {
   return {fans.fan_in * receptive, fans.fan_out * receptive};
 }
 
+double plan_largest_value(const InitPlan& plan) {
+  switch (plan.kind) {
+    case FillKind::kConstant:
+    case FillKind::kIdentity:
+      return std::abs(plan.value);
+    case FillKind::kDirac:
+      return 1.0;
+    case FillKind::kUniform:
+      return std::abs(plan.low) + std::abs(plan.high);  // also bounds high - low
+    case FillKind::kNormal:
+    case FillKind::kTruncatedNormal:
+    case FillKind::kSparse:
+      // abs: a negative gain gives a negative std (xavier_normal(gain=-1e38) drew inf in float32)
+      return std::abs(plan.mean) + kMaxAbsNormal * std::abs(plan.std);
+    case FillKind::kOrthogonal:
+    case FillKind::kDeltaOrthogonal:
+      return std::abs(plan.gain);  // entries of an orthonormal matrix are <= 1
+  }
+  return 0.0;
+}
+
 std::vector<std::string> gain_names() {
   return {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
           "elu", "gelu", "identity", "leaky_relu", "linear", "relu", "selu", "sigmoid", "silu",

@@ -43,27 +43,42 @@ enum class Activation { kLinear, kRelu, kLeakyRelu, kElu, kSelu, kGelu, kSigmoid
 struct ActivationInfo {
   const char* name;
   Activation id;
-  double default_param;  // the PyTorch default of the one parameter (0 where there is none)
-  const char* param_name;  // "" where the activation takes no parameter
+  double default_param;     // the PyTorch default of the one parameter (0 where there is none)
+  const char* param_name;   // "" where the activation takes no parameter
+  bool derivative_from_output;    // act' is computed from A (sigmoid, tanh), else from Z
+  bool saturates;                 // bounded on both sides: act' -> 0 at both tails (tanh, sigmoid)
+  bool zero_derivative_interval;  // act' is exactly 0 on an interval (relu: z < 0), so units can die
 };
 
-// The registry: every activation, in the order above. Bindings, tests and docs iterate it.
+// The registry: every activation, in the order above, defined once. The kernels, the bindings
+// (_core.activation_registry, with each one's init gain from init.hpp), Python's ACTIVATIONS, the
+// CLI help, the diagnosis and the tests all read it. Adding an activation: one entry here, its
+// math in activation_math.hpp (activate/derivative), its oracle in tests/reference.py.
 inline constexpr ActivationInfo kActivations[] = {
-    {"linear", Activation::kLinear, 0.0, ""},
-    {"relu", Activation::kRelu, 0.0, ""},
-    {"leaky_relu", Activation::kLeakyRelu, 0.01, "negative_slope"},
-    {"elu", Activation::kElu, 1.0, "alpha"},
-    {"selu", Activation::kSelu, 0.0, ""},
-    {"gelu", Activation::kGelu, 0.0, ""},
-    {"sigmoid", Activation::kSigmoid, 0.0, ""},
-    {"tanh", Activation::kTanh, 0.0, ""},
-    {"softplus", Activation::kSoftplus, 1.0, "beta"},
+    // name        id                     default  param_name        from_A saturates zero_on_interval
+    {"linear", Activation::kLinear, 0.0, "", false, false, false},
+    {"relu", Activation::kRelu, 0.0, "", false, false, true},
+    {"leaky_relu", Activation::kLeakyRelu, 0.01, "negative_slope", false, false, false},
+    {"elu", Activation::kElu, 1.0, "alpha", false, false, false},
+    {"selu", Activation::kSelu, 0.0, "", false, false, false},
+    {"gelu", Activation::kGelu, 0.0, "", false, false, false},
+    {"sigmoid", Activation::kSigmoid, 0.0, "", true, true, false},
+    {"tanh", Activation::kTanh, 0.0, "", true, true, false},
+    {"softplus", Activation::kSoftplus, 1.0, "beta", false, false, false},
 };
+
+// The registry entry of `act` (every enum value has one).
+constexpr const ActivationInfo& activation_info(Activation act) {
+  for (const ActivationInfo& info : kActivations) {
+    if (info.id == act) return info;
+  }
+  return kActivations[0];
+}
 
 // Looks a name up in kActivations; nullptr when unknown.
 const ActivationInfo* find_activation(const std::string& name);
 // True when act' is computed from A (sigmoid, tanh); false when from Z.
-bool derivative_uses_output(Activation act);
+constexpr bool derivative_uses_output(Activation act) { return activation_info(act).derivative_from_output; }
 
 // Z is (N, O), A is (N, O); A := act(Z) elementwise. A may be Z.
 template <typename T>

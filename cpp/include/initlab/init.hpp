@@ -90,6 +90,12 @@ struct InitPlan {
 
 InitPlan plan_init(const InitRequest& request);
 
+// An upper bound of |x| over everything `plan` can draw, intermediates included (a normal draw is
+// at most kMaxAbsNormal standard deviations from its mean: Box-Muller's sqrt(-2 log u) with
+// u >= 2^-53 is 8.57). The caller refuses plans whose bound a dtype cannot hold.
+constexpr double kMaxAbsNormal = 9.0;
+double plan_largest_value(const InitPlan& plan);
+
 // out has prod(plan.shape) elements.
 template <class T>
 void execute_plan(const InitPlan& plan, T* out);

@@ -117,10 +117,10 @@ def philox4x32(counter: Sequence[int], key: Sequence[int], rounds: int = 10) -> 
 def check_seed(value: object, name: str = "seed") -> int:
     """``value`` as an int in [0, 2**64) or a clear TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
+        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__} {value!r}")
     value = int(value)
     if not 0 <= value < _MAX_U64:
-        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+        raise ValueError(f"{name} must be an int in [0, 2**64), got {value}")
     return value
 
 

@@ -2,7 +2,9 @@
 
 One figure per question, axes labelled with units, log scales for norms. Each function takes runs
 as `initlab.experiments.run_one` returns them and writes one PNG (atomically); it returns the path.
-The same initializer has the same colour in every figure.
+The same initializer has the same colour in every figure. Every figure has a title; legends sit
+beside or below the axes, never over the curves; panels are PANEL inches at DPI (~660 x 440 px).
+`png_bytes` and `html_image` give the same figures to Jupyter (`_repr_html_`).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import numpy as np
 
 from .._files import write_bytes_atomically
 
-DPI = 80              # small files: the docs/ figures are committed
-PALETTE_COLOURS = 64
+DPI = 110             # with the panel sizes below: ~660 x 440 px per panel, 10-pt text legible
+PALETTE_COLOURS = 64  # line plots need few colours: small files (the docs/ figures are committed)
+PANEL = (6.0, 4.0)    # inches per panel of curves
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
@@ -56,11 +59,44 @@ def _small_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
+def png_bytes(fig, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes, shrunk to a small palette."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    return _small_png(buffer.getvalue())
+
+
+def html_image(fig, alt: str = "figure") -> str:
+    """An <img> with the figure inline (base64 PNG), for Jupyter's _repr_html_."""
+    import base64
+    import html
+    data = base64.b64encode(png_bytes(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'
+
+
 def _save(fig, path: str) -> str:
     """savefig, shrunk to a small palette, written atomically."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=DPI, format="png")
-    return write_bytes_atomically(path, _small_png(buffer.getvalue()), "figure")
+    return write_bytes_atomically(path, png_bytes(fig), "figure")
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend right of the axes, never over the curves (constrained layout makes room)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize=kwargs.pop("fontsize", "small"), **kwargs)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for panels that share their lines (same initializer, same colour), below the
+    panels (beside them it would collide with the figure's title)."""
+    seen: Dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize="small",
+                   ncol=min(len(seen), 4), frameon=False)
 
 
 def _colors(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -100,9 +136,15 @@ def _positive(values: Sequence[Optional[float]]) -> List[float]:
 def loss_curves_by_group(result, path: str, *, title: str = "training loss per initializer",
                          chance: Optional[float] = None) -> str:
     """Training loss (solid) and validation loss (dotted) against epoch, one panel per group."""
+    return _save(loss_curves_figure(result, title=title, chance=chance), path)
+
+
+def loss_curves_figure(result, *, title: str = "training loss per initializer",
+                       chance: Optional[float] = None):
+    """The figure of `loss_curves_by_group` (a matplotlib Figure, not saved)."""
     groups = _groups(result.runs)
     colors = _colors(result.runs)
-    fig, axes = _panels(len(groups), 4.6, 3.4)
+    fig, axes = _panels(len(groups), *PANEL)
     for ax, (label, runs) in zip(axes, groups):
         seen = set()
         for r in runs:
@@ -116,9 +158,10 @@ def loss_curves_by_group(result, path: str, *, title: str = "training loss per i
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss (nats)")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="x-small")
+        _integer_ticks(ax)
+    _figure_legend(fig, axes)
     fig.suptitle(f"{title}\n(solid: training loss, dotted: validation loss)")
-    return _save(fig, path)
+    return fig
 
 
 def grad_norms(result, path: str, *, title: str = "gradient norm per layer at init") -> str:
@@ -126,7 +169,7 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
     runs = _first_seed(result.runs)
     groups = _groups(runs)
     colors = _colors(result.runs)
-    fig, axes = _panels(len(groups), 4.6, 3.4)
+    fig, axes = _panels(len(groups), *PANEL)
     for ax, (label, group) in zip(axes, groups):
         for r in group:
             norms = r["at_init"]["grad_norm"]
@@ -137,7 +180,7 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
         _integer_ticks(ax)
         ax.set_ylabel("‖dL/dW‖ (Frobenius) on the probe batch")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="x-small")
+    _figure_legend(fig, axes)
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -157,7 +200,7 @@ def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
     runs = [r for r in _first_seed(runs) if r["at_init"]["histograms"]["counts"]]
     if not runs:
         return None  # no hidden layer: nothing to draw
-    fig, axes = _panels(len(runs), 5.0, 2.6, max_cols=2)
+    fig, axes = _panels(len(runs), 6.0, 3.2, max_cols=2)
     for ax, r in zip(axes, runs):
         hist = r["at_init"]["histograms"]
         edges = np.asarray(hist["edges"])
@@ -174,7 +217,7 @@ def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
         ax.set_xlabel("activation value")
         if r["spec"]["activation"] not in ("tanh", "sigmoid"):
             ax.set_yscale("log")
-        ax.legend(fontsize="xx-small", ncol=min(3, len(layers)))
+        _legend_outside(ax, fontsize="x-small")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -187,7 +230,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
     colors = _colors(runs)
     styles = {label: style for label, style in zip(dict.fromkeys(r["label"] for r in runs),
                                                    ("-", "--", ":", "-."))}
-    fig, axes = _figure(1, len(keys), 4.6, 3.6)
+    fig, axes = _figure(1, len(keys), *PANEL)
     for ax, (key, name) in zip(axes[0], keys):
         for r in runs:
             values = r["at_init"][key]
@@ -203,7 +246,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
         _integer_ticks(ax)
         ax.set_ylabel(name)
         ax.set_title(name)
-    axes[0, 0].legend(fontsize="x-small")
+    _figure_legend(fig, list(axes[0]))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -212,7 +255,7 @@ def top_layer_means(runs: Sequence[Dict[str, Any]], path: str, *,
                     title: str = "Glorot & Bengio 2010, figure 2: sigmoid activations during training") -> str:
     """Mean activation of each hidden layer (probe batch) against epoch, one panel per run."""
     runs = [r for r in _first_seed(runs) if r["layer_stats"]]
-    fig, axes = _figure(1, max(1, len(runs)), 4.6, 3.6)
+    fig, axes = _figure(1, max(1, len(runs)), *PANEL)
     for ax, r in zip(axes[0], runs):
         stats = r["layer_stats"]
         epochs = [epoch[0]["epoch"] for epoch in stats]
@@ -222,7 +265,8 @@ def top_layer_means(runs: Sequence[Dict[str, Any]], path: str, *,
         ax.set_xlabel("epoch (0 = at init)")
         ax.set_ylabel("mean activation (probe batch)")
         ax.set_title(f"{r['label']} {r['init']}".strip())
-        ax.legend(fontsize="x-small")
+        _integer_ticks(ax)
+    _figure_legend(fig, list(axes[0]))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -232,7 +276,7 @@ def epochs_vs_depth(result, path: str, *,
     """Epochs to reach the training-loss threshold against depth, one line per initializer;
     runs that never reached it are drawn at the epoch cap with an open marker."""
     colors = _colors(result.runs)
-    fig, axes = _figure(1, 1, 5.5, 3.8)
+    fig, axes = _figure(1, 1, 7.0, 4.4)
     ax = axes[0, 0]
     for init in dict.fromkeys(r["init"] for r in result.runs):
         runs = sorted(_first_seed([r for r in result.runs if r["init"] == init]), key=lambda r: len(r["widths"]))
@@ -246,7 +290,7 @@ def epochs_vs_depth(result, path: str, *,
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth (weight layers, log scale)")
     ax.set_ylabel(f"epochs to training loss ≤ {threshold:g}")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -258,3 +302,48 @@ def comparison_figures(result, out_dir: str) -> List[str]:
              grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
              activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
     return [p for p in paths if p is not None]
+
+
+def phase_diagram(result, path: str) -> str:
+    """Schoenholz et al. 2017, fig. 5: final validation accuracy over (sigma_w2, depth), with the
+    mean-field depth scale 6 xi_c(sigma_w2) (and 3 xi_c, 12 xi_c) and the critical sigma_w2 drawn
+    over it."""
+    from .. import theory
+    from ..experiments.presets import schoenholz2017 as preset
+    config = result.config
+    sigmas, depths = [float(w) for w in config["sigma_w2"]], list(config["depths"])
+    grid = np.array([[np.nan if a is None else a for a in row]
+                     for row in preset.accuracy_grid(result.runs, config)], dtype=float)
+    fig, axes = _figure(1, 1, 7.5, 5.0)
+    ax = axes[0][0]
+    # cells centred on the grid values; edges half-way between neighbours (depth on a log scale)
+    def edges(values, log):
+        v = np.log(values) if log else np.asarray(values, dtype=float)
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+        return np.exp(e) if log else e
+    mesh = ax.pcolormesh(edges(sigmas, False), edges(depths, True), grid.T, cmap="viridis", vmin=0.0,
+                         vmax=1.0, shading="flat")
+    fig.colorbar(mesh, ax=ax, label="validation accuracy after the budget")
+    fine = np.linspace(sigmas[0] - 0.1, sigmas[-1] + 0.1, 121)
+    xi = np.array([theory.mean_field(config["activation"], w, config["sigma_b2"]).xi_c for w in fine])
+    xi = np.where(np.isfinite(xi), xi, 1e9)
+    for factor, style in ((6, "-"), (3, ":"), (12, ":")):
+        ax.plot(fine, factor * xi, style, color="white" if factor == 6 else "0.85", lw=2 if factor == 6 else 1,
+                label=f"{factor} ξ_c (mean-field theory)")
+    ax.axvline(config["critical_sigma_w2"], color="red", lw=1, ls="--",
+               label=f"critical σ_w² = {config['critical_sigma_w2']:.2f} (χ₁ = 1)")
+    chance = 1.0 / result.runs[0]["widths"][-1]
+    deepest = preset.deepest_trainable(result.runs, config)
+    ax.plot([w for w in sigmas if deepest[w]], [deepest[w] for w in sigmas if deepest[w]], "o", color="orange",
+            markeredgecolor="black",
+            label=f"deepest trainable (acc ≥ {preset.TRAINABLE_FACTOR:g}× chance = {preset.TRAINABLE_FACTOR * chance:.0%})")
+    ax.set_yscale("log")
+    ax.set_ylim(edges(depths, True)[0], edges(depths, True)[-1])
+    ax.set_xlim(edges(sigmas, False)[0], edges(sigmas, False)[-1])
+    ax.set_xlabel("σ_w² (weights N(0, σ_w²/fan_in))")
+    ax.set_ylabel("depth (hidden tanh layers)")
+    ax.set_title(f"Schoenholz et al. 2017: trainable depth, tanh, σ_b² = {config['sigma_b2']:g}, "
+                 f"width {config['width']}, {config['epochs']} epochs", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, path)

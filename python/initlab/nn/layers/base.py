@@ -78,6 +78,7 @@ class Layer:
 
     type_name: ClassVar[str] = ""       # the key in LAYERS and in saved files
     has_weights: ClassVar[bool] = False  # counts for the initializer streams
+    parameter_names: ClassVar[Tuple[str, ...]] = ()  # names of parameters() in order (saved as name{i})
 
     def __init__(self) -> None:
         self.index: Optional[int] = None
@@ -135,3 +136,6 @@ class Layer:
     def initializers(self) -> Dict[str, str]:
         """The initializers this layer's parameters were drawn with, by parameter name."""
         return {}
+
+    def restore_initializers(self, names: Dict[str, str]) -> None:
+        """A loaded layer remembers the initializers its saved parameters were drawn with."""

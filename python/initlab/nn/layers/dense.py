@@ -31,6 +31,7 @@ class Dense(Layer):
 
     type_name = "Dense"
     has_weights = True
+    parameter_names = ("W", "b")
 
     def __init__(self, units: int, activation: Optional[str] = None, *, init: Optional[InitSpec] = None,
                  bias_init: Optional[InitSpec] = None, dropout: Optional[float] = None,
@@ -212,3 +213,7 @@ class Dense(Layer):
 
     def initializers(self) -> Dict[str, str]:
         return {"W": self.init_name, "b": self.bias_init_name}
+
+    def restore_initializers(self, names: Dict[str, str]) -> None:
+        self.init_name = names.get("W", self.init_name)
+        self.bias_init_name = names.get("b", self.bias_init_name)
