@@ -802,12 +802,14 @@ void rmsprop_step_binding(const py::object& param, const py::object& grad, const
 // (sgd: (momentum_buffer or None,); adam/adamw: (exp_avg, exp_avg_sq); rmsprop: (square_avg,
 // momentum_buffer or None)). Every array is validated as the per-tensor kernels validate theirs,
 // and no output may share memory with any other array of the call. Returns
-// {"grad_norm": float or None, "clipped": bool, "nonfinite": [indexes of params holding inf/NaN]}.
+// {"grad_norm": float or None, "clipped": bool, "written": bool (False only when guard=True refused
+// the step), "nonfinite": [indexes of params holding (or, refused, that would hold) inf/NaN]}.
 py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
                                 const py::object& states_obj, const std::string& optimizer, double lr,
                                 double momentum, double dampening, bool nesterov, bool first_step,
                                 double beta1, double beta2, double eps, double alpha, double weight_decay,
-                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm) {
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm,
+                                bool guard) {
   const Check check("optimizer_step");
   initlab::OptimizerConfig c;
   if (optimizer == "sgd") {
@@ -834,6 +836,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   c.weight_decay = check.at_least(weight_decay, 0.0, "weight_decay");
   if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
   c.step = step;
+  c.guard = guard;
   if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
     check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
   }
@@ -935,6 +938,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   py::dict out;
   out["grad_norm"] = c.has_clip_norm ? py::object(py::float_(result.grad_norm)) : py::object(py::none());
   out["clipped"] = result.clipped;
+  out["written"] = result.written;
   py::list bad;
   for (std::size_t i = 0; i < n; ++i) {
     if (nonfinite[i]) bad.append(static_cast<py::ssize_t>(i));
@@ -949,9 +953,10 @@ void def_optimizer_step(py::module_& m) {
         py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
         py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("alpha") = 0.99,
         py::arg("weight_decay") = 0.0, py::arg("step") = 1, py::arg("clip_value") = py::none(),
-        py::arg("clip_norm") = py::none(),
+        py::arg("clip_norm") = py::none(), py::arg("guard") = false,
         "one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the "
-        "per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}");
+        "per-tensor kernels in that order; guard=True writes nothing unless every updated parameter is finite; "
+        "returns {grad_norm, clipped, written, nonfinite}");
 }
 
 void clip_by_value_binding(const py::object& grad, double clip_value) {

@@ -29,7 +29,8 @@ import numpy as np
 
 from initlab import _core
 
-from .train_step import thread_limits, time_steps_interleaved
+from .timing import time_interleaved
+from .train_step import thread_limits
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, cases: Optional[Se
                 steps: Dict[str, Optional[Callable[[], None]]] = {
                     "initlab": initlab_pass(case), "torch": torch_pass(case, False),
                     "torch_cl": torch_pass(case, True)}
-                seconds = time_steps_interleaved(steps, min_seconds)
+                seconds = time_interleaved(steps, min_seconds, statistic="median")
                 peak = gemm_peak(case, 5 if quick else 20)
             ms = {name: v * 1e3 for name, v in seconds.items()}
             rows.append({
