@@ -2,6 +2,9 @@
 tools/make_core_stub.py from the extension's own signatures; arrays are typed `object` because
 the bindings validate dtype, shape and layout themselves."""
 import collections.abc
+
+import numpy
+import numpy.typing
 import typing
 
 __version__: str
