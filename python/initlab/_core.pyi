@@ -2,10 +2,10 @@
 tools/make_core_stub.py from the extension's own signatures; arrays are typed `object` because
 the bindings validate dtype, shape and layout themselves."""
 import collections.abc
+import typing
 
 import numpy
 import numpy.typing
-import typing
 
 __version__: str
 
@@ -176,14 +176,14 @@ def max_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | 
     """A native MaxPool2d layer"""
     ...
 
-def mean_squared_error(Z: object, y: object, dZ: object = None) -> float:
-    """dZ := 2(Z - y)/(N*K); returns the mean of (Z - y)^2"""
+def mean_squared_error(Z: object, y: object, dZ: object = None, weights: object = None) -> float:
+    """dZ := 2(Z - y)/(N*K) (weighted: 2 w_n (Z - y)/(K sum w)); returns the (weighted) mean of (Z - y)^2"""
     ...
 
 def normal_cdf(x: typing.SupportsFloat | typing.SupportsIndex) -> float: ...
 
-def optimizer_step(params: object, grads: object, states: object, *, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, step: typing.SupportsInt | typing.SupportsIndex = 1, clip_value: object = None, clip_norm: object = None) -> dict:
-    """one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}"""
+def optimizer_step(params: object, grads: object, states: object, *, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, step: typing.SupportsInt | typing.SupportsIndex = 1, clip_value: object = None, clip_norm: object = None, guard: bool = False) -> dict:
+    """one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the per-tensor kernels in that order; guard=True writes nothing unless every updated parameter is finite; returns {grad_norm, clipped, written, nonfinite}"""
     ...
 
 def philox4x32(counter: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], key: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], rounds: typing.SupportsInt | typing.SupportsIndex = 10) -> typing.Annotated[list[int], "FixedSize(4)"]: ...
@@ -206,12 +206,12 @@ def sgd_step(param: object, grad: object, momentum_buffer: object, *, lr: typing
     """one torch.optim.SGD step in place"""
     ...
 
-def sigmoid_binary_cross_entropy(Z: object, y: object, P: object, dZ: object = None) -> float:
-    """P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss"""
+def sigmoid_binary_cross_entropy(Z: object, y: object, P: object, dZ: object = None, weights: object = None) -> float:
+    """P := sigmoid(Z); dZ := (P - y)/(N*K) (weighted: w_n (P - y)/(K sum w)); returns the (weighted) mean loss"""
     ...
 
-def softmax_cross_entropy(Z: object, y: object, P: object, dZ: object = None, *, labels_checked: bool = False) -> float:
-    """P := softmax(Z); dZ := (P - Y)/N; returns the mean loss"""
+def softmax_cross_entropy(Z: object, y: object, P: object, dZ: object = None, weights: object = None, *, labels_checked: bool = False) -> float:
+    """P := softmax(Z); dZ := (P - Y)/N (weighted: w_n (P - Y)/sum w); returns the (weighted) mean loss"""
     ...
 
 def sum_of_squares(x: object) -> float:
