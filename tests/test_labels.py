@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import initlab as il
+
 from initlab.nn.labels import (check_sample_weight, class_weights, decode_labels, default_classes,
                                encode_fit_labels, encode_labels, row_weights)
 
