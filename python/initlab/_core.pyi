@@ -217,3 +217,11 @@ def softmax_cross_entropy(Z: object, y: object, P: object, dZ: object = None, we
 def sum_of_squares(x: object) -> float:
     """sum of x^2, in double, fixed order"""
     ...
+
+def train_batches(sequence: LayerSequence, workspace: tuple, data: tuple, *, first: typing.SupportsInt | typing.SupportsIndex, end: typing.SupportsInt | typing.SupportsIndex, batch_size: typing.SupportsInt | typing.SupportsIndex, loss: str, params: object, grads: object, states: object, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_value: object = None, clip_norm: object = None, check_divergence: bool = True, seed: object = 0, step: typing.SupportsInt | typing.SupportsIndex = 0, optimizer_step: typing.SupportsInt | typing.SupportsIndex = 0, started: bool = False, sums: tuple = (0.0, 0.0, 0.0), stop_flag: object = None) -> dict:
+    """the native batch loop (train.hpp): batches [first, end) of one epoch with the GIL released"""
+    ...
+
+def weight_sum(w: object) -> float:
+    """sum of row weights in double, in the weighted losses' fixed chunk order (loss.hpp)"""
+    ...
