@@ -7,6 +7,7 @@ import pytest
 
 import initlab as il
 from initlab import _core
+from initlab.nn import training
 
 
 def counting(monkeypatch, name):
@@ -37,10 +38,16 @@ def test_fit_checks_labels_once_and_the_loop_skips_the_scan(monkeypatch):
     X = rng.normal(size=(40, 3)).astype(np.float32)
     y = rng.integers(0, 3, 40)
     calls = counting(monkeypatch, "softmax_cross_entropy")
+    # the Python batch loop's steps (the native loop checks the labels once per call: test_train_loop.py)
+    monkeypatch.setattr(training, "NATIVE_LOOP", False)
     net = il.Network([3, 4, 3], seed=0)
     net.fit(X, y, epochs=1, batch_size=8, stats_every=0, progress=False)
     steps = [c for c in calls if c.get("labels_checked")]
     assert len(steps) == 5 and len(calls) == 5            # every training step, nothing else
+    monkeypatch.setattr(training, "NATIVE_LOOP", True)
+    native = counting(monkeypatch, "train_batches")
+    il.Network([3, 4, 3], seed=0).fit(X, y, epochs=1, batch_size=8, stats_every=0, progress=False)
+    assert len(calls) == 5 and len(native) == 1            # the native loop: one call, no per-batch loss call
     before = net.get_weights()
     with pytest.raises(ValueError, match="labels must be integers in"):
         net.fit(X, np.where(np.arange(40) == 39, 3, y), epochs=1, progress=False)
