@@ -252,3 +252,19 @@ def test_train_batches_rejects_bad_arguments():
         call(stop_flag=np.zeros(1, np.int64))
     out = call()
     assert out["status"] == "done" and out["next"] == 4 and out["step"] == 4
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_native_loop_runs_convolutional_networks_bitwise(monkeypatch, dtype):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(37, 8, 8, 1)).astype(dtype)
+    y = rng.integers(0, 3, 37)
+
+    def build():
+        return il.Network([il.Conv2d(4, 3, padding="same", activation="relu"), il.MaxPool2d(2),
+                           il.Conv2d(4, 3, activation="tanh"), il.Flatten(), il.Dense(8, dropout=0.2),
+                           il.Dense(3)], input_shape=(8, 8, 1), seed=0, dtype=dtype)
+
+    py, native = both(monkeypatch, build, X, y, epochs=2, batch_size=8, optimizer="adam", lr=1e-2,
+                      clip_norm=1.0)
+    assert native == py
