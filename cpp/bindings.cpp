@@ -1676,6 +1676,10 @@ initlab::Pool2dGeometry pool_geometry(const Check& check, const py::array& x, co
   const auto p = int_tuple(check, pool, "pool", 2, 1);
   const auto s = int_tuple(check, stride, "stride", 2, 1);
   initlab::Pool2dGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), p[0], p[1], s[0], s[1]};
+  if (g.h * g.w >= (std::int64_t{1} << 31)) {  // max pooling keeps in-image indices in 32 bits
+    check.value_error("'" + std::string(x_name) + "' " + shape_str(shape_of(x)) +
+                      " has 2^31 or more pixels per image; pooling takes fewer");
+  }
   if (g.ph > g.h || g.pw > g.w) {
     check.value_error("the pool window " + shape_str({g.ph, g.pw}) + " is larger than the input pixels " +
                       shape_str({g.h, g.w}) + " of '" + x_name + "' " + shape_str(shape_of(x)));

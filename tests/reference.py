@@ -470,7 +470,7 @@ def layer_stats(Z, A, name):
     elif name == "sigmoid":
         saturated = float(((A < 0.01) | (A > 0.99)).mean())
     dead = 0.0
-    if name in ("relu", "leaky_relu", "elu", "selu"):
+    if name == "relu":  # the only activation whose derivative is exactly 0 (leaky/elu/selu: never)
         dead = float((Z <= 0).all(axis=0).mean())
     return {"pre_mean": Z.mean(), "pre_std": Z.std(), "act_mean": A.mean(), "act_std": A.std(),
             "saturated": saturated, "dead": dead}

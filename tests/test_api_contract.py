@@ -91,8 +91,8 @@ TABLE = {  # name: (aliases, params with defaults in order)
     "small_random": ((), {"scale": 0.01}),
     "xavier_uniform": (("glorot_uniform",), {"gain": 1.0}),
     "xavier_normal": (("glorot_normal",), {"gain": 1.0}),
-    "he_uniform": (("kaiming_uniform",), {"a": 0.0, "mode": "fan_in", "nonlinearity": "relu"}),
-    "he_normal": (("kaiming_normal",), {"a": 0.0, "mode": "fan_in", "nonlinearity": "relu"}),
+    "he_uniform": (("kaiming_uniform",), {"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}),
+    "he_normal": (("kaiming_normal",), {"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}),
     "lecun_uniform": ((), {}),
     "lecun_normal": ((), {}),
     "variance_scaling": ((), {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}),
@@ -1154,7 +1154,10 @@ def test_diagnose_fields():
     y = rng.integers(0, 3, 64)
     net = il.Network([16, 32, 32, 3], activation="tanh", init="xavier_normal", seed=0)
     for d in (net.diagnose(X, y), net.diagnose(X)):
-        assert d.verdict in ("healthy", "vanishing", "exploding", "saturated", "dead")
+        assert d.verdict in ("healthy", "symmetric", "vanishing", "exploding", "saturated", "dead")
+        assert d.verdict == (d.findings[0].kind if d.findings else "healthy")
+        for finding in d.findings:
+            assert finding.kind != "healthy" and finding.layers and finding.evidence and finding.suggestion
         assert isinstance(d.evidence, str) and d.evidence
         assert isinstance(d.suggestion, str) and d.suggestion
         assert len(d.layers) == 3
@@ -1177,6 +1180,10 @@ def test_diagnose_fields():
                                                                        stream=stream), seed=0)
     assert blown.diagnose(X, y).verdict == "exploding"
     assert "he" in blown.diagnose(X, y).suggestion
+    constant = il.Network([16, 32, 32, 3], activation="tanh", init=("constant", {"value": 0.05}), seed=0)
+    d = constant.diagnose(X, y)
+    assert d.verdict == "symmetric" and d.findings[0].layers == (0, 1)
+    assert [f.kind for f in d.findings][0] == "symmetric"
 
 
 def test_save_load(tmp_path):

@@ -12,6 +12,7 @@ from initlab import experiments
 from initlab.experiments import RunSpec
 from initlab.experiments import grid as grid_module, runs as runs_module
 from initlab.experiments.presets._common import _losses, _one
+from initlab.inspect.diagnose import VERDICTS
 from initlab.inspect.report import _json_safe
 
 TINY = dict(depth=2, width=16, epochs=2, batch_size=32, lr=0.01, momentum=0.9)
@@ -262,6 +263,113 @@ def test_lsuv_preset_claims_hold():
     assert all(c.holds for c in result.claims), result.claims_table()
 
 
+@pytest.fixture(scope="module")
+def lessons_result():
+    return experiments.run_preset("lessons", reduced=True, progress=False)
+
+
+def test_lessons_claims_hold_at_reduced_size_and_say_why(lessons_result, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = lessons_result
+    assert len(result.claims) == 10
+    assert all(c.holds for c in result.claims), result.claims_table()
+    runs = result.runs
+    assert {r["data"] for r in runs} == {"digits", "blobs"}
+    # (a) constant init: every unit of a hidden layer is bitwise a copy of the first after training,
+    # and the net computes exactly what its one-unit collapse computes; random init separates units
+    for act in ("tanh", "relu"):
+        for init in ("zeros", "constant(value=0.05)"):
+            run = _one(runs, label=f"a {act}", init=init)
+            assert run["unit_spread"] == [0.0, 0.0, 0.0]
+            assert run["one_unit_val_accuracy"] == pytest.approx(run["final_val_accuracy"], abs=0.005)
+            assert run["final_val_accuracy"] < 0.35
+            if "symmetric" in VERDICTS:
+                assert run["at_init"]["verdict"] == "symmetric"
+        good = _one(runs, label=f"a {act}", init={"tanh": "xavier_normal", "relu": "he_normal"}[act])
+        assert min(good["unit_spread"]) > 0.1 and good["one_unit_val_accuracy"] is None
+        assert good["final_val_accuracy"] > 0.85
+    # (b) small random init: the loss never leaves ln(10)
+    assert all(abs(loss - math.log(10)) < 0.01 for loss in _losses(_one(runs, label="b relu deep",
+                                                                         init="small_random")))
+    # (c), (d): N(0, 1) relu diverges; the same run with clip_norm=1 stays finite and falls
+    exploding = _one(runs, label="c relu")
+    clipped = _one(runs, label="d relu clipped")
+    assert exploding["diverged"] and exploding["at_init"]["loss"] > 1000
+    assert not clipped["diverged"] and clipped["spec"]["clip_norm"] == 1.0
+    assert _losses(clipped)[-1] < 0.05 * clipped["at_init"]["loss"]
+    # (g): the regularized runs have a smaller train/validation gap than the plain one
+    gap = {r["label"]: r["final_val_loss"] - r["final_train_eval"]["loss"] for r in runs if r["label"].startswith("g ")}
+    assert gap["g L2 (weight_decay=0.03)"] < gap["g none"] and gap["g dropout 0.5"] < gap["g none"]
+    # one figure per lesson group, small files
+    paths = result.save(tmp_path)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["lessons_exploding.png", "lessons_regularization.png", "lessons_symmetry.png",
+                    "lessons_vanishing.png"]
+    assert all(p.stat().st_size < 200_000 for p in tmp_path.glob("*.png")) and len(paths) == 8
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["config"]["data"]) == {"digits", "blobs"}
+
+
+def test_a_claim_that_is_wrong_does_not_hold(lessons_result):
+    """The checks can fail: feed the lessons' checker runs where the constant init's units differ,
+    the small init trains, clipping did not help and there is no gap to narrow."""
+    from initlab.experiments.presets import lessons
+    result = lessons_result
+    runs = json.loads(json.dumps(_json_safe(result.runs)))
+    _one(runs, label="a tanh", init="zeros")["unit_spread"][1] = 1e-7
+    _one(runs, label="b relu deep", init="small_random")["history"][-1]["loss"] = 1.0
+    clipped = _one(runs, label="d relu clipped")
+    clipped["history"][-1]["loss"] = clipped["at_init"]["loss"]
+    plain = _one(runs, label="g none")
+    plain["final_val_loss"] = plain["final_train_eval"]["loss"]   # no gap left to narrow
+    claims = {c.claim[:3] + str(i): c.holds for i, c in enumerate(lessons._lessons_check(runs, result.config))}
+    assert list(claims.values()) == [False, True, True, False, True, True, False, True, True, False]
+
+
+def test_run_one_passes_the_training_options_to_fit(small_data):
+    base = RunSpec(init="he_normal", **TINY)
+    plain = experiments.run_one(base, small_data)
+    for options in (dict(weight_decay=0.1), dict(dropout=0.5), dict(clip_norm=0.01), dict(clip_value=1e-4),
+                    dict(bias_init="normal(std=0.5)")):
+        changed = experiments.run_one(replace(base, **options), small_data)
+        assert changed["history"][-1]["loss"] != plain["history"][-1]["loss"], options
+    # the same options given to Network/fit directly give the same numbers
+    spec = replace(base, weight_decay=0.1, dropout=0.5, clip_norm=0.5, bias_init="uniform")
+    run = experiments.run_one(spec, small_data)
+    net = il.Network(run["widths"], activation="relu", output="softmax", init="he_normal", bias_init="uniform",
+                     seed=0, dropout=0.5)
+    report = net.fit(small_data.X_train, small_data.y_train, epochs=2, batch_size=32, lr=0.01, momentum=0.9,
+                     weight_decay=0.1, clip_norm=0.5, validation_data=(small_data.X_val, small_data.y_val),
+                     stats_every=0, progress=False)
+    assert [h["loss"] for h in report.history] == [h["loss"] for h in run["history"]]
+    assert run["final_train_eval"]["loss"] == pytest.approx(net.evaluate(small_data.X_train, small_data.y_train)["loss"])
+    for bad in (dict(dropout=1.0), dict(weight_decay=-1.0), dict(clip_norm=0.0), dict(clip_value=float("nan"))):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            experiments.run_one(replace(base, **bad), small_data)
+
+
+def test_lr_schedule_reaches_fit_when_fit_takes_it(small_data):
+    import inspect
+    if "lr_schedule" not in inspect.signature(il.Network.fit).parameters:
+        pytest.skip("Network.fit has no lr_schedule yet")
+    base = RunSpec(init="he_normal", **TINY)
+    plain = experiments.run_one(base, small_data)
+    stepped = experiments.run_one(replace(base, lr_schedule=("step", {"step_size": 1, "gamma": 0.0})), small_data)
+    assert stepped["history"][0]["loss"] == plain["history"][0]["loss"]
+    assert stepped["history"][1]["loss"] != plain["history"][1]["loss"]
+
+
+def test_unit_spread_and_the_one_unit_collapse():
+    net = il.Network([5, 4, 3, 2], activation="tanh", init="constant(value=0.3)", seed=0)
+    assert runs_module.unit_spread(net) == [0.0, 0.0]
+    small = runs_module.collapse_to_one_unit(net)
+    assert small.widths == [5, 1, 1, 2]
+    X = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
+    np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-5)
+    net.layers[1].W[2, 0] += 1.0          # one unit's outgoing weight differs: no longer one unit
+    assert runs_module.unit_spread(net)[0] == pytest.approx(1.0) and runs_module.collapse_to_one_unit(net) is None
+
+
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="valid: he2015, glorot2010, saxe2013, lsuv"):
+    with pytest.raises(ValueError, match="valid: he2015, glorot2010, saxe2013, lsuv, lessons"):
         experiments.run_preset("he2016")

@@ -518,6 +518,8 @@ def test_layer_stats(name):
         assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     if name == "relu":
         assert got["dead"] == pytest.approx(1 / 12)
+    else:  # leaky_relu, elu, selu, ...: a nonzero slope everywhere, so never dead
+        assert got["dead"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "activation_math.hpp"
 #include "chunked.hpp"
@@ -198,6 +199,11 @@ void conv2d_backward_reference(const Conv2dGeometry& g, T* da, const T* x, const
 
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, std::int64_t* argmax) {
+  // The running maximum and its index for a block of channels, in lanes of one width (int32 beside
+  // float: the caller guarantees H*W < 2^31), so the selects vectorize: the outcome of a comparison
+  // is data-dependent, and a branch on it would be mispredicted half the time.
+  using Index = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  constexpr std::int64_t kChannels = 64;
   const std::int64_t oh_count = g.out_h(), ow_count = g.out_w();
   const std::int64_t rows = g.n * oh_count;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) \
@@ -206,21 +212,30 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, std::int64_t*
     const std::int64_t n = row / oh_count, oh = row % oh_count;
     const T* image = x + n * g.h * g.w * g.c;
     for (std::int64_t ow = 0; ow < ow_count; ++ow) {
-      T* y_px = y + (row * ow_count + ow) * g.c;
-      std::int64_t* idx_px = argmax + (row * ow_count + ow) * g.c;
       const std::int64_t ih0 = oh * g.stride_h, iw0 = ow * g.stride_w;
-      std::fill(y_px, y_px + g.c, -std::numeric_limits<T>::infinity());
-      std::fill(idx_px, idx_px + g.c, ih0 * g.w + iw0);
-      for (std::int64_t ih = ih0; ih < ih0 + g.ph; ++ih) {
-        for (std::int64_t iw = iw0; iw < iw0 + g.pw; ++iw) {
-          const T* px = image + (ih * g.w + iw) * g.c;
-          const std::int64_t flat = ih * g.w + iw;
-          for (std::int64_t c = 0; c < g.c; ++c) {
-            if (px[c] > y_px[c] || std::isnan(px[c])) {
-              y_px[c] = px[c];
-              idx_px[c] = flat;
+      for (std::int64_t c0 = 0; c0 < g.c; c0 += kChannels) {
+        const std::int64_t width = std::min(kChannels, g.c - c0);
+        T best[kChannels];
+        Index arg[kChannels];
+        std::fill(best, best + width, -std::numeric_limits<T>::infinity());
+        std::fill(arg, arg + width, static_cast<Index>(ih0 * g.w + iw0));
+        for (std::int64_t ih = ih0; ih < ih0 + g.ph; ++ih) {
+          for (std::int64_t iw = iw0; iw < iw0 + g.pw; ++iw) {
+            const T* px = image + (ih * g.w + iw) * g.c + c0;
+            const Index flat = static_cast<Index>(ih * g.w + iw);
+            for (std::int64_t c = 0; c < width; ++c) {
+              const T v = px[c];
+              const bool take = (v > best[c]) | (v != v);  // greater, or NaN
+              best[c] = take ? v : best[c];
+              arg[c] = take ? flat : arg[c];
             }
           }
+        }
+        T* y_px = y + (row * ow_count + ow) * g.c + c0;
+        std::int64_t* idx_px = argmax + (row * ow_count + ow) * g.c + c0;
+        for (std::int64_t c = 0; c < width; ++c) {
+          y_px[c] = best[c];
+          idx_px[c] = arg[c];
         }
       }
     }

@@ -93,9 +93,10 @@ LayerStats layer_stats(std::int64_t n, std::int64_t o, const T* z, const T* a, A
     stats.saturated = saturated / static_cast<double>(count);
   }
 
-  if (act == Activation::kRelu || act == Activation::kLeakyRelu || act == Activation::kElu ||
-      act == Activation::kSelu) {
-    // A unit (column) is dead when z <= 0 on every row. Chunks are column blocks.
+  if (act == Activation::kRelu) {
+    // A unit (column) is dead when z <= 0 on every row: relu' = 0 there, so no gradient reaches
+    // its weights. Leaky/ELU/SELU units keep a nonzero slope and are never dead. Chunks are
+    // column blocks.
     constexpr std::int64_t kColumns = 64;
     const double dead = detail::sum_chunks(o, kColumns, [&](std::int64_t j0, std::int64_t j1) {
       bool alive[kColumns] = {};

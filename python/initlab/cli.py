@@ -1,7 +1,7 @@
 """The ``initlab`` command line (also ``python -m initlab``).
 
     initlab compare     which initialization lets this network learn, and why? (one run per init)
-    initlab compare --preset he2015|glorot2010|saxe2013|lsuv     reproduce a paper's finding
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons     reproduce a paper's finding, or the tutorial's lessons
     initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
     initlab train       train one network, save it with its report and plots
     initlab bench       time the kernels against numpy and PyTorch
@@ -9,6 +9,13 @@
 
 Errors print one line on stderr (``initlab COMMAND: error: ...``) and exit with status 1
 (2 for a bad command line, 130 after Ctrl-C); never a traceback (set INITLAB_DEBUG=1 to see one).
+A closed stdout (``initlab info --json | head -3``) ends quietly with status 0.
+
+The network's shape is ``--depth N --width W`` or ``--hidden 256,128`` (hidden widths; the input
+and output widths come from the data) in every command; ``compare`` and ``train`` take fit's
+training options (``--optimizer --lr --momentum --weight-decay --dropout --clip-norm --clip-value
+--batch-size --bias-init --lr-schedule``); initializers and schedules are ``NAME`` or
+``NAME(key=value, ...)``.
 """
 from __future__ import annotations
 
@@ -51,8 +58,23 @@ def _bounded(kind: type, minimum: float, what: str) -> Callable[[str], Any]:
 
 
 _positive_int = _bounded(int, 1, "an int >= 1")
+_depth = _bounded(int, 1, "an int >= 1 (hidden layers: the network needs at least one)")
 _non_negative_int = _bounded(int, 0, "an int >= 0")
 _non_negative_float = _bounded(float, 0.0, "a finite number >= 0")
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _dropout_rate(text: str) -> float:
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -80,6 +102,63 @@ def _int_list(text: str) -> List[int]:
     return values
 
 
+def _width_list(text: str) -> List[int]:
+    """``256,128``: hidden widths, each an int >= 1."""
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 256,128, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected widths >= 1, got {text!r}")
+    return widths
+
+
+def _init_list(text: str) -> List[str]:
+    """``zeros,normal(std=1.0),he_normal(mode=fan_out)``: split at the commas outside parentheses
+    (each spec is checked when the runs are built, with the initializer's own message)."""
+    from .init import split_specs
+    try:
+        return split_specs(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule)
+LR_SCHEDULES = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
+                "cosine": ("T_max", "eta_min"), "warmup": ("epochs",)}
+
+
+def _lr_schedule(text: str) -> Any:
+    """``cosine(T_max=30)`` -> ``("cosine", {"T_max": 30})``; a bare name -> ``"constant"`` or
+    ``(name, {})``: the form `Network.fit(lr_schedule=...)` takes."""
+    from .init import _SPEC, _parse_value, _split_top_level
+    match = _SPEC.match(text)
+    if match is None or match.group(1) not in LR_SCHEDULES:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME or NAME(key=value, ...) with NAME one of {', '.join(LR_SCHEDULES)}, got {text!r}")
+    name, inner = match.group(1), match.group(2)
+    params: Dict[str, Any] = {}
+    try:
+        for item in (_split_top_level(inner, name) if inner and inner.strip() else []):
+            key, _, value = (part.strip() for part in item.partition("="))
+            if key not in LR_SCHEDULES[name]:
+                raise ValueError(f"{name}: unknown parameter {key!r}; {name} takes: "
+                                 f"{', '.join(LR_SCHEDULES[name]) or 'no parameters'}")
+            if not value:
+                raise ValueError(f"{name}: {key} has no value in {text!r}")
+            parsed = _parse_value(value, key, name)
+            if isinstance(parsed, str):
+                raise ValueError(f"{name}: {key} must be a number, got {value!r}")
+            params[key] = parsed
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if name == "step" and "step_size" not in params:
+        raise argparse.ArgumentTypeError(f"step needs step_size, e.g. step(step_size=10,gamma=0.5); got {text!r}")
+    if name == "constant":
+        return "constant"
+    return (name, params)
+
+
 def _name_list(text: str) -> List[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -91,19 +170,25 @@ def _name_list(text: str) -> List[str]:
 
 def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *, init_list: bool) -> None:
     from .nn.activations import ACTIVATIONS
-    g = p.add_argument_group("network")
-    g.add_argument("--depth", type=_non_negative_int, default=None,
-                   help=f"hidden layers; the net has depth+1 weight layers (default {defaults['depth']})")
+    g = p.add_argument_group("network (the input and output widths come from the data)")
+    g.add_argument("--depth", type=_depth, default=None,
+                   help=f"hidden layers, >= 1; the net has depth+1 weight layers (default {defaults['depth']})")
     g.add_argument("--width", type=_positive_int, default=None,
                    help=f"units per hidden layer (default {defaults['width']})")
+    g.add_argument("--hidden", type=_width_list, default=None, metavar="WIDTHS",
+                   help="hidden widths, e.g. 256,128 (instead of --depth/--width)")
+    # gone (API.md): it meant all widths in diagnose and hidden widths in train; an error names --hidden
+    g.add_argument("--layers", default=None, help=argparse.SUPPRESS)
     g.add_argument("--activation", default=None,
                    help=f"hidden activation: {', '.join(ACTIVATIONS)} (default {defaults['activation']})")
     if init_list:
-        g.add_argument("--inits", type=_name_list, default=None, metavar="NAMES",
-                       help="comma-separated initializers (`initlab info` lists them; 'lsuv' too) "
-                            f"(default {','.join(defaults['inits'])})")
+        g.add_argument("--inits", type=_init_list, default=None, metavar="SPECS",
+                       help="comma-separated initializers, each NAME or NAME(key=value, ...), e.g. "
+                            "\"zeros,normal(std=1.0),he_normal(mode=fan_out)\" (`initlab info` lists them; "
+                            f"'lsuv' too) (default {','.join(defaults['inits'])})")
     else:
-        g.add_argument("--init", default=None, help="initializer name (default he_normal)")
+        g.add_argument("--init", default=None,
+                       help="initializer, NAME or NAME(key=value, ...) (default he_normal)")
 
 
 def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
@@ -114,6 +199,17 @@ def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) 
     g.add_argument("--lr", type=_non_negative_float, default=None, help=f"learning rate (default {defaults['lr']})")
     g.add_argument("--momentum", type=_non_negative_float, default=None,
                    help=f"for sgd and rmsprop (default {defaults['momentum']})")
+    g.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help="L2 penalty (sgd, adam, rmsprop) or decoupled decay (adamw) (default 0)")
+    g.add_argument("--dropout", type=_dropout_rate, default=None, help="dropout rate of the hidden layers (default 0)")
+    g.add_argument("--clip-norm", type=_positive_float, default=None,
+                   help="scale all gradients together to a global L2 norm of at most this (default: off)")
+    g.add_argument("--clip-value", type=_positive_float, default=None,
+                   help="clip each gradient element to [-v, v] (default: off)")
+    g.add_argument("--bias-init", default=None, metavar="SPEC", help="initializer of the biases (default zeros)")
+    g.add_argument("--lr-schedule", type=_lr_schedule, default=None, metavar="SPEC",
+                   help="per-epoch learning rate: constant, step(step_size=10,gamma=0.5), exponential(gamma=0.9), "
+                        "cosine(T_max=30), cosine(T_max=30,eta_min=0.001) or warmup(epochs=5) (default constant)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,8 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
                     "backward pass starts from a random unit-variance output gradient.")
     p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
-    p.add_argument("--layers", type=_int_list, default=None, metavar="WIDTHS",
-                   help="all widths, input first, e.g. 64,256,256,10 (instead of --depth/--width)")
     _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)
     p.add_argument("--data", default=None, help="data to diagnose on: built-in name or file (default: noise)")
     p.add_argument("--samples", type=_positive_int, default=256, help="rows in the batch (default 256)")
@@ -180,8 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "--out write model.npz (Network.save), report.json, history.csv, layer_stats.csv and "
                     "report.png.")
     p.add_argument("--data", default=None, help="built-in data set or file (default digits)")
-    p.add_argument("--layers", type=_int_list, default=None, metavar="WIDTHS",
-                   help="hidden widths, e.g. 256,128 (instead of --depth/--width)")
     _add_network_options(p, train_defaults, init_list=False)
     _add_training_options(p, train_defaults)
     p.add_argument("--seed", type=_non_negative_int, default=0, help="network seed (default 0)")
@@ -241,13 +333,58 @@ def _pick(value, default):
     return default if value is None else value
 
 
+def _hidden_widths(args, default_depth: int, default_width: int) -> List[int]:
+    """The hidden widths from --hidden or --depth/--width (the same in every command)."""
+    if args.layers is not None:
+        raise CommandError(f"--layers is gone: give the hidden widths with --hidden, e.g. --hidden 256,128 "
+                           f"(the input and output widths come from the data), got --layers {args.layers}")
+    if args.hidden is not None:
+        if args.depth is not None or args.width is not None:
+            raise CommandError("give either --hidden or --depth/--width, not both")
+        return list(args.hidden)
+    return [_pick(args.width, default_width)] * _pick(args.depth, default_depth)
+
+
+def _fit_options(args, defaults: Dict[str, Any]) -> Dict[str, Any]:
+    """The training options shared by compare and train, as fit / experiments.compare take them."""
+    optimizer = _pick(args.optimizer, defaults["optimizer"])
+    options = dict(batch_size=_pick(args.batch_size, defaults["batch_size"]), optimizer=optimizer,
+                   lr=_pick(args.lr, defaults["lr"]),
+                   momentum=_pick(args.momentum, defaults["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
+                   weight_decay=_pick(args.weight_decay, 0.0), clip_norm=args.clip_norm, clip_value=args.clip_value)
+    if args.lr_schedule is not None:
+        from .nn.network import Network
+        if "lr_schedule" not in inspect.signature(Network.fit).parameters:
+            raise CommandError("--lr-schedule: this initlab's Network.fit takes no learning-rate schedule yet")
+        options["lr_schedule"] = args.lr_schedule
+    return options
+
+
+def _describe_training(options: Dict[str, Any], dropout: float, bias_init: str) -> str:
+    extras = [f"{name.replace('_', ' ')} {options[name]}" for name in ("weight_decay", "clip_norm", "clip_value")
+              if options.get(name)]
+    if dropout:
+        extras.append(f"dropout {dropout}")
+    if bias_init != "zeros":
+        extras.append(f"bias init {bias_init}")
+    if options.get("lr_schedule") is not None:
+        schedule = options["lr_schedule"]
+        extras.append("lr schedule " + (schedule if isinstance(schedule, str) else
+                                        f"{schedule[0]}({', '.join(f'{k}={v}' for k, v in schedule[1].items())})"))
+    return "".join(", " + extra for extra in extras)
+
+
 # ---- commands ---------------------------------------------------------------------------------
+
+TRAINING_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "dropout", "clip_norm",
+                  "clip_value", "bias_init", "lr_schedule")
+
 
 def cmd_compare(args) -> int:
     from . import experiments
     if args.preset is not None:
-        fixed = [name for name in ("data", "depth", "width", "activation", "inits", "epochs", "batch_size",
-                                   "optimizer", "lr", "momentum", "seeds", "target_accuracy", "max_samples")
+        fixed = [name for name in ("data", "depth", "width", "hidden", "layers", "activation", "inits",
+                                   *TRAINING_FLAGS, "seeds", "target_accuracy", "max_samples")
                  if getattr(args, name) is not None]
         if fixed:
             raise CommandError(f"--preset {args.preset} fixes its data, network and training; drop "
@@ -262,24 +399,29 @@ def cmd_compare(args) -> int:
         if args.reduced:
             raise CommandError("--reduced only applies with --preset")
         d = experiments.DEFAULTS
+        hidden = _hidden_widths(args, d["depth"], d["width"])
+        options = _fit_options(args, d)
+        dropout, bias_init = _pick(args.dropout, 0.0), _pick(args.bias_init, "zeros")
         started = time.perf_counter()
         result = experiments.compare(
-            _pick(args.data, d["data"]), inits=_pick(args.inits, d["inits"]), depth=_pick(args.depth, d["depth"]),
-            width=_pick(args.width, d["width"]), activation=_pick(args.activation, d["activation"]),
-            seeds=_pick(args.seeds, d["seeds"]), epochs=_pick(args.epochs, d["epochs"]),
-            batch_size=_pick(args.batch_size, d["batch_size"]), optimizer=_pick(args.optimizer, d["optimizer"]),
-            lr=_pick(args.lr, d["lr"]), momentum=_pick(args.momentum, d["momentum"]),
-            target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]), threads=args.threads,
-            workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
-            max_samples=args.max_samples)
+            _pick(args.data, d["data"]), inits=_pick(args.inits, d["inits"]), hidden=hidden,
+            activation=_pick(args.activation, d["activation"]), seeds=_pick(args.seeds, d["seeds"]),
+            epochs=_pick(args.epochs, d["epochs"]), target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]),
+            threads=args.threads, workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
+            max_samples=args.max_samples, dropout=dropout, bias_init=bias_init, **options)
         c = result.config
+        shape = (f"{len(hidden)} x {hidden[0]}" if len(set(hidden)) == 1 else "hidden " + ",".join(map(str, hidden)))
         print(f"data {c['data']['name']}: {c['data']['train']} train / {c['data']['validation']} validation "
               f"samples, {c['data']['features']} features, {c['data']['classes']} classes; network "
-              f"{c['depth']} x {c['width']} {c['activation']}, {c['optimizer']} lr {c['lr']} momentum "
-              f"{c['momentum']}, batch {c['batch_size']}, {c['epochs']} epochs\n")
+              f"{shape} {c['activation']}, {c['optimizer']} lr {c['lr']} momentum "
+              f"{c['momentum']}, batch {c['batch_size']}, {c['epochs']} epochs"
+              f"{_describe_training(options, dropout, bias_init)}\n")
     print(result.table(), end="")
+    if args.preset is None and any(len(row["seeds"]) > 1 for row in result.summary_by_init()):
+        print("\nover the seeds (mean ± sample std):")
+        print(result.seed_table(), end="")
     if result.claims:
-        print("\nclaims of the paper, checked on these runs:")
+        print("\nclaims, checked on these runs:")
         print(result.claims_table(), end="")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     if args.out:
@@ -310,27 +452,36 @@ def _diagnose_batch(args, input_dim: int):
     return data.X_train[:n], data.y_train[:n], f"{n} standardized rows of {args.data}"
 
 
+def _load_model(path: str):
+    from . import Network
+    try:
+        return Network.load(path)
+    except FileNotFoundError:
+        raise CommandError(f"--model {path}: no such file") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "not a readable" in str(e) or "not an .npz" in str(e):
+            raise CommandError(f"--model {path}: not an initlab model (a model is the .npz file that "
+                               f"`initlab train --out` or Network.save writes)") from None
+        raise
+
+
 def cmd_diagnose(args) -> int:
     from . import Network
     if args.model is not None:
-        if any(v is not None for v in (args.layers, args.depth, args.width, args.activation, args.init)):
-            raise CommandError("--model already fixes the network; drop --layers/--depth/--width/--activation/--init")
-        net = Network.load(args.model)
+        given = [flag for flag, value in (("--hidden", args.hidden), ("--layers", args.layers), ("--depth", args.depth),
+                                          ("--width", args.width), ("--activation", args.activation),
+                                          ("--init", args.init)) if value is not None]
+        if given:
+            raise CommandError(f"--model already fixes the network; drop {', '.join(given)}")
+        net = _load_model(args.model)
     else:
-        if args.layers is not None:
-            if args.depth is not None or args.width is not None:
-                raise CommandError("give either --layers or --depth/--width, not both")
-            widths = args.layers
-        else:
-            input_dim, classes = 64, 10
-            if args.data is not None:
-                from .experiments import prepare_data
-                data = prepare_data(args.data)
-                input_dim, classes = data.features, data.classes
-            widths = [input_dim] + [_pick(args.width, 256)] * _pick(args.depth, 10) + [classes]
-        if len(widths) < 2:
-            raise CommandError(f"--layers needs at least an input and an output width, got {widths}")
-        net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
+        hidden = _hidden_widths(args, 10, 256)
+        input_dim, classes = 64, 10
+        if args.data is not None:
+            from .experiments import prepare_data
+            data = prepare_data(args.data)
+            input_dim, classes = data.features, data.classes
+        net = Network([input_dim] + hidden + [classes], activation=_pick(args.activation, "relu"), output="softmax",
                       init=_pick(args.init, "he_normal"), seed=args.seed)
     X, y, where = _diagnose_batch(args, net.input_dim)
     if y is not None and y.max() >= net.output_dim:
@@ -350,28 +501,21 @@ def cmd_train(args) -> int:
     from . import Network, set_num_threads
     from .experiments import DEFAULTS, prepare_data, suggest_threads
     data = prepare_data(_pick(args.data, "digits"), max_samples=args.max_samples)
-    if args.layers is not None:
-        if args.depth is not None or args.width is not None:
-            raise CommandError("give either --layers or --depth/--width, not both")
-        hidden = args.layers
-    else:
-        hidden = [_pick(args.width, 128)] * _pick(args.depth, 2)
-    widths = [data.features] + list(hidden) + [data.classes]
-    batch_size = _pick(args.batch_size, DEFAULTS["batch_size"])
-    set_num_threads(args.threads if args.threads is not None else suggest_threads(widths, batch_size))
-    optimizer = _pick(args.optimizer, DEFAULTS["optimizer"])
+    hidden = _hidden_widths(args, 2, 128)
+    widths = [data.features] + hidden + [data.classes]
+    options = _fit_options(args, DEFAULTS)
+    dropout, bias_init = _pick(args.dropout, 0.0), _pick(args.bias_init, "zeros")
+    set_num_threads(args.threads if args.threads is not None else suggest_threads(widths, options["batch_size"]))
     net = Network(widths, activation=_pick(args.activation, "relu"), output="softmax",
-                  init=_pick(args.init, "he_normal"), seed=args.seed)
+                  init=_pick(args.init, "he_normal"), bias_init=bias_init, dropout=dropout, seed=args.seed)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
     print(f"network {widths}, {net.layers[0].activation if len(net.layers) > 1 else 'linear'}, init "
           f"{net.layers[0].init_name}; data {data.name}: {data.X_train.shape[0]} train / "
-          f"{data.X_val.shape[0]} validation samples\n")
+          f"{data.X_val.shape[0]} validation samples; {options['optimizer']} lr {options['lr']}"
+          f"{_describe_training(options, dropout, bias_init)}\n")
     report = net.fit(data.X_train, data.y_train, epochs=_pick(args.epochs, 20),
-                     batch_size=batch_size, optimizer=optimizer,
-                     lr=_pick(args.lr, DEFAULTS["lr"]),
-                     momentum=_pick(args.momentum, DEFAULTS["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
-                     validation_data=(data.X_val, data.y_val))
+                     validation_data=(data.X_val, data.y_val), **options)
     print(str(report), end="")
     final = net.evaluate(data.X_val, data.y_val)
     print(f"\nvalidation: loss {final['loss']:.4f}, accuracy {final['accuracy']:.2%}")
@@ -458,15 +602,46 @@ def cmd_info(args) -> int:
 
 # ---- entry point ------------------------------------------------------------------------------
 
+def _silence_closed_stdout() -> None:
+    """After EPIPE on stdout (the reader, e.g. `head`, has exited): point the stdout descriptor at
+    /dev/null, so that the interpreter's flush at exit writes nowhere instead of failing again
+    ("Exception ignored ... BrokenPipeError" and status 120). What the reader did not take is lost,
+    as with any Unix tool whose reader has gone."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (the console script exits with it)."""
+    """Run the command line; returns the exit status (the console script exits with it).
+
+    A closed stdout (``initlab info --json | head -3``) ends quietly with status 0, as other Unix
+    tools do when their reader stops reading."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        status = _run_command(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return status
+    except BrokenPipeError:
+        _silence_closed_stdout()
+        return 0
+
+
+def _run_command(args) -> int:
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print(f"initlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -32,8 +32,9 @@ struct LayerStats {
   double act_mean, act_std;  // the same over A
   double saturated;  // fraction of elements with |a| > 0.99 (tanh) or a outside [0.01, 0.99]
                      // (sigmoid); 0 for other activations
-  double dead;       // fraction of the O units with z <= 0 on every row (relu, leaky_relu, elu,
-                     // selu); 0 for other activations
+  double dead;       // fraction of the O units with z <= 0 on every row (relu: its derivative
+                     // is exactly 0 there, so the unit gets no gradient); 0 for every other
+                     // activation (leaky_relu, elu, selu keep a nonzero slope: they cannot die)
 };
 
 // Z, A are (N, O).

@@ -25,6 +25,9 @@ states the paper's claim, measures it and says whether it held (`Comparison.clai
     saxe2013    Saxe et al. 2013: deep linear nets, epochs to a loss threshold vs depth,
                 orthogonal vs scaled Gaussian.
     lsuv        Mishkin & Matas 2016, "All you need is a good init": LSUV vs orthogonal, He, Xavier.
+    lessons     the classic weight-initialization tutorial, lesson by lesson: symmetry of constant
+                init, vanishing and exploding random init, clipping, He/Xavier at depth, zero
+                biases, regularization with a good init.
 
 >>> import initlab as il
 >>> result = il.experiments.compare("digits", inits=["he_normal"], depth=2, width=16, epochs=1,

@@ -83,6 +83,18 @@ class Comparison:
 
     def table(self) -> str:
         """The printed table: one line per run."""
+        cells = self._table_cells()
+        widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
+        out = io.StringIO()
+        for k, line in enumerate(cells):
+            out.write("  ".join(cell.ljust(w) if j < 2 or k == 0 else cell.rjust(w)
+                                for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
+            if k == 0:
+                out.write("  ".join("-" * w for w in widths) + "\n")
+        return out.getvalue()
+
+    def _table_cells(self) -> List[List[str]]:
+        """The table's header and rows as strings."""
         target = self.runs[0]["spec"]["target_accuracy"] if self.runs else 0.0
         threshold = self.runs[0]["spec"]["loss_threshold"] if self.runs else None
         columns = ([("label", "group")] if any(r["label"] for r in self.runs) else []) + [
@@ -107,11 +119,63 @@ class Comparison:
             if row["diverged"]:
                 line[-1] += " (diverged)"
             cells.append(line)
-        widths = [max(len(line[j]) for line in cells) for j in range(len(columns))]
+        return cells
+
+    def summary_by_init(self) -> List[Dict[str, Any]]:
+        """One row per (group, initializer) over its seeds: the mean and the sample standard
+        deviation (ddof=1; 0 for one seed) of the final training loss, the final validation accuracy
+        and the epochs to the target (over the seeds that reached it), with counts."""
+        rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+        for run in self.runs:
+            key = (run["label"], run["init"])
+            row = rows.setdefault(key, {"label": run["label"], "init": run["init"], "seeds": [],
+                                        "final_loss": [], "final_val_accuracy": [], "epochs_to_target": [],
+                                        "diverged": 0, "verdicts": []})
+            row["seeds"].append(run["seed"])
+            for name in ("final_loss", "final_val_accuracy", "epochs_to_target"):
+                value = run.get(name)
+                if value is not None and math.isfinite(value):
+                    row[name].append(float(value))
+            row["diverged"] += bool(run["diverged"])
+            if run["at_init"]["verdict"] not in row["verdicts"]:
+                row["verdicts"].append(run["at_init"]["verdict"])
+        out = []
+        for row in rows.values():
+            for name in ("final_loss", "final_val_accuracy", "epochs_to_target"):
+                values = row.pop(name)
+                row[name + "_mean"] = float(np.mean(values)) if values else None
+                row[name + "_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None)
+                row[name + "_count"] = len(values)
+            out.append(row)
+        return out
+
+    def seed_table(self) -> str:
+        """The printed mean ± std over seeds, one line per (group, initializer)."""
+        rows = self.summary_by_init()
+        target = self.runs[0]["spec"]["target_accuracy"] if self.runs else 0.0
+        grouped = any(r["label"] for r in rows)
+
+        def pm(row, name, percent=False):
+            mean, std = row[name + "_mean"], row[name + "_std"]
+            if mean is None:
+                return "-"
+            return f"{mean:.1%} ± {std:.1%}" if percent else f"{_fmt(mean)} ± {_fmt(std)}"
+
+        cells = [(["group"] if grouped else []) + ["init", "seeds", "train loss", "val acc",
+                                                   f"epochs to {target:.0%}", "diverged", "verdict at init"]]
+        for row in rows:
+            n = len(row["seeds"])
+            reached = row["epochs_to_target_count"]
+            epochs = pm(row, "epochs_to_target") + (f" ({reached} of {n})" if 0 < reached < n else "")
+            cells.append(([row["label"]] if grouped else []) + [
+                row["init"], str(n), pm(row, "final_loss"), pm(row, "final_val_accuracy", True),
+                epochs if reached else f"none of {n}", f"{row['diverged']} of {n}", "/".join(row["verdicts"])])
+        widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
+        first_numeric = 2 if grouped else 1
         out = io.StringIO()
         for k, line in enumerate(cells):
-            out.write("  ".join(cell.ljust(w) if j < 2 or k == 0 else cell.rjust(w)
-                                for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
+            out.write("  ".join(cell.ljust(w) if j < first_numeric or k == 0 or j == len(line) - 1
+                                else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths))).rstrip() + "\n")
             if k == 0:
                 out.write("  ".join("-" * w for w in widths) + "\n")
         return out.getvalue()
@@ -127,6 +191,42 @@ class Comparison:
         if self.claims:
             text += "\n" + self.claims_table()
         return text
+
+    def __repr__(self) -> str:
+        inits = list(dict.fromkeys(r["init"] for r in self.runs))
+        seeds = sorted({r["seed"] for r in self.runs})
+        held = sum(c.holds for c in self.claims)
+        claims = f", claims={held}/{len(self.claims)} hold" if self.claims else ""
+        shown = ", ".join(inits[:6]) + (f", ... ({len(inits)})" if len(inits) > 6 else "")
+        return (f"Comparison(name={self.name!r}, runs={len(self.runs)}, inits=[{shown}], "
+                f"seeds={seeds if len(seeds) <= 6 else f'{len(seeds)} seeds'}{claims})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the claims (for a preset), the table of runs and (with matplotlib) the loss
+        curves inline."""
+        import html
+        esc = html.escape
+        parts = [f"<div><p><b>{esc(self.name)}</b>: {len(self.runs)} runs</p>"]
+        if self.claims:
+            parts.append("<table><tr><th></th><th>claim</th><th>measured</th></tr>")
+            for c in self.claims:
+                verdict = "holds" if c.holds else "<b>DOES NOT HOLD</b>"
+                parts.append(f"<tr><td>{verdict}</td><td>{esc(c.claim)}</td><td>{esc(c.measured)}</td></tr>")
+            parts.append("</table>")
+        header, *rows = self._table_cells()
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        for line in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>")
+        parts.append("</table>")
+        if self.runs:
+            try:
+                from ..inspect.figures import html_image, loss_curves_figure
+                chance = math.log(self.runs[0]["widths"][-1]) if self.runs[0].get("widths") else None
+                parts.append(html_image(loss_curves_figure(self, chance=chance), "loss curves"))
+            except ImportError:
+                pass
+        parts.append("</div>")
+        return "".join(parts)
 
     # ---- files ----------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -190,13 +290,19 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
             target_accuracy: float = DEFAULTS["target_accuracy"], threads: Optional[int] = None,
             workers: Optional[int] = None, scheduler: Optional[str] = None,
             progress: Optional[bool] = None, val_fraction: float = 0.2, data_seed: int = 0,
-            max_samples: Optional[int] = None) -> Comparison:
+            max_samples: Optional[int] = None, hidden: Optional[Sequence[int]] = None,
+            weight_decay: float = 0.0, dropout: float = 0.0, clip_norm: Optional[float] = None,
+            clip_value: Optional[float] = None, bias_init: str = "zeros",
+            lr_schedule: Optional[Any] = None) -> Comparison:
     """Train one network per initializer and seed on the same data; see the module docstring.
 
     ``data``: a built-in name (``digits``, ``spirals``, ``moons``, ``blobs``), a file path
     (.npz, .csv, IDX), ``(X, y)`` arrays or a prepared `Data`. The network is
-    ``[features, width × depth, classes]`` with ``activation`` in the hidden layers and a softmax
-    output; every run uses the same split (seeded by ``data_seed``) and the same hyperparameters.
+    ``[features, width × depth, classes]`` (or ``[features, *hidden, classes]``) with
+    ``activation`` in the hidden layers and a softmax output; every run uses the same split
+    (seeded by ``data_seed``) and the same hyperparameters. ``weight_decay``, ``clip_norm``,
+    ``clip_value`` and ``lr_schedule`` go to `Network.fit`, ``dropout`` (hidden layers) and
+    ``bias_init`` to the `Network`.
     """
     inits = [inits] if isinstance(inits, str) else list(inits)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -207,9 +313,14 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     _check_inits(inits)
     prepared = data if isinstance(data, Data) else prepare_data(
         data, val_fraction=val_fraction, seed=data_seed, max_samples=max_samples)
+    hidden = None if hidden is None else tuple(hidden)
+    if hidden is not None:
+        depth, width = len(hidden), (max(hidden) if hidden else width)
     specs = [RunSpec(init=init, seed=int(seed), depth=depth, width=width, activation=activation,
                      epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                     target_accuracy=target_accuracy, threads=threads)
+                     target_accuracy=target_accuracy, threads=threads, hidden=hidden,
+                     weight_decay=weight_decay, dropout=dropout, clip_norm=clip_norm, clip_value=clip_value,
+                     bias_init=bias_init, lr_schedule=lr_schedule)
              for init in inits for seed in seeds]
     _check_network(specs[0], prepared)
     runs = run_grid(specs, prepared, workers=workers, scheduler=scheduler, progress=progress,
@@ -217,6 +328,9 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     config = {"data": prepared.describe(), "inits": inits, "seeds": seeds, "depth": depth, "width": width,
               "activation": activation, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
               "lr": lr, "momentum": momentum, "target_accuracy": target_accuracy,
+              "hidden": list(specs[0].widths(prepared)[1:-1]), "weight_decay": weight_decay,
+              "dropout": dropout, "clip_norm": clip_norm, "clip_value": clip_value, "bias_init": bias_init,
+              "lr_schedule": lr_schedule,
               "val_fraction": val_fraction, "data_seed": data_seed, "workers": workers,
               "scheduler": scheduler}
     return Comparison(runs, config)
@@ -231,7 +345,9 @@ def _check_inits(inits: Sequence[str]) -> None:
         if name != "lsuv":
             try:
                 init_module.get(name)
-            except ValueError:
+            except ValueError as e:
+                if "(" in name:  # NAME(key=value, ...): the parser's message names what is wrong
+                    raise ValueError(f"inits: {name!r}: {e}") from None
                 raise ValueError(f"inits: {name!r} is not a known initializer; valid: {', '.join(valid)}") from None
 
 
@@ -242,6 +358,11 @@ def _check_network(spec: RunSpec, data: Data) -> None:
     _check_spec(spec)
     if spec.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={spec.optimizer!r} is not valid; valid: {', '.join(OPTIMIZERS)}")
-    Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init, seed=spec.seed)
+    Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init, seed=spec.seed,
+            bias_init=spec.bias_init, dropout=spec.dropout)
+    if spec.lr_schedule is not None:
+        import inspect
+        if "lr_schedule" not in inspect.signature(Network.fit).parameters:
+            raise ValueError("lr_schedule: this initlab's Network.fit takes no learning-rate schedule yet")
 
 

@@ -23,7 +23,6 @@ DEFAULTS: Dict[str, Any] = dict(data="digits", depth=6, width=128, activation="r
                                 inits=DEFAULT_INITS, seeds=(0,), epochs=15, batch_size=32,
                                 optimizer="sgd", lr=0.01, momentum=0.9, target_accuracy=0.95)
 HISTOGRAM_BINS = 40
-MAX_HISTOGRAM_LAYERS = 6  # figure legibility: deeper nets show evenly spaced layers
 
 
 
@@ -100,8 +99,11 @@ class RunSpec:
     """Everything that defines one training run (besides the data).
 
     ``depth`` counts hidden layers: the network has ``depth + 1`` weight layers
-    ``[features, width × depth, classes]``. ``init`` applies to every weight layer, biases start at
-    zero. ``label`` groups runs in tables and figures (for example ``"30 layers"``).
+    ``[features, width × depth, classes]``; ``hidden`` (a tuple of widths) replaces depth × width
+    when given. ``init`` applies to every weight layer, ``bias_init``
+    to every bias. ``weight_decay``, ``clip_norm``, ``clip_value`` and ``lr_schedule`` are passed to
+    `Network.fit` as they are (``lr_schedule`` only when given); ``dropout`` is the hidden layers'
+    rate. ``label`` groups runs in tables and figures (for example ``"30 layers"``).
     """
 
     init: str
@@ -120,9 +122,17 @@ class RunSpec:
     threads: Optional[int] = None             # kernels' threads in the process running this spec
     probe_size: int = 256
     label: str = ""
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    clip_norm: Optional[float] = None
+    clip_value: Optional[float] = None
+    bias_init: str = "zeros"
+    lr_schedule: Optional[Any] = None         # fit's lr_schedule ("name", {params}); None: constant
+    hidden: Optional[Tuple[int, ...]] = None  # hidden widths; None: [width] * depth
 
     def widths(self, data: Data) -> List[int]:
-        return [data.features] + [self.width] * self.depth + [data.classes]
+        hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
+        return [data.features] + hidden + [data.classes]
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -139,6 +149,18 @@ def _check_spec(spec: RunSpec) -> None:
         raise ValueError(f"lr must be a finite number >= 0, got {spec.lr!r}")
     if not (isinstance(spec.target_accuracy, (int, float)) and 0 <= spec.target_accuracy <= 1):
         raise ValueError(f"target_accuracy must be a number in [0, 1], got {spec.target_accuracy!r}")
+    if spec.hidden is not None and (not isinstance(spec.hidden, (tuple, list)) or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in spec.hidden)):
+        raise ValueError(f"hidden must be a tuple of ints >= 1 or None, got {spec.hidden!r}")
+    for name in ("weight_decay", "dropout", "clip_norm", "clip_value"):
+        value = getattr(spec, name)
+        if value is None and name.startswith("clip"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0 or (name == "dropout" and value >= 1) or (name.startswith("clip") and value == 0):
+            allowed = {"dropout": "a number in [0, 1)", "weight_decay": "a finite number >= 0"}.get(
+                name, "a finite number > 0 or None")
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
     if spec.threads is not None and (isinstance(spec.threads, bool) or not isinstance(spec.threads, int)
                                      or spec.threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {spec.threads!r}")
@@ -200,6 +222,41 @@ def _first_epoch(history: List[Dict[str, Any]], key: str, ok: Callable[[float], 
     return None
 
 
+def unit_spread(net) -> List[float]:
+    """Per hidden layer: the largest difference between two of its units, over everything that
+    makes a unit (its incoming weights, its bias and its outgoing weights in the next layer).
+
+    0 exactly when every unit of the layer is a copy of the first: the layer acts as one unit
+    (gradient descent never separates such units; dropout off)."""
+    spreads = []
+    for layer, following in zip(net.layers[:-1], net.layers[1:]):
+        W, b, W_next = (np.asarray(a, dtype=np.float64) for a in (layer.W, layer.b, following.W))
+        spread = max(float(np.max(np.abs(W - W[:, :1]))) if W.size else 0.0,
+                     float(np.max(np.abs(b - b[0]))) if b.size else 0.0,
+                     float(np.max(np.abs(W_next - W_next[:1, :]))) if W_next.size else 0.0)
+        spreads.append(spread)
+    return spreads
+
+
+def collapse_to_one_unit(net):
+    """The one-unit-wide network that computes what ``net`` computes, when every hidden layer's
+    units are copies (`unit_spread` 0 everywhere), else None. A layer of k identical units with
+    equal outgoing weights feeds the next layer k times the same term, so the collapsed layer keeps
+    one unit and the next layer's incoming weight is the sum over the k rows."""
+    from ..nn.network import Network
+    if len(net.layers) < 2 or any(spread != 0.0 for spread in unit_spread(net)):
+        return None
+    hidden = len(net.layers) - 1
+    small = Network([net.input_dim] + [1] * hidden + [net.output_dim], activation=net.layers[0].activation,
+                    output=net.output, init="zeros", dtype=net.dtype, seed=0)
+    for i, (layer, target) in enumerate(zip(net.layers, small.layers)):
+        W = np.asarray(layer.W, dtype=np.float64)
+        W = W[:, :1] if i < hidden else W
+        target.W = (W if i == 0 else W.sum(axis=0, keepdims=True)).astype(net.dtype)
+        target.b = np.asarray(layer.b[:1] if i < hidden else layer.b, dtype=net.dtype)
+    return small
+
+
 def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """Build, inspect and train one network; returns a JSON-ready dict (see the module docstring).
 
@@ -214,7 +271,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         set_num_threads(spec.threads)
     started = time.perf_counter()
     net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init,
-                  bias_init="zeros", seed=spec.seed)
+                  bias_init=spec.bias_init, seed=spec.seed, dropout=spec.dropout)
     if spec.init == "lsuv":
         # LSUV scales the weights on the first batch fit sees; a fit of 0 epochs does just that
         # (and nothing else), so the statistics "at init" are those of the network that trains.
@@ -239,19 +296,25 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "verdict": diagnosis.verdict,
         "evidence": diagnosis.evidence,
         "suggestion": diagnosis.suggestion,
+        "findings": [finding.kind for finding in diagnosis.findings],
         "forward_gain": float(diagnosis.forward_gain),
         "backward_gain": float(diagnosis.backward_gain),
     }
     callbacks: List[Any] = [] if spec.loss_threshold is None else [_StopAtLoss(spec.loss_threshold)]
     if on_epoch is not None:
         callbacks.append(lambda epoch, logs: on_epoch())
+    schedule = {} if spec.lr_schedule is None else {"lr_schedule": spec.lr_schedule}
     report = net.fit(data.X_train, data.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                      optimizer=spec.optimizer, lr=spec.lr,
                      momentum=spec.momentum if spec.optimizer in ("sgd", "rmsprop") else 0.0,
+                     weight_decay=spec.weight_decay, clip_norm=spec.clip_norm, clip_value=spec.clip_value,
                      validation_data=(data.X_val, data.y_val), stats_every=spec.stats_every,
-                     progress=False, callbacks=callbacks)
+                     progress=False, callbacks=callbacks, **schedule)
     history = report.history
     last = history[-1] if history else {}
+    # after training, dropout off: the whole training set, and how far apart each hidden layer's units are
+    train_eval = net.evaluate(data.X_train, data.y_train)
+    collapsed = collapse_to_one_unit(net)
     first, final = grad_norms[0], grad_norms[-1]
     return {
         "spec": spec.to_dict(),
@@ -266,6 +329,11 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "final_loss": last.get("loss"),
         "final_val_loss": last.get("val_loss"),
         "final_val_accuracy": last.get("val_accuracy"),
+        "final_train_eval": {"loss": float(train_eval["loss"]), "accuracy": float(train_eval["accuracy"])},
+        "unit_spread": unit_spread(net),
+        # a net whose hidden units are all copies is a one-unit-wide net: that net's validation accuracy
+        "one_unit_val_accuracy": (None if collapsed is None or net.output == "linear"
+                                  else float(collapsed.evaluate(data.X_val, data.y_val)["accuracy"])),
         "best_val_accuracy": max((h["val_accuracy"] for h in history if h.get("val_accuracy") is not None),
                                  default=None),
         "epochs_to_target": _first_epoch(history, "val_accuracy", lambda v: v >= spec.target_accuracy),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -33,7 +34,8 @@ import numpy as np
 from .. import _core
 from .random import check_seed, fresh_seed
 
-__all__ = ["SCHEMES", "Scheme", "gain", "estimate_gain", "fans", "get", "names", "aliases", "plan"]
+__all__ = ["SCHEMES", "Scheme", "gain", "estimate_gain", "fans", "get", "names", "aliases", "plan",
+           "parse_spec", "format_spec", "split_specs"]
 
 REQUIRED = inspect.Parameter.empty  # a parameter without a default
 _WORD_PARAMS = ("mode", "nonlinearity", "distribution")  # passed as strings, the rest as numbers
@@ -74,11 +76,11 @@ SCHEMES: Tuple[Scheme, ...] = (
            "N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))",
            "Glorot & Bengio 2010", True, True),
     Scheme("he_uniform", ("kaiming_uniform",),
-           (("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "relu")),
+           (("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "leaky_relu")),
            "U(-bound, bound), bound = gain(nonlinearity, a) * sqrt(3 / fan), fan = fan_in or fan_out",
            "He et al. 2015, Delving deep into rectifiers", True, True),
     Scheme("he_normal", ("kaiming_normal",),
-           (("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "relu")),
+           (("a", 0.0), ("mode", "fan_in"), ("nonlinearity", "leaky_relu")),
            "N(0, std^2), std = gain(nonlinearity, a) / sqrt(fan), fan = fan_in or fan_out",
            "He et al. 2015, Delving deep into rectifiers", True, True),
     Scheme("lecun_uniform", (), (), "U(-bound, bound), bound = sqrt(3 / fan_in)",
@@ -398,11 +400,157 @@ for _scheme in SCHEMES:
 del _scheme, _name, _create, _fill_inplace
 
 
+# ---- specs: NAME or NAME(key=value, ...) -----------------------------------------------------
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SPEC = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*\Z", re.DOTALL)
+
+
+def _split_top_level(text: str, who: str) -> List[str]:
+    """``text`` split at the commas outside parentheses and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"{who}: unbalanced ')' in {text!r}")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if quote or depth:
+        raise ValueError(f"{who}: unclosed {'quote' if quote else '('} in {text!r}")
+    parts.append(text[start:])
+    return parts
+
+
+def _parse_value(text: str, key: str, who: str) -> Union[int, float, str]:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not math.isfinite(value):
+            raise ValueError(f"{who}: {key} must be a finite number, got {text!r}")
+        return value
+    if _IDENT.match(text):  # a word: mode=fan_out, distribution=uniform
+        return text
+    raise ValueError(f"{who}: {key}={text!r} is neither a number nor a word")
+
+
+def parse_spec(text: str) -> Tuple[str, Dict[str, Union[int, float, str]]]:
+    """``(name, params)`` from ``"NAME"`` or ``"NAME(key=value, ...)"``, the way the command line,
+    ``Network(init=...)`` and the experiments write an initializer with parameters.
+
+    Values are numbers (``1``, ``-0.5``, ``1e-3``) or words (``fan_out``, or quoted: ``'fan_out'``).
+    The name is a scheme name or alias (or ``NAME_``, the in-place form; ``lsuv`` for networks);
+    each key must be one of that scheme's parameters. Errors are ValueErrors that name the
+    initializer.
+
+    >>> parse_spec("he_normal(mode=fan_out)")
+    ('he_normal', {'mode': 'fan_out'})
+    >>> parse_spec("normal(std=1.0, mean=0)")
+    ('normal', {'std': 1.0, 'mean': 0})
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"an initializer spec must be a string, got {type(text).__name__}")
+    match = _SPEC.match(text)
+    if match is None:
+        head = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", text)
+        who = f"{head.group(1)}: " if head else ""
+        raise ValueError(f"{who}initializer spec {text!r} is not NAME or NAME(key=value, ...)")
+    name, inner = match.group(1), match.group(2)
+    params: Dict[str, Union[int, float, str]] = {}
+    if name == "lsuv":
+        if inner is not None and inner.strip():
+            raise ValueError(f"lsuv: takes no parameters, got {text!r}")
+        return name, params
+    base = name[:-1] if name.endswith("_") and name[:-1] in _BY_NAME else name
+    sch = scheme(base)  # ValueError listing the valid names
+    who = sch.name
+    if inner is None or not inner.strip():
+        return name, params
+    allowed = [p for p, _ in sch.params]
+    for item in _split_top_level(inner, who):
+        if "=" not in item:
+            raise ValueError(f"{who}: parameters are written key=value, got {item.strip()!r} in "
+                             f"{text!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key not in allowed:
+            raise ValueError(f"{who}: unknown parameter {key!r} in {text!r}; {who} takes: "
+                             f"{', '.join(allowed) or 'no parameters'}")
+        if key in params:
+            raise ValueError(f"{who}: parameter {key!r} given twice in {text!r}")
+        if not value:
+            raise ValueError(f"{who}: {key} has no value in {text!r}")
+        parsed = _parse_value(value, key, who)
+        if (key in _WORD_PARAMS) != isinstance(parsed, str):
+            kind = "a word" if key in _WORD_PARAMS else "a number"
+            raise ValueError(f"{who}: {key} must be {kind}, got {value!r} in {text!r}")
+        params[key] = parsed
+    return name, params
+
+
+def format_spec(name: str, params: Optional[Dict[str, Any]] = None) -> str:
+    """The inverse of :func:`parse_spec`: ``format_spec("normal", {"std": 1.0})`` is
+    ``"normal(std=1.0)"``; without params just the name."""
+    if not params:
+        return name
+    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
+
+
+def split_specs(text: str) -> List[str]:
+    """A comma-separated list of specs, split at the commas outside parentheses:
+    ``split_specs("zeros,normal(std=1.0,mean=0)")`` is ``["zeros", "normal(std=1.0,mean=0)"]``."""
+    if not isinstance(text, str):
+        raise TypeError(f"split_specs: expected a string, got {type(text).__name__}")
+    parts = [part.strip() for part in _split_top_level(text, "initializers")]
+    if any(not part for part in parts):
+        raise ValueError(f"initializers: empty entry in {text!r}")
+    return parts
+
+
+def _bind(base: Callable[..., np.ndarray], name: str, sch: Scheme,
+          params: Dict[str, Any]) -> Callable[..., np.ndarray]:
+    """``base`` with ``params`` as new defaults (a call may still override them)."""
+    def bound(*args: Any, **kwargs: Any) -> np.ndarray:
+        return base(*args, **{**params, **kwargs})
+
+    spec = format_spec(name, params)
+    bound.__name__ = bound.__qualname__ = name
+    bound.__doc__ = f"{spec}: {base.__name__} with {format_spec('', params)[1:-1]} bound.\n\n" + \
+        (base.__doc__ or "")
+    signature = inspect.signature(base)
+    bound.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(default=params[p.name]) if p.name in params else p
+        for p in signature.parameters.values()])
+    bound.__module__ = __name__
+    bound.spec = spec  # type: ignore[attr-defined]
+    bound.scheme = sch.name  # type: ignore[attr-defined]
+    bound.params = dict(params)  # type: ignore[attr-defined]
+    return bound
+
+
 def get(name_or_callable: Union[str, Callable[..., np.ndarray]]) -> Callable[..., np.ndarray]:
-    """The initializer ``NAME`` for a name or alias (``"NAME_"`` gives the in-place form); a
-    callable is returned as it is.
+    """The initializer for a name or alias (``"NAME_"`` gives the in-place form), or for a spec
+    with parameters, ``"NAME(key=value, ...)"`` (see :func:`parse_spec`), which returns the
+    scheme with those parameters bound; a callable is returned as it is.
 
     >>> get("glorot_uniform") is get("xavier_uniform")
+    True
+    >>> float(get("normal(std=2.0)")((4000,), seed=0).std()) > 1.9
     True
     """
     if callable(name_or_callable):
@@ -412,7 +560,34 @@ def get(name_or_callable: Union[str, Callable[..., np.ndarray]]) -> Callable[...
             return _CREATE[name_or_callable]
         if name_or_callable.endswith("_") and name_or_callable[:-1] in _FILL:
             return _FILL[name_or_callable[:-1]]
+        if "(" in name_or_callable or name_or_callable != name_or_callable.strip():
+            name, params = parse_spec(name_or_callable)
+            if name == "lsuv":
+                raise _unknown_name(name_or_callable)
+            inplace = name not in _CREATE
+            base = _FILL[name[:-1]] if inplace else _CREATE[name]
+            sch = scheme(name[:-1] if inplace else name)
+            if not params:
+                return base
+            _validate_params(sch, params)
+            return _bind(base, name, sch, params)
     raise _unknown_name(name_or_callable)
+
+
+def _validate_params(sch: Scheme, params: Dict[str, Any]) -> None:
+    """Every error a spec's parameters can give, before anything is drawn: the scheme's own checks
+    on its example shape (a required parameter may still come with the call)."""
+    filled = dict(params)
+    for key, default in sch.params:
+        if default is REQUIRED and key not in filled:
+            return  # the call must pass it; the values given were type-checked by parse_spec
+    try:
+        _plan(sch, sch.example_shape, sch.name, "in_out", None, None, filled)
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        if not message.startswith(sch.name):
+            message = f"{sch.name}: {message}"
+        raise ValueError(message) from None
 
 
 # ---- fans and gains ----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 One figure per question, axes labelled with units, log scales for norms. Each function takes runs
 as `initlab.experiments.run_one` returns them and writes one PNG (atomically); it returns the path.
-The same initializer has the same colour in every figure.
+The same initializer has the same colour in every figure. Every figure has a title; legends sit
+beside or below the axes, never over the curves; panels are PANEL inches at DPI (~660 x 440 px).
+`png_bytes` and `html_image` give the same figures to Jupyter (`_repr_html_`).
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ import numpy as np
 
 from .._files import write_bytes_atomically
 
-DPI = 80              # small files: the docs/ figures are committed
-PALETTE_COLOURS = 64
+MAX_HISTOGRAM_LAYERS = 6  # figure legibility: deeper nets show evenly spaced layers
+
+DPI = 110             # with the panel sizes below: ~660 x 440 px per panel, 10-pt text legible
+PALETTE_COLOURS = 64  # line plots need few colours: small files (the docs/ figures are committed)
+PANEL = (6.0, 4.0)    # inches per panel of curves
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
@@ -56,11 +61,44 @@ def _small_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
+def png_bytes(fig, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes, shrunk to a small palette."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    return _small_png(buffer.getvalue())
+
+
+def html_image(fig, alt: str = "figure") -> str:
+    """An <img> with the figure inline (base64 PNG), for Jupyter's _repr_html_."""
+    import base64
+    import html
+    data = base64.b64encode(png_bytes(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'
+
+
 def _save(fig, path: str) -> str:
     """savefig, shrunk to a small palette, written atomically."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=DPI, format="png")
-    return write_bytes_atomically(path, _small_png(buffer.getvalue()), "figure")
+    return write_bytes_atomically(path, png_bytes(fig), "figure")
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend right of the axes, never over the curves (constrained layout makes room)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize=kwargs.pop("fontsize", "small"), **kwargs)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for panels that share their lines (same initializer, same colour), below the
+    panels (beside them it would collide with the figure's title)."""
+    seen: Dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize="small",
+                   ncol=min(len(seen), 4), frameon=False)
 
 
 def _colors(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -100,9 +138,15 @@ def _positive(values: Sequence[Optional[float]]) -> List[float]:
 def loss_curves_by_group(result, path: str, *, title: str = "training loss per initializer",
                          chance: Optional[float] = None) -> str:
     """Training loss (solid) and validation loss (dotted) against epoch, one panel per group."""
+    return _save(loss_curves_figure(result, title=title, chance=chance), path)
+
+
+def loss_curves_figure(result, *, title: str = "training loss per initializer",
+                       chance: Optional[float] = None):
+    """The figure of `loss_curves_by_group` (a matplotlib Figure, not saved)."""
     groups = _groups(result.runs)
     colors = _colors(result.runs)
-    fig, axes = _panels(len(groups), 4.6, 3.4)
+    fig, axes = _panels(len(groups), *PANEL)
     for ax, (label, runs) in zip(axes, groups):
         seen = set()
         for r in runs:
@@ -116,9 +160,10 @@ def loss_curves_by_group(result, path: str, *, title: str = "training loss per i
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss (nats)")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="x-small")
+        _integer_ticks(ax)
+    _figure_legend(fig, axes)
     fig.suptitle(f"{title}\n(solid: training loss, dotted: validation loss)")
-    return _save(fig, path)
+    return fig
 
 
 def grad_norms(result, path: str, *, title: str = "gradient norm per layer at init") -> str:
@@ -126,7 +171,7 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
     runs = _first_seed(result.runs)
     groups = _groups(runs)
     colors = _colors(result.runs)
-    fig, axes = _panels(len(groups), 4.6, 3.4)
+    fig, axes = _panels(len(groups), *PANEL)
     for ax, (label, group) in zip(axes, groups):
         for r in group:
             norms = r["at_init"]["grad_norm"]
@@ -137,13 +182,12 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
         _integer_ticks(ax)
         ax.set_ylabel("‖dL/dW‖ (Frobenius) on the probe batch")
         ax.set_title(label or "all runs")
-        ax.legend(fontsize="x-small")
+    _figure_legend(fig, axes)
     fig.suptitle(title)
     return _save(fig, path)
 
 
 def _histogram_layers(n: int) -> List[int]:
-    from ..experiments.runs import MAX_HISTOGRAM_LAYERS
     if n <= MAX_HISTOGRAM_LAYERS:
         return list(range(n))
     return sorted(set(int(round(x)) for x in np.linspace(0, n - 1, MAX_HISTOGRAM_LAYERS)))
@@ -157,7 +201,7 @@ def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
     runs = [r for r in _first_seed(runs) if r["at_init"]["histograms"]["counts"]]
     if not runs:
         return None  # no hidden layer: nothing to draw
-    fig, axes = _panels(len(runs), 5.0, 2.6, max_cols=2)
+    fig, axes = _panels(len(runs), 6.0, 3.2, max_cols=2)
     for ax, r in zip(axes, runs):
         hist = r["at_init"]["histograms"]
         edges = np.asarray(hist["edges"])
@@ -174,7 +218,7 @@ def activation_histograms(runs: Sequence[Dict[str, Any]], path: str, *,
         ax.set_xlabel("activation value")
         if r["spec"]["activation"] not in ("tanh", "sigmoid"):
             ax.set_yscale("log")
-        ax.legend(fontsize="xx-small", ncol=min(3, len(layers)))
+        _legend_outside(ax, fontsize="x-small")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -187,7 +231,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
     colors = _colors(runs)
     styles = {label: style for label, style in zip(dict.fromkeys(r["label"] for r in runs),
                                                    ("-", "--", ":", "-."))}
-    fig, axes = _figure(1, len(keys), 4.6, 3.6)
+    fig, axes = _figure(1, len(keys), *PANEL)
     for ax, (key, name) in zip(axes[0], keys):
         for r in runs:
             values = r["at_init"][key]
@@ -203,7 +247,7 @@ def layer_profile(runs: Sequence[Dict[str, Any]], path: str, *,
         _integer_ticks(ax)
         ax.set_ylabel(name)
         ax.set_title(name)
-    axes[0, 0].legend(fontsize="x-small")
+    _figure_legend(fig, list(axes[0]))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -212,7 +256,7 @@ def top_layer_means(runs: Sequence[Dict[str, Any]], path: str, *,
                     title: str = "Glorot & Bengio 2010, figure 2: sigmoid activations during training") -> str:
     """Mean activation of each hidden layer (probe batch) against epoch, one panel per run."""
     runs = [r for r in _first_seed(runs) if r["layer_stats"]]
-    fig, axes = _figure(1, max(1, len(runs)), 4.6, 3.6)
+    fig, axes = _figure(1, max(1, len(runs)), *PANEL)
     for ax, r in zip(axes[0], runs):
         stats = r["layer_stats"]
         epochs = [epoch[0]["epoch"] for epoch in stats]
@@ -222,7 +266,8 @@ def top_layer_means(runs: Sequence[Dict[str, Any]], path: str, *,
         ax.set_xlabel("epoch (0 = at init)")
         ax.set_ylabel("mean activation (probe batch)")
         ax.set_title(f"{r['label']} {r['init']}".strip())
-        ax.legend(fontsize="x-small")
+        _integer_ticks(ax)
+    _figure_legend(fig, list(axes[0]))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -232,7 +277,7 @@ def epochs_vs_depth(result, path: str, *,
     """Epochs to reach the training-loss threshold against depth, one line per initializer;
     runs that never reached it are drawn at the epoch cap with an open marker."""
     colors = _colors(result.runs)
-    fig, axes = _figure(1, 1, 5.5, 3.8)
+    fig, axes = _figure(1, 1, 7.0, 4.4)
     ax = axes[0, 0]
     for init in dict.fromkeys(r["init"] for r in result.runs):
         runs = sorted(_first_seed([r for r in result.runs if r["init"] == init]), key=lambda r: len(r["widths"]))
@@ -246,7 +291,7 @@ def epochs_vs_depth(result, path: str, *,
     ax.set_xscale("log", base=2)
     ax.set_xlabel("depth (weight layers, log scale)")
     ax.set_ylabel(f"epochs to training loss ≤ {threshold:g}")
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     fig.suptitle(title)
     return _save(fig, path)
 

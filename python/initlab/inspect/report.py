@@ -129,11 +129,17 @@ class Report:
     def plot(self, path: "os.PathLike[str] | str") -> str:
         """Write a PNG with three panels: loss curves, per-layer gradient norms over epochs (log
         scale) and activation std by depth (first and last recorded epoch). Needs matplotlib."""
+        from .figures import png_bytes
+        return write_bytes_atomically(path, png_bytes(self.figure()), "Report.plot")
+
+    def figure(self):
+        """The matplotlib Figure that `plot` writes (needs matplotlib)."""
         try:
             from matplotlib.figure import Figure
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("Report.plot needs matplotlib: pip install 'initlab[plot]'") from None
-        fig = Figure(figsize=(15, 4.2), layout="constrained")
+        from .figures import _legend_outside
+        fig = Figure(figsize=(16, 4.4), layout="constrained")
         ax_loss, ax_grad, ax_act = fig.subplots(1, 3)
 
         epochs = [h["epoch"] for h in self.history]
@@ -143,7 +149,7 @@ class Report:
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("loss (mean per sample)")
         ax_loss.set_title("loss")
-        ax_loss.legend()
+        _legend_outside(ax_loss)
 
         if self.layer_stats:
             n_layers = len(self.layer_stats[0])
@@ -153,14 +159,14 @@ class Report:
                 ax_grad.plot(stat_epochs, [max(v, 1e-300) for v in norms], marker=".",
                              label=f"layer {layer}")
             ax_grad.set_yscale("log")
-            ax_grad.legend(fontsize="small", ncol=max(1, n_layers // 8))
+            _legend_outside(ax_grad, fontsize="x-small", ncol=max(1, -(-n_layers // 16)))
             # Hidden layers only: the output layer's "activations" are probabilities, another scale.
             depth = list(range(max(1, n_layers - 1)))
             for rec, style in ((self.layer_stats[0], "o--"), (self.layer_stats[-1], "o-")):
                 ax_act.plot(depth, [max(rec[i]["act_std"], 1e-300) for i in depth], style,
                             label=f"epoch {rec[0]['epoch']}")
             ax_act.set_yscale("log")
-            ax_act.legend()
+            _legend_outside(ax_act)
         ax_grad.set_xlabel("epoch")
         ax_grad.set_ylabel("||dL/dW||_F on the probe batch (log)")
         ax_grad.set_title("gradient norm per layer")
@@ -170,6 +176,36 @@ class Report:
         ax_act.set_xlabel("hidden layer (depth)")
         ax_act.set_ylabel("std of activations (log)")
         ax_act.set_title("activation std by depth")
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        return write_bytes_atomically(path, buffer.getvalue(), "Report.plot")
+        status = "diverged" if self.diverged else (self.stop_reason or "completed")
+        fig.suptitle(f"training report: {len(self.history)} epochs ({status})")
+        return fig
+
+    # ---- Jupyter ----------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """The history table, the last layer statistics and (with matplotlib) the figure inline."""
+        import html
+        esc = html.escape
+        parts = [f"<div><p><b>Report</b>: {len(self.history)} epochs, diverged: {self.diverged}, "
+                 f"stop_reason: {esc(str(self.stop_reason))}</p>"]
+        parts.append(_html_table(HISTORY_KEYS, self.history))
+        if self.layer_stats:
+            last = self.layer_stats[-1]
+            parts.append(f"<p>layer statistics at epoch {last[0]['epoch']} (probe batch)</p>")
+            parts.append(_html_table(LAYER_KEYS[1:], last))
+        if self.history:
+            try:
+                from .figures import html_image
+                parts.append(html_image(self.figure(), "training report"))
+            except ImportError:
+                pass
+        parts.append("</div>")
+        return "".join(parts)
+
+
+def _html_table(keys, rows) -> str:
+    """An HTML table of `rows` (dicts) in the columns `keys`, numbers as the text table shows them."""
+    import html
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(k), 0).strip())}</td>"
+                                    for k in keys) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -9,25 +9,39 @@ from typing import Dict, Optional
 
 from ..compare import Comparison
 from ..grid import run_grid
-from . import glorot2010, he2015, lsuv, saxe2013
+from . import glorot2010, he2015, lessons, lsuv, saxe2013
 from ._common import Preset
 
 PRESETS: Dict[str, Preset] = {module.PRESET.name: module.PRESET
-                              for module in (he2015, glorot2010, saxe2013, lsuv)}
+                              for module in (he2015, glorot2010, saxe2013, lsuv, lessons)}
 
 
 def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = None,
                scheduler: Optional[str] = None, threads: Optional[int] = None,
                progress: Optional[bool] = None) -> Comparison:
-    """Run a preset (`PRESETS`) and check its claims; ``reduced=True`` is the quick size the tests use."""
+    """Run a preset (`PRESETS`) and check its claims; ``reduced=True`` is the quick size the tests use.
+
+    A preset's grid is one `Data` with a list of specs, or several: ``{name: Data}`` with
+    ``{name: [specs]}`` (each run then records its data set's name under ``"data"``)."""
     if name not in PRESETS:
         raise ValueError(f"preset {name!r} is not known; valid: {', '.join(PRESETS)}")
     preset = PRESETS[name]
     data, specs, config = preset.grid(bool(reduced))
-    if threads is not None:
-        specs = [replace(spec, threads=threads) for spec in specs]
-    runs = run_grid(specs, data, workers=workers, scheduler=scheduler, progress=progress, desc=name)
-    config = dict(config, data=data.describe(), reduced=bool(reduced), title=preset.title,
+    grids = data.items() if isinstance(data, dict) else [(None, data)]
+    runs = []
+    for data_name, grid_data in grids:
+        grid_specs = specs[data_name] if data_name is not None else specs
+        if threads is not None:
+            grid_specs = [replace(spec, threads=threads) for spec in grid_specs]
+        done = run_grid(grid_specs, grid_data, workers=workers, scheduler=scheduler, progress=progress,
+                        desc=name if data_name is None else f"{name} ({data_name})")
+        if data_name is not None:
+            for run in done:
+                run["data"] = data_name
+        runs += done
+    described = ({key: d.describe() for key, d in data.items()} if isinstance(data, dict)
+                 else data.describe())
+    config = dict(config, data=described, reduced=bool(reduced), title=preset.title,
                   description=preset.description)
     return Comparison(runs, config, name=name, claims=preset.check(runs, config),
                       figure_maker=preset.figures)

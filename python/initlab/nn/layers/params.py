@@ -24,6 +24,20 @@ class Initializer:
             self.lsuv = True
             self.name = "lsuv"
             self.fn = init_module.get("orthogonal")
+        elif isinstance(spec, str) and "(" in spec:  # NAME(key=value, ...)
+            try:
+                name, params = init_module.parse_spec(spec)
+                if name == "lsuv":
+                    self.lsuv = True
+                    self.name = "lsuv"
+                    self.fn = init_module.get("orthogonal")
+                    return
+                init_module.get(spec)  # every check of the parameters, before anything is drawn
+            except ValueError as e:
+                raise ValueError(f"{argname} {spec!r}: {e}") from None
+            self.name = name
+            self.params = params
+            self.fn = self._lookup(name, argname)
         elif isinstance(spec, str):
             self.name = spec
             self.fn = self._lookup(spec, argname)
@@ -50,9 +64,8 @@ class Initializer:
                              f"{', '.join(list(init_module.names()) + ['lsuv'])}") from None
 
     def describe(self) -> str:
-        if self.params:
-            return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
-        return self.name
+        """The spec as `NAME(key=value, ...)`: `il.init.get` and `Network(init=)` read it back."""
+        return init_module.format_spec(self.name, self.params)
 
     def draw(self, shape: Tuple[int, ...], seed: int, stream: int, dtype: str,
              fans: Tuple[int, int], argname: str) -> np.ndarray:
