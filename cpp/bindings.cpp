@@ -1876,7 +1876,7 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- losses (loss.hpp) ---------------------------------------------------------------------
   m.def("softmax_cross_entropy", &softmax_cross_entropy_binding, py::arg("Z"), py::arg("y"), py::arg("P"),
-        py::arg("dZ") = py::none(), py::kw_only(), py::arg("labels_checked") = false,
+        py::arg("dZ") = py::none(), py::arg("labels_checked") = false,
         "P := softmax(Z); dZ := (P - Y)/N; returns the mean loss");
   m.def("sigmoid_binary_cross_entropy", &sigmoid_binary_cross_entropy_binding, py::arg("Z"), py::arg("y"),
         py::arg("P"), py::arg("dZ") = py::none(), "P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss");
@@ -1927,7 +1927,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::vector<std::shared_ptr<NativeLayer>>, const py::list&, std::int64_t>(),
            py::arg("layers"), py::arg("buffers"), py::arg("rows"))
       .def_property_readonly("rows", &NativeSequence::rows)
-      .def("forward", &NativeSequence::forward, py::arg("X"), py::kw_only(), py::arg("training") = false,
+      .def("forward", &NativeSequence::forward, py::arg("X"), py::arg("training") = false,
            py::arg("seed") = 0, py::arg("step") = 0)
       .def("backward", &NativeSequence::backward, py::arg("X"), py::arg("dX") = py::none(), py::kw_only(),
            py::arg("training") = false, py::arg("seed") = 0, py::arg("step") = 0);

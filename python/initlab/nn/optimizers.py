@@ -85,6 +85,7 @@ def clip_gradients(grads: List[np.ndarray], clip_value, clip_norm) -> None:
 
 def step(state: Dict[str, Any], params: Sequence[np.ndarray], grads: List[np.ndarray], h: Hyper) -> None:
     """One optimizer step on every parameter (gradients clipped first)."""
-    clip_gradients(grads, h["clip_value"], h["clip_norm"])
+    if h["clip_value"] is not None or h["clip_norm"] is not None:
+        clip_gradients(grads, h["clip_value"], h["clip_norm"])
     state["step"] += 1
     OPTIMIZERS[state["name"]].update(params, grads, state, h)
