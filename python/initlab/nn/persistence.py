@@ -142,15 +142,7 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
-    if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
-        raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
-    dtype = str(arrays["dtype"])
-    if dtype not in DTYPES:
-        raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
-    widths = arrays["widths"]
-    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
-    n_layers = widths.size - 1
+    dtype, widths, n_layers = _dtype_and_widths(arrays, where)
     expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
     unexpected = sorted(set(arrays) - expected)
     missing = sorted(expected - set(arrays))
@@ -168,14 +160,7 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     for i in range(n_layers):
         w_shape, b_shape = (int(widths[i]), int(widths[i + 1])), (int(widths[i + 1]),)
         for key, shape in ((f"W{i}", w_shape), (f"b{i}", b_shape)):
-            a = arrays[key]
-            if a.dtype != np.dtype(dtype):
-                raise ValueError(f"{where}: {key} has dtype {a.dtype}, the file says {dtype}")
-            if a.shape != shape:
-                raise ValueError(f"{where}: {key} has shape {a.shape}, expected {shape} "
-                                 f"(widths {widths.tolist()} chained layer to layer)")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{where}: {key} contains NaN or infinity")
+            _check_array(where, key, arrays[key], dtype, shape)
     if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
         raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
     specs = []
@@ -196,6 +181,17 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
         net._step, net._epochs_trained = int(steps[0]), int(steps[1])
     return net
 
+
+
+def _dtype_and_widths(arrays: Dict[str, np.ndarray], where: str):
+    """(dtype, widths, layer count) of a file of either version, checked."""
+    dtype = str(arrays["dtype"]) if arrays["dtype"].shape == () else ""
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}: dtype {arrays['dtype'].tolist()!r} is not one of {DTYPES}")
+    widths = arrays["widths"]
+    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
+        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
+    return dtype, widths, widths.size - 1
 
 
 def _json(arrays: Dict[str, np.ndarray], key: str, where: str) -> Any:
@@ -266,13 +262,7 @@ def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
 def _build_from_manifest(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str):
     """(net with zero weights, manifest, layer count) from the manifest, checked against the
     file's dtype, seed, steps, input_shape and its widths/activations summary."""
-    dtype = str(arrays["dtype"]) if arrays["dtype"].shape == () else ""
-    if dtype not in DTYPES:
-        raise ValueError(f"{where}: dtype {arrays['dtype'].tolist()!r} is not one of {DTYPES}")
-    widths = arrays["widths"]
-    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
-    n_layers = widths.size - 1
+    dtype, widths, n_layers = _dtype_and_widths(arrays, where)
     manifest = _json(arrays, "manifest", where)
     if not isinstance(manifest, list) or not all(
             isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("config"), dict)
