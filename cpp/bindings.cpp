@@ -518,10 +518,39 @@ py::array float_targets(const Check& check, const LossArgs& args, const py::obje
   return y;
 }
 
+// Optional row weights: None, or (N,) of Z's dtype, finite and >= 0, not overlapping the outputs.
+// Returns the checked array, or None; weights_ptr gives the kernel's `weights` (null for None).
+template <typename T>
+const T* weights_ptr(const py::object& w) {
+  return w.is_none() ? nullptr : in_ptr<T>(py::reinterpret_borrow<py::array>(w));
+}
+py::object row_weights(const Check& check, const LossArgs& args, const py::object& w_obj) {
+  if (w_obj.is_none()) return py::none();
+  py::array w = check.array(w_obj, "weights", 1);
+  check.same_type(w, "weights", args.t, "Z");
+  check.shape(w, "weights", {static_cast<std::int64_t>(args.z.shape(0))}, "(N,)");
+  if (args.has_p) check.no_overlap(args.p, "P", w, "weights");
+  if (args.has_dz) check.no_overlap(args.dz, "dZ", w, "weights");
+  auto first_bad = [&](auto* values) -> std::int64_t {
+    for (std::int64_t r = 0; r < w.shape(0); ++r) {
+      if (!(values[r] >= 0 && std::isfinite(static_cast<double>(values[r])))) return r;
+    }
+    return -1;
+  };
+  const std::int64_t bad = args.t == FloatType::kFloat32 ? first_bad(in_ptr<float>(w)) : first_bad(in_ptr<double>(w));
+  if (bad >= 0) {
+    const double v = args.t == FloatType::kFloat32 ? in_ptr<float>(w)[bad] : in_ptr<double>(w)[bad];
+    check.value_error("row 'weights' must be finite and >= 0, got " + Check::repr(v) + " at index " +
+                      std::to_string(bad));
+  }
+  return w;
+}
+
 // labels_checked: the caller has checked every label once (fit, before its loop), so the O(N) range
 // scan is skipped; an out-of-range label would then read outside its row (undefined behaviour).
 double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
-                                     const py::object& p_obj, const py::object& dz_obj, bool labels_checked) {
+                                     const py::object& p_obj, const py::object& dz_obj,
+                                     const py::object& w_obj, bool labels_checked) {
   const Check check("softmax_cross_entropy");
   LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
   const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
@@ -569,21 +598,23 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
                         "row " + std::to_string(bad) + " is not");
     }
   }
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::softmax_cross_entropy<float>(
         n, k, in_ptr<float>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
         integer_labels ? nullptr : in_ptr<float>(y), out_ptr<float>(args.p),
-        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+        args.has_dz ? out_ptr<float>(args.dz) : nullptr, weights_ptr<float>(w));
   }
   return initlab::softmax_cross_entropy<double>(
       n, k, in_ptr<double>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
       integer_labels ? nullptr : in_ptr<double>(y), out_ptr<double>(args.p),
-      args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+      args.has_dz ? out_ptr<double>(args.dz) : nullptr, weights_ptr<double>(w));
 }
 
 double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::object& y_obj,
-                                            const py::object& p_obj, const py::object& dz_obj) {
+                                            const py::object& p_obj, const py::object& dz_obj,
+                                            const py::object& w_obj) {
   const Check check("sigmoid_binary_cross_entropy");
   LossArgs args = loss_args(check, z_obj, &p_obj, dz_obj);
   py::array y = float_targets(check, args, y_obj);
@@ -601,29 +632,36 @@ double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::o
     check.value_error("labels 'y' must be in [0, 1], got " + Check::repr(v) + " at flat index " +
                       std::to_string(bad));
   }
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::sigmoid_binary_cross_entropy<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
                                                         out_ptr<float>(args.p),
-                                                        args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+                                                        args.has_dz ? out_ptr<float>(args.dz) : nullptr,
+                                                        weights_ptr<float>(w));
   }
   return initlab::sigmoid_binary_cross_entropy<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
                                                        out_ptr<double>(args.p),
-                                                       args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+                                                       args.has_dz ? out_ptr<double>(args.dz) : nullptr,
+                                                       weights_ptr<double>(w));
 }
 
-double mean_squared_error_binding(const py::object& z_obj, const py::object& y_obj, const py::object& dz_obj) {
+double mean_squared_error_binding(const py::object& z_obj, const py::object& y_obj, const py::object& dz_obj,
+                                  const py::object& w_obj) {
   const Check check("mean_squared_error");
   LossArgs args = loss_args(check, z_obj, nullptr, dz_obj);
   py::array y = float_targets(check, args, y_obj);
   const std::int64_t n = args.z.shape(0), k = args.z.shape(1);
+  const py::object w = row_weights(check, args, w_obj);
   py::gil_scoped_release release;
   if (args.t == FloatType::kFloat32) {
     return initlab::mean_squared_error<float>(n, k, in_ptr<float>(args.z), in_ptr<float>(y),
-                                              args.has_dz ? out_ptr<float>(args.dz) : nullptr);
+                                              args.has_dz ? out_ptr<float>(args.dz) : nullptr,
+                                              weights_ptr<float>(w));
   }
   return initlab::mean_squared_error<double>(n, k, in_ptr<double>(args.z), in_ptr<double>(y),
-                                             args.has_dz ? out_ptr<double>(args.dz) : nullptr);
+                                             args.has_dz ? out_ptr<double>(args.dz) : nullptr,
+                                             weights_ptr<double>(w));
 }
 
 // ---- optimizers, clipping, dropout ------------------------------------------------------------
@@ -1875,13 +1913,17 @@ PYBIND11_MODULE(_core, m) {
         "dA := dZ = dA*act'; dW := X^T dZ; db := column sums of dZ; dX := dZ W^T (skipped when None)");
 
   // ---- losses (loss.hpp) ---------------------------------------------------------------------
+  // weights (N,) or None: loss := sum w_n l_n / sum w (l_n: row n's loss), dZ its gradient; sum w = 0: 0, 0.
   m.def("softmax_cross_entropy", &softmax_cross_entropy_binding, py::arg("Z"), py::arg("y"), py::arg("P"),
-        py::arg("dZ") = py::none(), py::arg("labels_checked") = false,
-        "P := softmax(Z); dZ := (P - Y)/N; returns the mean loss");
+        py::arg("dZ") = py::none(), py::arg("weights") = py::none(), py::kw_only(),
+        py::arg("labels_checked") = false,
+        "P := softmax(Z); dZ := (P - Y)/N (weighted: w_n (P - Y)/sum w); returns the (weighted) mean loss");
   m.def("sigmoid_binary_cross_entropy", &sigmoid_binary_cross_entropy_binding, py::arg("Z"), py::arg("y"),
-        py::arg("P"), py::arg("dZ") = py::none(), "P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss");
+        py::arg("P"), py::arg("dZ") = py::none(), py::arg("weights") = py::none(),
+        "P := sigmoid(Z); dZ := (P - y)/(N*K) (weighted: w_n (P - y)/(K sum w)); returns the (weighted) mean loss");
   m.def("mean_squared_error", &mean_squared_error_binding, py::arg("Z"), py::arg("y"), py::arg("dZ") = py::none(),
-        "dZ := 2(Z - y)/(N*K); returns the mean of (Z - y)^2");
+        py::arg("weights") = py::none(),
+        "dZ := 2(Z - y)/(N*K) (weighted: 2 w_n (Z - y)/(K sum w)); returns the (weighted) mean of (Z - y)^2");
 
   // ---- optimizers, clipping, dropout (optim.hpp) --------------------------------------------
   m.def("sgd_step", &sgd_step_binding, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"),

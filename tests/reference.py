@@ -369,29 +369,50 @@ def dense_backward(dA, X, W, Z, name, param=None):
     return dZ, X64.T @ dZ, dZ.sum(axis=0), dZ @ W64.T
 
 
-def softmax_cross_entropy(Z, y):
-    """(loss, P, dZ): y int labels (N,) or float targets (N, K); log-sum-exp in float64."""
+def _row_weighted(row_losses, dZ_rows, weights):
+    """The weighted reduction of the losses: sum w_n l_n / sum w_n, and dZ row n times w_n / sum w
+    (dZ_rows holds the gradient of each row's own loss l_n); sum w = 0 gives (0, 0)."""
+    w = np.asarray(weights, np.float64)
+    total = w.sum()
+    if total == 0:
+        return 0.0, np.zeros_like(dZ_rows)
+    return float((w * row_losses).sum() / total), dZ_rows * (w / total)[:, None]
+
+
+def softmax_cross_entropy(Z, y, weights=None):
+    """(loss, P, dZ): y int labels (N,) or float targets (N, K); log-sum-exp in float64.
+    weights (N,): loss = sum w_n l_n / sum w (l_n the row's cross-entropy), dZ its gradient."""
     Z = np.asarray(Z, np.float64)
     n, k = Z.shape
     Y = np.eye(k)[y] if np.asarray(y).ndim == 1 else np.asarray(y, np.float64)
     m = Z.max(axis=1, keepdims=True)
     lse = m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
     P = np.exp(Z - lse)
+    if weights is not None:
+        loss, dZ = _row_weighted((Y * (lse - Z)).sum(axis=1), P - Y, weights)
+        return loss, P, dZ
     loss = float((Y * (lse - Z)).sum() / n)
     return loss, P, (P - Y) / n
 
 
-def sigmoid_binary_cross_entropy(Z, y):
-    """(loss, P, dZ) in the logits form max(z,0) - z*y + log1p(exp(-|z|)), mean over all elements."""
+def sigmoid_binary_cross_entropy(Z, y, weights=None):
+    """(loss, P, dZ) in the logits form max(z,0) - z*y + log1p(exp(-|z|)), mean over all elements.
+    weights (N,): each row's mean over its columns counts w_n times, divided by sum w."""
     Z, y = np.asarray(Z, np.float64), np.asarray(y, np.float64)
-    loss = float((np.maximum(Z, 0) - Z * y + np.log1p(np.exp(-np.abs(Z)))).mean())
+    elementwise = np.maximum(Z, 0) - Z * y + np.log1p(np.exp(-np.abs(Z)))
     P = 1 / (1 + np.exp(-Z))
-    return loss, P, (P - y) / Z.size
+    if weights is not None:
+        loss, dZ = _row_weighted(elementwise.mean(axis=1), (P - y) / Z.shape[1], weights)
+        return loss, P, dZ
+    return float(elementwise.mean()), P, (P - y) / Z.size
 
 
-def mean_squared_error(Z, y):
-    """(loss, dZ): mean of (z - y)^2 over all elements and its gradient."""
+def mean_squared_error(Z, y, weights=None):
+    """(loss, dZ): mean of (z - y)^2 over all elements and its gradient.
+    weights (N,): a row's weight multiplies its mean over columns; divided by sum w."""
     d = np.asarray(Z, np.float64) - np.asarray(y, np.float64)
+    if weights is not None:
+        return _row_weighted((d * d).mean(axis=1), 2 * d / d.shape[1], weights)
     return float((d * d).mean()), 2 * d / d.size
 
 

@@ -1007,7 +1007,7 @@ def test_fit_history_loss_validation_split_and_data():
     report = net.fit(X, y, epochs=1, batch_size=30, shuffle=False, validation_split=0.25,
                      stats_every=0, progress=False)
     h = report.history[0]
-    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     assert h["epoch"] == 1 and h["seconds"] >= 0
     assert h["loss"] == pytest.approx(initial_loss, rel=1e-10)  # one full batch: the loss before the step
     ev = net.evaluate(X[30:], y[30:])

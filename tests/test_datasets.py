@@ -300,6 +300,48 @@ def test_csv_rejects_malformed_files(tmp_path):
         datasets.load_csv(path)
 
 
+def test_csv_keeps_non_numeric_labels_as_strings(tmp_path):
+    path = tmp_path / "animals.csv"
+    path.write_text("1,2,cat\n3.5,-4, dog \n5,6,cat\n")  # no header: the features are numbers
+    X, y = datasets.load_csv(path)
+    np.testing.assert_array_equal(X, [[1, 2], [3.5, -4], [5, 6]])
+    assert X.dtype == np.float32
+    assert y.dtype.kind == "U" and y.tolist() == ["cat", "dog", "cat"]
+    path.write_text("species,a,b\nsetosa,0.5,1\nvirginica,2,3\n")  # a header, label by name
+    X, y = datasets.load_csv(path, label_column="species")
+    np.testing.assert_array_equal(X, [[0.5, 1], [2, 3]])
+    assert y.tolist() == ["setosa", "virginica"]
+    path.write_text("a,b,label\n1,2,x\n3,4,y\n")
+    assert datasets.load_csv(path)[1].tolist() == ["x", "y"]
+    path.write_text("1,2,0\n3,4,b\n")  # one label is not a number: all are strings, "0" included
+    assert datasets.load_csv(path, header=False)[1].tolist() == ["0", "b"]
+    path.write_text("1,2,label\n3,4,1\n5,6,0\n")  # only the label cell is a name: a header
+    X, y = datasets.load_csv(path)
+    assert y.dtype == np.int64 and y.tolist() == [1, 0]
+    path.write_text("1,2,cat\n3,4,\n")
+    with pytest.raises(ValueError, match=r"animals.csv: line 2: the label \(column 2\) is empty"):
+        datasets.load_csv(path)
+    path.write_text("a,b,label\n1,2,cat\n3,q,dog\n")
+    with pytest.raises(ValueError, match=r"animals.csv: line 3, column 'b': 'q' is not a number"):
+        datasets.load_csv(path)
+
+
+def test_csv_string_labels_reach_fit(tmp_path):
+    path = tmp_path / "blobs.csv"
+    X, y = datasets.make_blobs(60, 3, seed=1)
+    names = np.array(["red", "green", "blue"])[y]
+    path.write_text("".join(f"{a},{b},{label}\n" for (a, b), label in zip(X[:, :2], names)))
+    X2, y2 = datasets.load_csv(path)
+    assert sorted(set(y2.tolist())) == ["blue", "green", "red"]
+    import initlab as il
+    net = il.Network([2, 8, 3], seed=0)
+    if not hasattr(net, "classes_"):
+        pytest.skip("Network does not take string labels yet")
+    net.fit(X2, y2, epochs=2, progress=False)
+    assert net.classes_.tolist() == ["blue", "green", "red"]
+    assert set(net.predict(X2).tolist()) <= {"blue", "green", "red"}
+
+
 # ---------------------------------------------------------------- by name or path
 
 def test_load_by_name_and_by_path(tmp_path):

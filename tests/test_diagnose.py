@@ -383,3 +383,16 @@ def test_report_rows_are_true_for_every_output(digits, output):
         assert abs(out["act_mean"]) < 10 and 0 <= out["act_std"] < 10
         if output != "linear":  # probabilities
             assert 0 <= out["act_mean"] <= 1
+
+
+def test_a_loaded_network_is_diagnosed_with_its_initializers(tmp_path, digits):
+    """`initlab diagnose --model` once advised keeping "zeros" for a he_normal model."""
+    X, y = digits
+    net = il.Network([64, 64, 64, 10], init="he_normal(mode=fan_in)", seed=0)
+    path = net.save(tmp_path / "model.npz")
+    d = il.Network.load(path).diagnose(X[:256], y[:256])
+    assert d.verdict == "healthy"
+    assert "keep the current initialization (he_normal(mode=fan_in))" in d.suggestion
+    constant = il.Network([64, 32, 10], activation="tanh", init="constant(value=0.05)", seed=0)
+    d = il.Network.load(constant.save(tmp_path / "constant.npz")).diagnose(X[:256], y[:256])
+    assert d.verdict == "symmetric" and "initialized with constant(value=0.05)" in d.evidence

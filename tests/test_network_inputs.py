@@ -38,7 +38,10 @@ BAD_FIT = [
     ("label negative", X, np.where(np.arange(20) == 3, -1, Y), {}, ValueError, r"labels must be integers in \[0, 3\)"),
     ("label non-integer", X, Y + 0.5, {}, ValueError, r"non-integer"),
     ("y NaN", X, np.where(np.arange(20) == 3, np.nan, Y), {}, ValueError, r"y contains NaN"),
-    ("y strings", X, np.array(["a"] * 20), {}, TypeError, r"y must hold numbers"),
+    ("y strings", X, np.array(["a"] * 20), {}, ValueError,  # string labels are classes (API.md)
+     r"y has 1 distinct labels \['a'\] but the softmax output has 3 units"),
+    ("y mixed objects", X, np.array(["a", 1] * 10, dtype=object), {}, TypeError,
+     r"y: labels must be numbers or values of one sortable type"),
     ("batch_size 0", X, Y, {"batch_size": 0}, ValueError, r"batch_size must be an int >= 1, got 0"),
     ("batch_size float", X, Y, {"batch_size": 2.5}, TypeError, r"batch_size must be an int"),
     ("epochs -1", X, Y, {"epochs": -1}, ValueError, r"epochs must be an int >= 0, got -1"),

@@ -25,7 +25,7 @@ def test_history_and_layer_stats_shape():
     net, report, X, y = trained(epochs=4, stats_every=2)
     assert [h["epoch"] for h in report.history] == [1, 2, 3, 4]
     for h in report.history:
-        assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+        assert set(h) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
         assert h["loss"] > 0 and 0 <= h["accuracy"] <= 1 and 0 <= h["val_accuracy"] <= 1
         assert h["seconds"] > 0
     assert [rec[0]["epoch"] for rec in report.layer_stats] == [0, 2, 4]

@@ -53,8 +53,19 @@ def info() -> dict:
 
 from .nn import Callback, Dense, DivergenceError, EarlyStopping, LambdaCallback, Network, lsuv  # noqa: E402
 from .inspect import Diagnosis, Report  # noqa: E402
-from . import datasets, experiments  # noqa: E402
+from . import datasets, experiments, theory  # noqa: E402
 
-__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments",
+
+
+def __getattr__(name: str):
+    """`il.torch`, the optional PyTorch bridge, is imported on first use: `import initlab` never
+    imports torch (it is heavy, and optional)."""
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments", "theory",
            "Network", "Dense", "Report", "Diagnosis", "DivergenceError", "lsuv",
            "Callback", "EarlyStopping", "LambdaCallback"]

@@ -153,8 +153,8 @@ def max_pool2d_forward(X: object, Y: object, argmax: object, *, pool: object, st
     """Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)"""
     ...
 
-def mean_squared_error(Z: object, y: object, dZ: object = None) -> float:
-    """dZ := 2(Z - y)/(N*K); returns the mean of (Z - y)^2"""
+def mean_squared_error(Z: object, y: object, dZ: object = None, weights: object = None) -> float:
+    """dZ := 2(Z - y)/(N*K) (weighted: 2 w_n (Z - y)/(K sum w)); returns the (weighted) mean of (Z - y)^2"""
     ...
 
 def normal_cdf(x: typing.SupportsFloat | typing.SupportsIndex) -> float: ...
@@ -183,12 +183,12 @@ def sgd_step(param: object, grad: object, momentum_buffer: object, *, lr: typing
     """one torch.optim.SGD step in place"""
     ...
 
-def sigmoid_binary_cross_entropy(Z: object, y: object, P: object, dZ: object = None) -> float:
-    """P := sigmoid(Z); dZ := (P - y)/(N*K); returns the mean loss"""
+def sigmoid_binary_cross_entropy(Z: object, y: object, P: object, dZ: object = None, weights: object = None) -> float:
+    """P := sigmoid(Z); dZ := (P - y)/(N*K) (weighted: w_n (P - y)/(K sum w)); returns the (weighted) mean loss"""
     ...
 
-def softmax_cross_entropy(Z: object, y: object, P: object, dZ: object = None, labels_checked: bool = False) -> float:
-    """P := softmax(Z); dZ := (P - Y)/N; returns the mean loss"""
+def softmax_cross_entropy(Z: object, y: object, P: object, dZ: object = None, weights: object = None, *, labels_checked: bool = False) -> float:
+    """P := softmax(Z); dZ := (P - Y)/N (weighted: w_n (P - Y)/sum w); returns the (weighted) mean loss"""
     ...
 
 def sum_of_squares(x: object) -> float:

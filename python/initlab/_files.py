@@ -67,3 +67,21 @@ def write_bytes_atomically(path: Any, data: bytes, who: str = "write") -> str:
 def write_text_atomically(path: Any, text: str, who: str = "write") -> str:
     """Replace `path` with `text` (UTF-8, newlines as given) atomically; returns the path."""
     return write_bytes_atomically(path, text.encode("utf-8"), who)
+
+
+def append_line(path: Any, line: str, who: str = "append") -> None:
+    """Append one line (a newline is added) to `path` with a single write on an O_APPEND file,
+    then fsync: a reader sees the line whole or, if the process is killed during the write, a
+    trailing partial line without its newline, which readers of initlab's append-only files
+    (`initlab.experiments.record`) drop with a warning."""
+    path, _ = target_path(path, who)
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, file_mode())
+    try:
+        view = memoryview(data)
+        while view:                      # os.write may write less than asked (signals, pipes)
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

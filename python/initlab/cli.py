@@ -1,7 +1,7 @@
 """The ``initlab`` command line (also ``python -m initlab``).
 
     initlab compare     which initialization lets this network learn, and why? (one run per init)
-    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons     reproduce a paper's finding, or the tutorial's lessons
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons|schoenholz2017   reproduce a paper's finding, or the tutorial's lessons
     initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
     initlab train       train one network, save it with its report and plots
     initlab bench       time the kernels against numpy and PyTorch
@@ -30,6 +30,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .nn.schedules import SCHEDULES, check_schedule
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
@@ -123,9 +125,9 @@ def _init_list(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule)
-LR_SCHEDULES = {"constant": (), "step": ("step_size", "gamma"), "exponential": ("gamma",),
-                "cosine": ("T_max", "eta_min"), "warmup": ("epochs",)}
+# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule), read from the
+# one registry, nn/schedules.py
+LR_SCHEDULES = {name: tuple(params) for name, (_, params) in SCHEDULES.items()}
 
 
 def _lr_schedule(text: str) -> Any:
@@ -154,6 +156,10 @@ def _lr_schedule(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(e)) from None
     if name == "step" and "step_size" not in params:
         raise argparse.ArgumentTypeError(f"step needs step_size, e.g. step(step_size=10,gamma=0.5); got {text!r}")
+    try:  # the values as fit checks them (a negative gamma, T_max=0, ...), named as the option
+        check_schedule((name, params), "--lr-schedule")
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if name == "constant":
         return "constant"
     return (name, params)
@@ -247,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproduce a paper's experiment (fixes data, network and training)")
     p.add_argument("--reduced", action="store_true", help="with --preset: the small, quick version")
     _add_run_options(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="write JSON, CSV and PNG figures into DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write JSON, CSV and PNG figures into DIR; each run is recorded in DIR/runs.jsonl "
+                        "as it finishes")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: skip the runs already recorded in DIR/runs.jsonl (an interrupted sweep "
+                        "continues where it stopped)")
     p.set_defaults(handler=cmd_compare)
 
     # diagnose
@@ -255,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose", help="per-layer diagnosis of a network at initialization, with a verdict",
         description="Build a network (or load a saved one) and print Network.diagnose: per-layer "
                     "activation moments, saturated and dead fractions, gradient norms, the Jacobian's "
-                    "singular values, and a verdict (healthy, vanishing, exploding, saturated, dead) "
-                    "with a suggested initializer. Without --data the batch is N(0, 1) noise and the "
+                    "singular values, every finding (symmetric, exploding, saturated, vanishing, dead; "
+                    "causes first) and the verdict (the first finding, or healthy), each with the "
+                    "initializer to use in initlab and in PyTorch. Without --data the batch is N(0, 1) noise and the "
                     "backward pass starts from a random unit-variance output gradient.")
     p.add_argument("--model", default=None, metavar="PATH", help="a network saved with `initlab train` / Network.save")
     _add_network_options(p, {"depth": 10, "width": 256, "activation": "relu"}, init_list=False)
@@ -381,6 +393,18 @@ TRAINING_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight
 
 
 def cmd_compare(args) -> int:
+    from .experiments.record import SweepInterrupted
+    if args.resume and not args.out:
+        raise CommandError("--resume needs --out DIR (the folder of the sweep to resume)")
+    try:
+        return _compare(args)
+    except SweepInterrupted as stop:
+        print(f"\ninitlab compare: interrupted; {stop.done} of {stop.total} runs are recorded in {stop.path}. "
+              "Run the same command with --resume to finish the sweep.", file=sys.stderr)
+        return 130
+
+
+def _compare(args) -> int:
     from . import experiments
     if args.preset is not None:
         fixed = [name for name in ("data", "depth", "width", "hidden", "layers", "activation", "inits",
@@ -394,7 +418,7 @@ def cmd_compare(args) -> int:
         started = time.perf_counter()
         result = experiments.run_preset(args.preset, reduced=args.reduced, workers=args.workers,
                                         scheduler=args.scheduler, threads=args.threads,
-                                        progress=_progress(args))
+                                        progress=_progress(args), out=args.out, resume=args.resume)
     else:
         if args.reduced:
             raise CommandError("--reduced only applies with --preset")
@@ -408,7 +432,8 @@ def cmd_compare(args) -> int:
             activation=_pick(args.activation, d["activation"]), seeds=_pick(args.seeds, d["seeds"]),
             epochs=_pick(args.epochs, d["epochs"]), target_accuracy=_pick(args.target_accuracy, d["target_accuracy"]),
             threads=args.threads, workers=args.workers, scheduler=args.scheduler, progress=_progress(args),
-            max_samples=args.max_samples, dropout=dropout, bias_init=bias_init, **options)
+            max_samples=args.max_samples, dropout=dropout, bias_init=bias_init, out=args.out,
+            resume=args.resume, **options)
         c = result.config
         shape = (f"{len(hidden)} x {hidden[0]}" if len(set(hidden)) == 1 else "hidden " + ",".join(map(str, hidden)))
         print(f"data {c['data']['name']}: {c['data']['train']} train / {c['data']['validation']} validation "

@@ -9,9 +9,17 @@
 //   dZ := (P - Y)/N when dZ is not null.
 // sigmoid_binary_cross_entropy: P := sigmoid(Z); loss := mean over all N*K elements of
 //   max(z, 0) - z*y + log1p(exp(-|z|))  (logits form: z = 200, y = 0 gives 200, not inf);
-//   dZ := (P - Y)/(N*K).
+//   dZ := (P - Y)/(N*K). Finite whenever that mean is (an overflowing sum is redone scaled, as MSE's).
 // mean_squared_error: loss := mean over all N*K elements of (z - y)^2; dZ := 2*(Z - Y)/(N*K).
 //   Finite whenever that mean is: a sum of squares that overflows is redone with scaled differences.
+//
+// Row weights (optional; null = every row weighs 1 and the formulas above hold bit for bit):
+//   W is (N), finite and >= 0 (the caller checks). Each row's loss l_n is its term above before the
+//   mean over rows (softmax: the row's cross-entropy; sigmoid and MSE: the mean over the row's K
+//   columns), and loss := sum_n w_n l_n / sum_n w_n, as torch.nn.CrossEntropyLoss(weight=...) with
+//   w_n = weight[label_n]. dZ is its gradient: row n of the unweighted dZ times N w_n / sum w
+//   (softmax: w_n (P - Y)/sum w; sigmoid: w_n (P - Y)/(K sum w); MSE: 2 w_n (Z - Y)/(K sum w)).
+//   sum w = 0 defines loss := 0 and dZ := 0 (P is still written): the caller makes no update.
 //
 // Reductions: per-row (or per-chunk) partial losses in double, combined in a fixed chunk order, so
 // the loss is bitwise identical on any thread count. NaN/Inf in Z or Y give a non-finite loss (and
@@ -21,17 +29,23 @@
 
 namespace initlab {
 
-// Z, P, dZ are (N, K); exactly one of labels (N) and targets (N, K) is non-null.
+// Z, P, dZ are (N, K); exactly one of labels (N) and targets (N, K) is non-null; weights (N) or null.
 template <typename T>
 double softmax_cross_entropy(std::int64_t n, std::int64_t k, const T* z, const std::int64_t* labels,
-                             const T* targets, T* p, T* dz);
+                             const T* targets, T* p, T* dz, const T* weights = nullptr);
 
-// Z, Y, P, dZ are (N, K).
+// Z, Y, P, dZ are (N, K); weights (N) or null.
 template <typename T>
-double sigmoid_binary_cross_entropy(std::int64_t n, std::int64_t k, const T* z, const T* y, T* p, T* dz);
+double sigmoid_binary_cross_entropy(std::int64_t n, std::int64_t k, const T* z, const T* y, T* p, T* dz,
+                                    const T* weights = nullptr);
 
-// Z, Y, dZ are (N, K).
+// Z, Y, dZ are (N, K); weights (N) or null.
 template <typename T>
-double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y, T* dz);
+double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y, T* dz,
+                          const T* weights = nullptr);
+
+// sum_n w_n in double, in the fixed chunk order the weighted losses use (W is (N)).
+template <typename T>
+double weight_sum(std::int64_t n, const T* weights);
 
 }  // namespace initlab

@@ -2,7 +2,8 @@
 
 Every function returns ``(X, y)``: ``X`` a C-contiguous float32 array of shape ``(n, features)``
 and ``y`` an int64 array of shape ``(n,)`` holding class labels ``0..k-1`` (or whatever
-non-negative integers the file holds). Loaders return the values the file holds (no scaling);
+non-negative integers the file holds; ``load_csv`` keeps labels that are not numbers as strings).
+Loaders return the values the file holds (no scaling);
 ``initlab compare`` standardizes features itself.
 
 Shipped data
@@ -450,12 +451,15 @@ def load_csv(path: PathLike, label_column: Union[int, str] = -1, *, delimiter: s
     """Features and labels from a delimited text file (gzip-compressed accepted).
 
     One sample per row; ``label_column`` (an index, negative counts from the end, or a header name)
-    holds the integer class label, every other column a numeric feature. ``header=None`` detects a
-    header row: the first row is a header when some of its cells are not numbers. Blank lines are
-    skipped. Returns ``X`` float32 ``(n, columns - 1)`` and ``y`` int64 ``(n,)``.
+    holds the class label, every other column a numeric feature. Labels that are all numbers must be
+    non-negative integers and come back as int64; otherwise every label is kept as a string
+    (surrounding spaces removed), so ``fit`` gets scikit-learn style string classes. ``header=None``
+    detects a header row: the first row is a header when one of its feature cells is not a number,
+    or when only its label cell is not a number while every other row's label is a number. Blank
+    lines are skipped. Returns ``X`` float32 ``(n, columns - 1)`` and ``y`` ``(n,)``, int64 or str.
 
-    Raises ValueError naming the file, line and column for a non-numeric cell, rows of different
-    lengths, non-integer or negative labels, or a file without data rows.
+    Raises ValueError naming the file, line and column for a non-numeric feature cell, an empty label,
+    rows of different lengths, non-integer or negative numeric labels, or a file without data rows.
     """
     path = os.fspath(path)
     raw = _read_bytes(path)
@@ -473,10 +477,13 @@ def load_csv(path: PathLike, label_column: Union[int, str] = -1, *, delimiter: s
         raise ValueError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
     if not rows:
         raise ValueError(f"{path}: no data rows")
-    names: Optional[list] = None
+    if not (isinstance(label_column, str) or
+            (isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool))):
+        raise TypeError(f"label_column must be an int or a header name, got {type(label_column).__name__}")
     first_line, first = rows[0]
     if header is None:
-        header = not all(_is_number(cell) for cell in first)
+        header = _has_header(rows, label_column)
+    names: Optional[list] = None
     if header:
         names = [cell.strip() for cell in first]
         rows = rows[1:]
@@ -490,24 +497,48 @@ def load_csv(path: PathLike, label_column: Union[int, str] = -1, *, delimiter: s
             raise ValueError(f"{path}: label_column {label_column!r} is not a header name; "
                              f"header: {names if names is not None else 'none (pass an index)'}")
         label_index = names.index(label_column)
-    elif isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool):
+    else:
         if not -width <= label_column < width:
             raise ValueError(f"{path}: label_column {label_column} out of range for {width} columns")
         label_index = int(label_column) % width
-    else:
-        raise TypeError(f"label_column must be an int or a header name, got {type(label_column).__name__}")
-    table = np.empty((len(rows), width), dtype=np.float64)
+    features = np.empty((len(rows), width - 1), dtype=np.float64)
+    labels = []
     for i, (line, row) in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"{path}: line {line} has {len(row)} columns, expected {width}")
         for j, cell in enumerate(row):
+            if j == label_index:
+                labels.append(cell.strip())
+                if not labels[-1]:
+                    raise ValueError(f"{path}: line {line}: the label (column {_column_name(names, j)}) is empty")
+                continue
             try:
-                table[i, j] = float(cell)
+                features[i, j - (j > label_index)] = float(cell)
             except ValueError:
-                column = f"'{names[j]}'" if names is not None else str(j)
-                raise ValueError(f"{path}: line {line}, column {column}: {cell.strip()!r} is not a number") from None
-    features = np.delete(table, label_index, axis=1)
-    return _features_to_float32(path, features), _labels_to_int64(path, table[:, label_index])
+                raise ValueError(f"{path}: line {line}, column {_column_name(names, j)}: {cell.strip()!r} "
+                                 f"is not a number") from None
+    if all(_is_number(label) for label in labels):
+        y = _labels_to_int64(path, np.array([float(label) for label in labels]))
+    else:  # class names: kept as they are written
+        y = np.array(labels, dtype=str)
+    return _features_to_float32(path, features), y
+
+
+def _column_name(names: Optional[list], j: int) -> str:
+    return f"'{names[j]}'" if names is not None else str(j)
+
+
+def _has_header(rows: list, label_column: Union[int, str]) -> bool:
+    """Whether the first row names the columns (see load_csv)."""
+    first = rows[0][1]
+    if isinstance(label_column, str) or not -len(first) <= label_column < len(first):
+        return not all(_is_number(cell) for cell in first)  # a row of names (load_csv reports the rest)
+    label_index = int(label_column) % len(first)
+    if not all(_is_number(cell) for j, cell in enumerate(first) if j != label_index):
+        return True
+    if _is_number(first[label_index]):
+        return False
+    return all(len(row) > label_index and _is_number(row[label_index]) for _, row in rows[1:])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,6 +28,13 @@ states the paper's claim, measures it and says whether it held (`Comparison.clai
     lessons     the classic weight-initialization tutorial, lesson by lesson: symmetry of constant
                 init, vanishing and exploding random init, clipping, He/Xavier at depth, zero
                 biases, regularization with a good init.
+    schoenholz2017  Schoenholz et al. 2017, "Deep information propagation": trainable depth of tanh
+                nets over sigma_w2 against 6 xi_c of mean-field theory (`initlab.theory`).
+
+Sweeps lose nothing: with ``out=DIR`` every finished run is appended to ``DIR/runs.jsonl`` as it
+ends, and ``resume=True`` skips the runs recorded there (`initlab.experiments.record`), so a sweep
+stopped by Ctrl-C or a lost machine loses only the runs in flight; on Dask, a dead worker's runs
+are rescheduled by the scheduler.
 
 >>> import initlab as il
 >>> result = il.experiments.compare("digits", inits=["he_normal"], depth=2, width=16, epochs=1,
@@ -40,7 +47,9 @@ from __future__ import annotations
 from .compare import Claim, Comparison, compare
 from .grid import run_grid, suggest_threads
 from .presets import PRESETS, Preset, run_preset
+from .record import RunLog, SweepInterrupted
 from .runs import DEFAULT_INITS, DEFAULTS, Data, RunSpec, prepare_data, run_one
 
 __all__ = ["Data", "RunSpec", "Comparison", "Claim", "Preset", "PRESETS", "DEFAULTS", "DEFAULT_INITS",
-           "prepare_data", "run_one", "run_grid", "compare", "run_preset", "suggest_threads"]
+           "prepare_data", "run_one", "run_grid", "compare", "run_preset", "suggest_threads", "RunLog",
+           "SweepInterrupted"]

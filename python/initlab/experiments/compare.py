@@ -14,6 +14,7 @@ import numpy as np
 from .._files import write_text_atomically
 from ..inspect.report import _json_safe
 from .grid import run_grid
+from .record import RunLog, data_fingerprint
 from .runs import DEFAULTS, Data, RunSpec, _check_spec, prepare_data
 
 # ================================================================================================
@@ -293,7 +294,8 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
             max_samples: Optional[int] = None, hidden: Optional[Sequence[int]] = None,
             weight_decay: float = 0.0, dropout: float = 0.0, clip_norm: Optional[float] = None,
             clip_value: Optional[float] = None, bias_init: str = "zeros",
-            lr_schedule: Optional[Any] = None) -> Comparison:
+            lr_schedule: Optional[Any] = None, out: Optional["os.PathLike[str] | str"] = None,
+            resume: bool = False) -> Comparison:
     """Train one network per initializer and seed on the same data; see the module docstring.
 
     ``data``: a built-in name (``digits``, ``spirals``, ``moons``, ``blobs``), a file path
@@ -303,6 +305,8 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     (seeded by ``data_seed``) and the same hyperparameters. ``weight_decay``, ``clip_norm``,
     ``clip_value`` and ``lr_schedule`` go to `Network.fit`, ``dropout`` (hidden layers) and
     ``bias_init`` to the `Network`.
+    ``out``: a folder where each run is recorded as it finishes (``runs.jsonl``, see
+    `initlab.experiments.record`); ``resume=True`` skips the runs recorded there.
     """
     inits = [inits] if isinstance(inits, str) else list(inits)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -323,17 +327,24 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
                      bias_init=bias_init, lr_schedule=lr_schedule)
              for init in inits for seed in seeds]
     _check_network(specs[0], prepared)
+    settings = {"data": prepared.describe(), "inits": inits, "seeds": seeds, "depth": depth, "width": width,
+                "activation": activation, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
+                "lr": lr, "momentum": momentum, "target_accuracy": target_accuracy,
+                "hidden": list(specs[0].widths(prepared)[1:-1]), "weight_decay": weight_decay,
+                "dropout": dropout, "clip_norm": clip_norm, "clip_value": clip_value, "bias_init": bias_init,
+                "lr_schedule": lr_schedule, "val_fraction": val_fraction, "data_seed": data_seed}
+    log = _run_log(out, resume, dict(settings, sweep="compare", data=data_fingerprint(prepared)))
     runs = run_grid(specs, prepared, workers=workers, scheduler=scheduler, progress=progress,
-                    desc="compare")
-    config = {"data": prepared.describe(), "inits": inits, "seeds": seeds, "depth": depth, "width": width,
-              "activation": activation, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-              "lr": lr, "momentum": momentum, "target_accuracy": target_accuracy,
-              "hidden": list(specs[0].widths(prepared)[1:-1]), "weight_decay": weight_decay,
-              "dropout": dropout, "clip_norm": clip_norm, "clip_value": clip_value, "bias_init": bias_init,
-              "lr_schedule": lr_schedule,
-              "val_fraction": val_fraction, "data_seed": data_seed, "workers": workers,
-              "scheduler": scheduler}
-    return Comparison(runs, config)
+                    desc="compare", log=log)
+    return Comparison(runs, dict(settings, workers=workers, scheduler=scheduler))
+
+
+def _run_log(out: Optional["os.PathLike[str] | str"], resume: bool, config: Dict[str, Any]) -> Optional[RunLog]:
+    if out is None:
+        if resume:
+            raise ValueError("resume=True needs out= (the folder of the sweep to resume)")
+        return None
+    return RunLog(out, config, resume=bool(resume))
 
 
 def _check_inits(inits: Sequence[str]) -> None:

@@ -63,7 +63,9 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
         X, y = datasets.load(data, seed=seed)
         label = name or os.fspath(data)
     X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y)
+    # class names (load_csv keeps labels that are not numbers as strings) go to fit as they are
+    y = y if y.dtype.kind in "UO" else np.asarray(y, dtype=np.int64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"data must be X of shape (n, features) and y of shape (n,), got {X.shape} and {y.shape}")
     if not (isinstance(val_fraction, (int, float)) and 0.0 < val_fraction < 1.0):
@@ -85,7 +87,7 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
         std[std == 0] = 1.0
         X_train = (X_train - mean) / std
         X_val = (X_val - mean) / std
-    classes = int(max(y.max(), 1)) + 1
+    classes = int(np.unique(y).size) if y.dtype.kind in "UO" else int(max(y.max(), 1)) + 1
     return Data(label, np.ascontiguousarray(X_train, dtype=np.float32), np.ascontiguousarray(y[train]),
                 np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes)
 
@@ -133,6 +135,13 @@ class RunSpec:
     def widths(self, data: Data) -> List[int]:
         hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
         return [data.features] + hidden + [data.classes]
+
+    def key(self) -> str:
+        """What identifies the run in a results file: every field except ``threads`` (results
+        do not depend on the thread count), as canonical JSON."""
+        import json
+        fields = {k: v for k, v in self.to_dict().items() if k != "threads"}
+        return json.dumps(fields, sort_keys=True, allow_nan=True)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -89,6 +89,7 @@ The model-agnostic core, for any framework's weights and statistics (the PyTorch
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import math
@@ -100,7 +101,7 @@ import numpy as np
 from .. import _core
 from ..init.random import check_seed
 from ..nn._checks import check_int
-from ..nn.activations import SATURATING, ZERO_DERIVATIVE_INTERVAL  # from the core's registry
+from ..nn.activations import SATURATING, ZERO_DERIVATIVE_INTERVAL
 from .statistics import layer_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,6 +201,9 @@ class Diagnosis:
         self.suggestion = suggestion
         self.findings = list(findings)
         self.symmetric = dict(symmetric or {})
+        # mean-field reading of a dense net whose hidden layers share one activation
+        # (`initlab.theory.from_weights`), else None
+        self.theory: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         jac = dict(self.jacobian)
@@ -208,7 +212,7 @@ class Diagnosis:
                 "backward_gain": self.backward_gain, "variance_factor": self.variance_factor,
                 "verdict": self.verdict, "evidence": self.evidence, "suggestion": self.suggestion,
                 "findings": [f.to_dict() for f in self.findings],
-                "symmetric": {str(k): v for k, v in self.symmetric.items()}}
+                "symmetric": {str(k): v for k, v in self.symmetric.items()}, "theory": self.theory}
 
     def __repr__(self) -> str:
         kinds = [f.kind for f in self.findings]
@@ -234,6 +238,8 @@ class Diagnosis:
                   f"{j['sv_min']:.3g} .. {j['sv_max']:.3g}, condition {j['condition']:.3g}\n")
         out.write(f"forward gain {self.forward_gain:.3g}, backward gain {self.backward_gain:.3g}, "
                   f"per-layer variance factor {self.variance_factor:.3g}\n")
+        if self.theory is not None:
+            out.write(f"{_theory_line(self.theory)}\n")
         out.write(f"verdict: {self.verdict}\n")
         out.write(f"evidence: {self.evidence}\n")
         out.write(f"suggestion: {self.suggestion}\n")
@@ -271,6 +277,34 @@ class Diagnosis:
                      f"forward gain {self.forward_gain:.3g}, backward gain {self.backward_gain:.3g}, "
                      f"per-layer variance factor {self.variance_factor:.3g}</p></div>")
         return "".join(parts)
+
+
+def _theory_line(t: Dict[str, Any]) -> str:
+    return (f"mean field (Schoenholz et al. 2017): sigma_w2 {t['sigma_w2']:.3g}, sigma_b2 {t['sigma_b2']:.3g} "
+            f"(from the weights), chi_1 {t['chi_1']:.3g} ({t['phase']}), xi_c {t['xi_c']:.3g} layers; "
+            f"{t['message']}")
+
+
+def _mean_field_reading(net: "Network") -> Optional[Dict[str, Any]]:
+    """`theory.from_weights` for a net of Dense layers whose hidden layers share one activation
+    (with its default parameter, which the theory uses); None for any other net."""
+    from .. import theory
+    from ..nn.activations import ACTIVATIONS
+    from ..nn.layers import Dense
+    hidden = net.layers[:-1]
+    if not hidden or not all(isinstance(layer, Dense) for layer in net.layers):
+        return None
+    activations = {(layer.activation, layer.act_param) for layer in hidden}
+    if len(activations) != 1:
+        return None
+    (activation, param), = activations
+    default = ACTIVATIONS.get(activation)
+    if activation not in ACTIVATIONS or (default is not None and param != default):
+        return None
+    try:
+        return theory.from_weights([layer.W for layer in hidden], [layer.b for layer in hidden], activation)
+    except ValueError:      # non-finite weights: the findings say so
+        return None
 
 
 def _layer_list(layers: Sequence[int]) -> str:
@@ -623,7 +657,15 @@ def diagnose(net: "Network", X: Any, y: Any = None, *, jacobian_samples: int = 4
     jacobian = _jacobian_spectrum(net, X[:jacobian_samples])
     inits = {i: layer.initializers().get("W", "") for i, layer in enumerate(net.layers)}
     inits = {i: name for i, name in inits.items() if name}
-    return build_diagnosis(rows, jacobian, symmetric=_network_symmetry(net), inits=inits, style="initlab")
+    result = build_diagnosis(rows, jacobian, symmetric=_network_symmetry(net), inits=inits, style="initlab")
+    result.theory = _mean_field_reading(net)
+    # the theory speaks to signal propagation: it joins the evidence of a healthy, vanishing,
+    # exploding or saturated verdict (not of symmetric or dead units, which it does not model)
+    if result.theory is not None and result.verdict in ("healthy", "vanishing", "exploding", "saturated"):
+        result.evidence += f"; mean field: {result.theory['message']}"
+        if result.findings:
+            result.findings[0] = dataclasses.replace(result.findings[0], evidence=result.evidence)
+    return result
 
 
 def _spectral_norm(W: np.ndarray, max_iter: int = 300, rtol: float = 1e-12) -> float:

@@ -303,3 +303,48 @@ def comparison_figures(result, out_dir: str) -> List[str]:
              grad_norms(result, os.path.join(out_dir, "grad_norms_at_init.png")),
              activation_histograms(result.runs, os.path.join(out_dir, "activations_at_init.png"))]
     return [p for p in paths if p is not None]
+
+
+def phase_diagram(result, path: str, accuracy_grid: Sequence[Sequence[Optional[float]]],
+                  deepest: Dict[float, Optional[int]], trainable_factor: float) -> str:
+    """Schoenholz et al. 2017, fig. 5: final validation accuracy over (sigma_w2, depth), with the
+    mean-field depth scale 6 xi_c(sigma_w2) (and 3 xi_c, 12 xi_c) and the critical sigma_w2 drawn
+    over it. accuracy_grid[i][j]: the accuracy at sigma_w2[i], depth[j] (None: not run); deepest:
+    the deepest trainable depth per sigma_w2 (accuracy >= trainable_factor x chance), as the
+    preset computes them."""
+    from .. import theory
+    config = result.config
+    sigmas, depths = [float(w) for w in config["sigma_w2"]], list(config["depths"])
+    grid = np.array([[np.nan if a is None else a for a in row] for row in accuracy_grid], dtype=float)
+    fig, axes = _figure(1, 1, 7.5, 5.0)
+    ax = axes[0][0]
+    # cells centred on the grid values; edges half-way between neighbours (depth on a log scale)
+    def edges(values, log):
+        v = np.log(values) if log else np.asarray(values, dtype=float)
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+        return np.exp(e) if log else e
+    mesh = ax.pcolormesh(edges(sigmas, False), edges(depths, True), grid.T, cmap="viridis", vmin=0.0,
+                         vmax=1.0, shading="flat")
+    fig.colorbar(mesh, ax=ax, label="validation accuracy after the budget")
+    fine = np.linspace(sigmas[0] - 0.1, sigmas[-1] + 0.1, 121)
+    xi = np.array([theory.mean_field(config["activation"], w, config["sigma_b2"]).xi_c for w in fine])
+    xi = np.where(np.isfinite(xi), xi, 1e9)
+    for factor, style in ((6, "-"), (3, ":"), (12, ":")):
+        ax.plot(fine, factor * xi, style, color="white" if factor == 6 else "0.85", lw=2 if factor == 6 else 1,
+                label=f"{factor} ξ_c (mean-field theory)")
+    ax.axvline(config["critical_sigma_w2"], color="red", lw=1, ls="--",
+               label=f"critical σ_w² = {config['critical_sigma_w2']:.2f} (χ₁ = 1)")
+    chance = 1.0 / result.runs[0]["widths"][-1]
+    ax.plot([w for w in sigmas if deepest[w]], [deepest[w] for w in sigmas if deepest[w]], "o", color="orange",
+            markeredgecolor="black",
+            label=f"deepest trainable (acc ≥ {trainable_factor:g}× chance = {trainable_factor * chance:.0%})")
+    ax.set_yscale("log")
+    ax.set_ylim(edges(depths, True)[0], edges(depths, True)[-1])
+    ax.set_xlim(edges(sigmas, False)[0], edges(sigmas, False)[-1])
+    ax.set_xlabel("σ_w² (weights N(0, σ_w²/fan_in))")
+    ax.set_ylabel("depth (hidden tanh layers)")
+    ax.set_title(f"Schoenholz et al. 2017: trainable depth, tanh, σ_b² = {config['sigma_b2']:g}, "
+                 f"width {config['width']}, {config['epochs']} epochs", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, path)

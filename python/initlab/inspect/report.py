@@ -1,7 +1,8 @@
 """`Report`: what `Network.fit` returns, epoch by epoch and layer by layer.
 
-- `history`: one dict per completed epoch: `epoch, loss, accuracy, val_loss, val_accuracy, seconds`
-  (accuracy is None for a linear output; val_* are None without validation data). `loss` and
+- `history`: one dict per completed epoch: `epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds`
+  (accuracy is None for a linear output; val_* are None without validation data; lr is the
+  learning rate the epoch used, from fit's lr_schedule). `loss` and
   `accuracy` are means over the epoch's mini-batches, weighted by batch size, measured in training
   mode (dropout on) as Keras does; `seconds` is the wall time of the epoch including validation.
   An epoch cut short (divergence, a callback's stop after a batch, Ctrl-C) is not recorded:
@@ -29,7 +30,7 @@ import numpy as np
 
 from .._files import write_bytes_atomically, write_text_atomically
 
-HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 LAYER_KEYS = ("epoch", "layer", "pre_mean", "pre_std", "act_mean", "act_std", "saturated", "dead",
               "grad_norm", "weight_norm", "update_ratio")
 
@@ -85,10 +86,11 @@ class Report:
 
     def __str__(self) -> str:
         out = io.StringIO()
-        out.write("epoch       loss   accuracy   val_loss    val_acc    seconds\n")
+        out.write("epoch       loss   accuracy   val_loss    val_acc         lr    seconds\n")
         for h in self.history:
             out.write(f"{h['epoch']:5d} {_fmt(h['loss'])} {_fmt(h['accuracy'])} "
-                      f"{_fmt(h['val_loss'])} {_fmt(h['val_accuracy'])} {_fmt(h['seconds'])}\n")
+                      f"{_fmt(h['val_loss'])} {_fmt(h['val_accuracy'])} {_fmt(h.get('lr'))} "
+                      f"{_fmt(h['seconds'])}\n")
         if not self.history:
             out.write("  (no completed epoch)\n")
         if self.layer_stats:

@@ -51,9 +51,12 @@ from ..inspect.report import Report
 from . import persistence, training
 from ._checks import check_float, check_int, check_name, kernel_input
 from .activations import ACTIVATIONS, OUTPUTS
+from .labels import as_labels, check_sample_weight, decode_labels, default_classes, encode_labels
 from .layers import BuildContext, Dense, Layer, PassInfo
 from .layers.base import InitSpec, Shape
+from .metrics import accuracy, r2_score
 from .optimizers import OPTIMIZERS
+from .summary import Summary
 from .training import DIVERGENCE_POLICIES, DivergenceError
 from .workspace import Workspace
 
@@ -128,6 +131,8 @@ class Network:
         self._build(activation, output, init, bias_init, dropout)
         self.output = self.layers[-1].activation
         self.output_dim = math.prod(self.layers[-1].output_shape)
+        if self.output == "softmax":  # scikit-learn's classes_: a fit on other labels replaces it
+            self.classes_ = default_classes(self.output_dim)
         self.stop_training = False
         # The arrays never change identity (assignments copy into them): list them once.
         pairs = [pair for layer in self.layers for pair in layer.parameters()]
@@ -264,9 +269,15 @@ class Network:
             raise ValueError(f"{name} contains NaN or infinity")
         return arr
 
-    def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
+    def _check_y(self, y: Any, n: int, name: str = "y", classes: Optional[np.ndarray] = None) -> np.ndarray:
         """Labels in the form the loss kernel takes: int64 (n,) or float (n, K) for softmax,
-        float (n, K) for sigmoid and linear outputs."""
+        float (n, K) for sigmoid and linear outputs. Softmax labels that are not numbers are mapped
+        to their columns through `classes` (default: classes_); an unknown one is a ValueError."""
+        if self.output == "softmax":
+            y = as_labels(y, name)
+            codes = encode_labels(y, self.classes_ if classes is None else classes, name)
+            if codes is not None:
+                y = codes
         arr = np.asarray(y)
         K = self.output_dim
         if arr.dtype.kind not in "fiub":
@@ -308,9 +319,10 @@ class Network:
         return out
 
     # ---- internal API for the training loop and the instruments (see the module docstring) ------
-    def _prepare(self, X: Any, y: Any = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _prepare(self, X: Any, y: Any = None,
+                 classes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         X = self._check_X(X)
-        return X, (None if y is None else self._check_y(y, X.shape[0]))
+        return X, (None if y is None else self._check_y(y, X.shape[0], classes=classes))
 
     def _pass(self, rows: int) -> Workspace:
         ws = self._workspaces.get(rows)
@@ -336,15 +348,17 @@ class Network:
                 inp = buf.out
         ws.last_training = training
 
-    def _run_loss(self, ws: Workspace, y: np.ndarray, with_grad: bool, labels_checked: bool = False) -> float:
+    def _run_loss(self, ws: Workspace, y: np.ndarray, with_grad: bool, labels_checked: bool = False,
+                  weights: Optional[np.ndarray] = None) -> float:
         """Mean loss of the logits; probabilities to ws.P; dL/dlogits to ws.output_grad if asked.
-        labels_checked: y's integer labels were range-checked already (fit checks them once)."""
+        labels_checked: y's integer labels were range-checked already (fit checks them once).
+        With row `weights` (N,): sum w_i l_i / sum w_i and its gradient (loss.hpp)."""
         Z, dZ = ws.logits, (ws.output_grad if with_grad else None)
         if self.output == "softmax":
-            return _core.softmax_cross_entropy(Z, y, ws.P, dZ, labels_checked)
+            return _core.softmax_cross_entropy(Z, y, ws.P, dZ, weights, labels_checked=labels_checked)
         if self.output == "sigmoid":
-            return _core.sigmoid_binary_cross_entropy(Z, y, ws.P, dZ)
-        return _core.mean_squared_error(Z, y, dZ)
+            return _core.sigmoid_binary_cross_entropy(Z, y, ws.P, dZ, weights)
+        return _core.mean_squared_error(Z, y, dZ, weights)
 
     def _run_backward(self, ws: Workspace, X: np.ndarray, need_dX: bool = False) -> None:
         """From ws.output_grad: every layer's parameter gradients; each ws.layers[i].dout ends
@@ -386,12 +400,49 @@ class Network:
         """Labels (softmax: argmax, int64 (n,); sigmoid: probability > 0.5, int64 (n, K), or (n,)
         when K == 1) or values (linear: (n, K))."""
         out = self.forward(X)
-        if self.output == "softmax":
-            return out.argmax(axis=1).astype(np.int64)
+        if self.output == "softmax":  # the labels of classes_ (int64 0..K-1 unless fit saw others)
+            return decode_labels(out.argmax(axis=1), self.classes_)
         if self.output == "sigmoid":
             labels = (out > 0.5).astype(np.int64)
             return labels[:, 0] if self.output_dim == 1 else labels
         return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, K): `forward` of a softmax or sigmoid output (softmax columns in
+        the order of classes_)."""
+        if self.output == "linear":
+            raise AttributeError("predict_proba is for softmax or sigmoid outputs; this network's "
+                                 "output is linear (use predict)")
+        return self.forward(X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """scikit-learn's score: `evaluate`'s accuracy for softmax and sigmoid outputs (per element
+        for sigmoid), R^2 (sklearn.metrics.r2_score) for a linear output; `sample_weight` (n,)
+        weighs rows as scikit-learn's metrics do."""
+        if sample_weight is None and self.output != "linear":
+            return self.evaluate(X, y)["accuracy"]
+        X, y = self._prepare(X, y)
+        w = None
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, X.shape[0])
+            if not w.sum() > 0:
+                raise ValueError(f"sample_weight: the weights of all {w.size} rows sum to 0; a score "
+                                 f"needs some weight")
+        out = self.forward(X)
+        if self.output == "linear":
+            return r2_score(y, out, w)
+        if self.output == "softmax":
+            return accuracy(out.argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1)), w)
+        return accuracy((out > 0.5) == (y > 0.5), w)
+
+    def count_params(self) -> int:
+        """The number of trainable parameters (every layer's W and b)."""
+        return sum(int(p.size) for p in self._params)
+
+    def summary(self) -> Summary:
+        """Keras' summary: a table of layers, output shapes and parameter counts (`str()` of the
+        result, which is also its repr); `.rows` and `.total_params` hold the numbers."""
+        return Summary.of(self)
 
     def _loss_and_correct(self, X: np.ndarray, y: np.ndarray) -> Tuple[float, Optional[float]]:
         """Mean loss and accuracy over all rows, in chunks (eval mode)."""
@@ -459,14 +510,16 @@ class Network:
             validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
             shuffle: bool = True, stats_every: int = 1, on_divergence: str = "stop",
             progress: Optional[bool] = None, callbacks: Sequence[Any] = (),
-            dampening: float = 0.0, alpha: float = 0.99, probe_size: Optional[int] = None) -> Report:
+            dampening: float = 0.0, alpha: float = 0.99, probe_size: Optional[int] = None,
+            lr_schedule: Any = None, class_weight: Any = None, sample_weight: Any = None) -> Report:
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                             momentum=momentum, nesterov=nesterov, betas=betas, eps=eps,
                             weight_decay=weight_decay, clip_value=clip_value, clip_norm=clip_norm,
                             validation_data=validation_data, validation_split=validation_split,
                             shuffle=shuffle, stats_every=stats_every, on_divergence=on_divergence,
                             progress=progress, callbacks=callbacks, dampening=dampening, alpha=alpha,
-                            probe_size=probe_size)
+                            probe_size=probe_size, lr_schedule=lr_schedule, class_weight=class_weight,
+                            sample_weight=sample_weight)
 
     fit.__doc__ = training.fit.__doc__
 
@@ -485,6 +538,20 @@ class Network:
         """Per-layer health at the current weights and a verdict; see `initlab.diagnose`."""
         from ..inspect.diagnose import diagnose as _diagnose
         return _diagnose(self, X, y, jacobian_samples=jacobian_samples, seed=seed)
+
+    # ---- PyTorch (il.torch; torch is imported only here, on use) ---------------------------------
+    def to_torch(self):
+        """An `nn.Sequential` of Linear + activation (+ Dropout) modules ending in the logits, in
+        this net's dtype: `softmax(model(x))` equals `net.forward(X)`. See `il.torch.to_torch`."""
+        from ..torch import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, sequential, output: str = "softmax", **kwargs) -> "Network":
+        """The Network computing `sequential` (the inverse of `to_torch`); `output` names the
+        output activation and loss. See `il.torch.from_torch`."""
+        from ..torch import from_torch
+        return from_torch(sequential, output, **kwargs)
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: "os.PathLike[str] | str") -> str:

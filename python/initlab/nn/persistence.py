@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import _core
 from .._files import atomic_file, target_path
+from .labels import classes_for_file, classes_from_file
 from .layers import LAYERS, Dense
 from .optimizers import OPTIMIZERS
 
@@ -65,9 +66,8 @@ def _v2_arrays(net: "Network") -> Dict[str, np.ndarray]:
         for name, (param, _) in zip(layer.parameter_names, layer.parameters()):
             arrays[f"{name}{i}"] = param
     classes = getattr(net, "classes_", None)
-    if classes is not None:
-        classes = np.asarray(classes)
-        arrays["classes_"] = classes.astype(str) if classes.dtype == object else classes
+    if classes is not None:  # int64 0..K-1, or the string labels fit learned (labels.py)
+        arrays["classes_"] = classes_for_file(np.asarray(classes))
     state = net._optimizer
     if state is not None:
         arrays["optimizer"] = np.array(json.dumps({"name": state["name"], "step": state["step"],
@@ -252,7 +252,9 @@ def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     net._step, net._epochs_trained = int(steps[0]), int(steps[1])
     net._lsuv_pending = [int(i) for i in pending]
     if classes is not None:
-        net.classes_ = classes
+        if net.output != "softmax":
+            raise ValueError(f"{where}: classes_ are stored for a {net.output} output")
+        net.classes_ = classes_from_file(classes, net.output_dim, where)
     if optimizer is not None:
         optimizer["buffers"] = [tuple(arrays[key].copy() for key in keys) for keys in optimizer["buffers"]]
         net._optimizer = optimizer

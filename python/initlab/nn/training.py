@@ -29,6 +29,8 @@ from ..inspect.statistics import probe_rows
 from . import optimizers
 from ._checks import check_bool, check_float, check_int, check_name
 from .callbacks import Callback, as_callbacks
+from .labels import check_sample_weight, class_weights, encode_fit_labels, row_weights
+from .schedules import describe_schedule, schedule_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
@@ -63,6 +65,10 @@ class FitConfig:
     progress: Optional[bool]
     callbacks: List[Callback]
     probe_size: int
+    lr_values: List[float]         # the lr of each epoch of this fit (lr_schedule)
+    w_train: Optional[np.ndarray]  # row weights (n,) of the net's dtype (class/sample weights), or None
+    classes: Optional[np.ndarray]  # softmax: the classes_ this fit trains (set once validation passed)
+    described: Dict[str, Any]      # lr_schedule, class_weight, sample_weight as the report records them
 
     @property
     def n(self) -> int:
@@ -77,10 +83,14 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
                  lr: Any, momentum: Any, nesterov: Any, betas: Any, eps: Any, weight_decay: Any,
                  clip_value: Any, clip_norm: Any, validation_data: Any, validation_split: Any,
                  shuffle: Any, stats_every: Any, on_divergence: Any, progress: Any, callbacks: Any,
-                 dampening: Any, alpha: Any, probe_size: Any) -> FitConfig:
+                 dampening: Any, alpha: Any, probe_size: Any, lr_schedule: Any = None,
+                 class_weight: Any = None, sample_weight: Any = None) -> FitConfig:
     """fit's arguments (their defaults are Network.fit's), each checked once, into a FitConfig."""
     X = net._check_X(X)
-    y = net._check_y(y, X.shape[0])  # y=None is an error here, not "no labels"
+    classes = None
+    if net.output == "softmax":  # labels of any type: the classes this fit trains (labels.py)
+        classes, _ = encode_fit_labels(y, net.output_dim, net.classes_)
+    y = net._check_y(y, X.shape[0], classes=classes)  # y=None is an error here, not "no labels"
     epochs = check_int("epochs", epochs, 0)
     batch_size = check_int("batch_size", batch_size, 1)
     optimizer = check_name("optimizer", optimizer, list(optimizers.OPTIMIZERS))
@@ -111,6 +121,12 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be None, True or False, got {progress!r}")
     callback_list = as_callbacks(callbacks)
+    lr_values = schedule_values(lr_schedule, lr, epochs)  # every epoch's lr, checked now
+    if class_weight is not None and net.output != "softmax":
+        raise ValueError(f"class_weight applies to softmax outputs only; this network's output is "
+                         f"{net.output} (use sample_weight)")
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
 
     if validation_data is not None:
         try:
@@ -118,7 +134,7 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
         X_val = net._check_X(X_val, "validation_data X")
-        y_val = net._check_y(y_val, X_val.shape[0], "validation_data y")
+        y_val = net._check_y(y_val, X_val.shape[0], "validation_data y", classes=classes)
         X_train, y_train = X, y
     elif validation_split > 0:
         n_val = int(math.floor(X.shape[0] * validation_split))
@@ -127,8 +143,17 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
                              f"training and {n_val} validation rows of {X.shape[0]}; both must be >= 1")
         X_train, y_train = X[:-n_val], y[:-n_val]
         X_val, y_val = np.ascontiguousarray(X[-n_val:]), np.ascontiguousarray(y[-n_val:])
+        if sample_weight is not None:  # split with X; validation losses are unweighted
+            sample_weight = sample_weight[:-n_val]
     else:
         X_train, y_train, X_val, y_val = X, y, None, None
+    cw = None if class_weight is None else class_weights(class_weight, y_train, classes)
+    w_train = row_weights(y_train, cw, sample_weight)  # float64 (n,), or None: the unweighted path
+    if w_train is not None:
+        w_train = w_train.astype(net.dtype)
+    described = {"lr_schedule": describe_schedule(lr_schedule),
+                 "class_weight": None if cw is None else {str(c): float(v) for c, v in zip(classes.tolist(), cw)},
+                 "sample_weight": sample_weight is not None}
     n = X_train.shape[0]
     if probe_size is None:
         probe_size = min(256, max(32, n // 32))
@@ -137,7 +162,8 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
              "nesterov": nesterov, "betas": (beta1, beta2), "eps": eps, "alpha": alpha,
              "weight_decay": weight_decay, "clip_value": clip_value, "clip_norm": clip_norm}
     return FitConfig(X_train, y_train, X_val, y_val, epochs, batch_size, hyper, shuffle, stats_every,
-                     on_divergence, progress, callback_list, probe_size)
+                     on_divergence, progress, callback_list, probe_size, lr_values, w_train, classes,
+                     described)
 
 
 @dataclass
@@ -155,7 +181,8 @@ class _Run:
     y_is_int: bool = False
     epoch_start: float = 0.0
     stats_epoch: bool = False
-    epoch_sums: Tuple[float, float] = (0.0, 0.0)
+    epoch_index: int = 0           # epochs completed in this fit call (lr_schedule's epoch)
+    epoch_sums: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # loss * weight, correct, weight
     divergence: Optional[str] = None
 
 
@@ -181,6 +208,15 @@ def fit(net: "Network", X: Any, y: Any, **kwargs: Any) -> Report:
     Divergence: a non-finite loss or gradient is caught before the update, so the weights
     stay those of the last finite step. Ctrl-C stops at the next batch boundary and returns
     the report (stop_reason says so); a second Ctrl-C interrupts at once.
+
+    lr_schedule (schedules.py): the lr of each epoch, counted from 0 at the start of this call, as
+    torch's StepLR / ExponentialLR / CosineAnnealingLR stepped once per epoch, a linear warmup or a
+    callable epoch -> lr; each history row records its `lr`. Labels (softmax) may be of any type:
+    `classes_` holds them sorted and `predict` returns them (labels.py). class_weight
+    ({label: weight} or "balanced", softmax only) and sample_weight ((n,), finite, >= 0) weigh
+    rows: a batch's loss is sum w_i l_i / sum w_i (torch.nn.CrossEntropyLoss(weight=...)), the
+    epoch's loss the same over all its rows, and a batch whose weights sum to 0 makes no update.
+    With validation_split, sample_weight is split with X; validation losses are unweighted.
     """
     cfg = validate_fit(net, X, y, **kwargs)
     report = _new_report(net, cfg)
@@ -190,6 +226,8 @@ def fit(net: "Network", X: Any, y: Any, **kwargs: Any) -> Report:
     net.stop_training = False
     for cb in cfg.callbacks:
         cb.on_fit_begin(net, report, metrics)  # may reject the configuration (ValueError)
+    if cfg.classes is not None:
+        net.classes_ = cfg.classes  # validation is over: the labels of this fit are the net's
 
     start_time = time.perf_counter()
     run = _Run(net, cfg, report, order=np.arange(cfg.n))
@@ -218,7 +256,7 @@ def _new_report(net: "Network", cfg: FitConfig) -> Report:
     return Report(config=dict(cfg.hyper, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=cfg.shuffle,
                               validation=cfg.X_val is not None, stats_every=cfg.stats_every,
                               on_divergence=cfg.on_divergence, probe_size=cfg.probe_size,
-                              n_train=cfg.n, seed=net.seed, dtype=net.dtype))
+                              n_train=cfg.n, seed=net.seed, dtype=net.dtype, **cfg.described))
 
 
 @contextmanager
@@ -286,19 +324,21 @@ def _train_epoch(run: _Run) -> Optional[str]:
     run.stats_epoch = cfg.stats_every > 0 and epoch % cfg.stats_every == 0
     if cfg.shuffle:
         run.order = net._epoch_order(epoch, cfg.n)
+    cfg.hyper["lr"] = cfg.lr_values[run.epoch_index]
     steps = cfg.steps_per_epoch
-    loss_sum, correct_sum = 0.0, 0.0
+    loss_sum, correct_sum, weight_sum = 0.0, 0.0, 0.0
     for batch in range(steps):
         where = f"at epoch {epoch}, {{}} batch {batch + 1} of {steps}"
         if net._interrupted:
             return "interrupted (KeyboardInterrupt) " + where.format("before")
         try:
-            batch_loss, rows, correct = _train_step(run, epoch, batch)
+            batch_loss, weight, correct = _train_step(run, epoch, batch)
         except KeyboardInterrupt:  # nothing was written to the weights yet
             return "interrupted (KeyboardInterrupt) " + where.format("during")
         if batch_loss is None:  # diverged: run.report marked
             return run.divergence
-        loss_sum += batch_loss * rows
+        loss_sum += batch_loss * weight
+        weight_sum += weight
         correct_sum += correct
         if run.batch_callbacks:
             logs = {"epoch": epoch, "batch": batch + 1, "step": net._step, "loss": batch_loss}
@@ -309,13 +349,14 @@ def _train_epoch(run: _Run) -> Optional[str]:
                 return "interrupted (KeyboardInterrupt) " + where.format("after")
             if net.stop_training:
                 return "stopped by a callback " + where.format("after")
-    run.epoch_sums = (loss_sum, correct_sum)
+    run.epoch_sums = (loss_sum, correct_sum, weight_sum)
     return None
 
 
-def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], int, float]:
-    """One optimizer step on batch `batch` of the epoch's order: (loss, rows, correct), or
-    (None, rows, 0) when the loss or a gradient is not finite (weights untouched)."""
+def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], float, float]:
+    """One optimizer step on batch `batch` of the epoch's order: (loss, weight, correct), or
+    (None, weight, 0) when the loss or a gradient is not finite (weights untouched). `weight` is
+    the batch's rows, or the sum of its row weights (a batch weighing 0 makes no step)."""
     net, cfg = run.net, run.cfg
     lo = batch * cfg.batch_size
     hi = min(lo + cfg.batch_size, cfg.n)
@@ -324,10 +365,20 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], int
     np.take(cfg.X_train, run.order[lo:hi], axis=0, out=ws.X)
     yb = ws.y_int if run.y_is_int else ws.y_float
     np.take(cfg.y_train, run.order[lo:hi], axis=0, out=yb)
+    wb, weight = None, float(rows)
+    if cfg.w_train is not None:
+        wb = ws.w
+        np.take(cfg.w_train, run.order[lo:hi], axis=0, out=wb)
+        weight = float(np.add.reduce(wb, dtype=np.float64))
+        if weight == 0.0:  # nothing to learn from: no step (its rows still count for accuracy)
+            net._run_forward(ws, ws.X, training=False)
+            net._run_loss(ws, yb, with_grad=False, labels_checked=True, weights=wb)
+            return 0.0, 0.0, net._count_correct(ws, yb)
     net._step += 1
     try:
         net._run_forward(ws, ws.X, training=True)
-        batch_loss = net._run_loss(ws, yb, with_grad=True, labels_checked=True)  # checked in validate_fit
+        batch_loss = net._run_loss(ws, yb, with_grad=True, labels_checked=True,  # checked in validate_fit
+                                   weights=wb)
         net._run_backward(ws, ws.X)
     except KeyboardInterrupt:
         net._step -= 1
@@ -339,13 +390,13 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], int
         net._step -= 1
         run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch,
                                           net._step, batch_loss, bad)
-        return None, rows, 0.0
+        return None, weight, 0.0
     if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
         for before, layer in zip(run.W_before, net.layers):
             if before is not None:
                 np.copyto(before, layer.parameters()[0][0])
     optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper)
-    return batch_loss, rows, net._count_correct(ws, yb)
+    return batch_loss, weight, net._count_correct(ws, yb)
 
 
 def _mark_divergence(report: Report, epoch: int, batch: int, steps: int, step: int, loss: float,
@@ -370,10 +421,13 @@ def _end_epoch(run: _Run) -> Optional[str]:
     net, cfg, report = run.net, run.cfg, run.report
     epoch = net._epochs_trained + 1
     net._epochs_trained = epoch
-    loss_sum, correct_sum = run.epoch_sums
+    loss_sum, correct_sum, weight_sum = run.epoch_sums
     n = cfg.n
-    entry: Dict[str, Any] = {"epoch": epoch, "loss": loss_sum / n, "accuracy": None,
-                             "val_loss": None, "val_accuracy": None, "seconds": 0.0}
+    # the mean over rows, or sum w l / sum w over the epoch (a batch weighing 0 adds 0 to both)
+    loss = loss_sum / n if cfg.w_train is None else loss_sum / weight_sum
+    entry: Dict[str, Any] = {"epoch": epoch, "loss": loss, "accuracy": None, "val_loss": None,
+                             "val_accuracy": None, "lr": cfg.lr_values[run.epoch_index], "seconds": 0.0}
+    run.epoch_index += 1
     if net.output != "linear":
         entry["accuracy"] = correct_sum / (n if net.output == "softmax" else n * net.output_dim)
     if cfg.X_val is not None:

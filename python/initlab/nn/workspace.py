@@ -28,6 +28,7 @@ class Workspace:
         self.P = np.empty((rows, K), dtype=dt)
         self.y_int = np.empty((rows,), dtype=np.int64)
         self.y_float = np.empty((rows, K), dtype=dt)
+        self.w = np.empty((rows,), dtype=dt)  # the batch's row weights (class_weight, sample_weight)
         self.y_dummy = np.zeros((rows,), dtype=np.int64)  # for softmax probabilities without labels
         self.X_grad = np.empty((rows,) + tuple(net.input_shape), dtype=dt)
         # Accuracy without allocating: predicted and true classes, and the hit mask.
