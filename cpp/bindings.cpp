@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "initlab/conv.hpp"
+#include "initlab/conv_layer.hpp"
 #include "initlab/dense.hpp"
 #include "initlab/gemm.hpp"
 #include "initlab/loss.hpp"
@@ -801,12 +802,14 @@ void rmsprop_step_binding(const py::object& param, const py::object& grad, const
 // (sgd: (momentum_buffer or None,); adam/adamw: (exp_avg, exp_avg_sq); rmsprop: (square_avg,
 // momentum_buffer or None)). Every array is validated as the per-tensor kernels validate theirs,
 // and no output may share memory with any other array of the call. Returns
-// {"grad_norm": float or None, "clipped": bool, "nonfinite": [indexes of params holding inf/NaN]}.
+// {"grad_norm": float or None, "clipped": bool, "written": bool (False only when guard=True refused
+// the step), "nonfinite": [indexes of params holding (or, refused, that would hold) inf/NaN]}.
 py::dict optimizer_step_binding(const py::object& params_obj, const py::object& grads_obj,
                                 const py::object& states_obj, const std::string& optimizer, double lr,
                                 double momentum, double dampening, bool nesterov, bool first_step,
                                 double beta1, double beta2, double eps, double alpha, double weight_decay,
-                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm) {
+                                std::int64_t step, const py::object& clip_value, const py::object& clip_norm,
+                                bool guard) {
   const Check check("optimizer_step");
   initlab::OptimizerConfig c;
   if (optimizer == "sgd") {
@@ -833,6 +836,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   c.weight_decay = check.at_least(weight_decay, 0.0, "weight_decay");
   if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
   c.step = step;
+  c.guard = guard;
   if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
     check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
   }
@@ -934,6 +938,7 @@ py::dict optimizer_step_binding(const py::object& params_obj, const py::object& 
   py::dict out;
   out["grad_norm"] = c.has_clip_norm ? py::object(py::float_(result.grad_norm)) : py::object(py::none());
   out["clipped"] = result.clipped;
+  out["written"] = result.written;
   py::list bad;
   for (std::size_t i = 0; i < n; ++i) {
     if (nonfinite[i]) bad.append(static_cast<py::ssize_t>(i));
@@ -948,9 +953,10 @@ void def_optimizer_step(py::module_& m) {
         py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
         py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("alpha") = 0.99,
         py::arg("weight_decay") = 0.0, py::arg("step") = 1, py::arg("clip_value") = py::none(),
-        py::arg("clip_norm") = py::none(),
+        py::arg("clip_norm") = py::none(), py::arg("guard") = false,
         "one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the "
-        "per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}");
+        "per-tensor kernels in that order; guard=True writes nothing unless every updated parameter is finite; "
+        "returns {grad_norm, clipped, written, nonfinite}");
 }
 
 void clip_by_value_binding(const py::object& grad, double clip_value) {
@@ -1851,6 +1857,107 @@ void global_avg_pool2d_backward_binding(const py::object& dy_obj, const py::obje
   }
 }
 
+// ---- native convolutional layers (conv_layer.hpp) -----------------------------------------------
+FloatType native_dtype(const Check& check, const std::string& dtype) {
+  if (dtype == "float32") return FloatType::kFloat32;
+  if (dtype == "float64") return FloatType::kFloat64;
+  check.value_error("'dtype' must be 'float32' or 'float64', got '" + dtype + "'");
+}
+
+// The per-image input shape (H, W, C) as a validated vector.
+std::vector<std::int64_t> image_shape(const Check& check, const std::vector<std::int64_t>& shape) {
+  if (shape.size() != 3 || shape[0] < 1 || shape[1] < 1 || shape[2] < 1) {
+    check.value_error("'input_shape' must be (H, W, C) with every entry >= 1, got " + shape_str(shape));
+  }
+  return shape;
+}
+
+// W is (KH, KW, C, O), b is (O), dW, db alike; input_shape is (H, W, C).
+std::shared_ptr<NativeLayer> conv2d_layer_binding(const py::object& w_obj, const py::object& b_obj,
+                                                  const py::object& dw_obj, const py::object& db_obj,
+                                                  const std::vector<std::int64_t>& input_shape,
+                                                  const std::string& activation, const py::object& param,
+                                                  const py::object& stride, const py::object& dilation,
+                                                  const py::object& padding, double dropout, const py::object& stream) {
+  const Check check("conv2d_layer");
+  py::array w = check.array(w_obj, "W", 4), b = check.array(b_obj, "b", 1);
+  py::array dw = check.output(dw_obj, "dW", 4), db = check.output(db_obj, "db", 1);
+  const FloatType t = check.float_type(w, "W");
+  check.same_type(b, "b", t, "W");
+  check.same_type(dw, "dW", t, "W");
+  check.same_type(db, "db", t, "W");
+  std::vector<std::int64_t> x_shape{1};
+  for (std::int64_t v : image_shape(check, input_shape)) x_shape.push_back(v);
+  const initlab::Conv2dGeometry g = conv_geometry(check, x_shape, shape_of(w), stride, dilation, padding);
+  check.shape(b, "b", {g.o}, "(O,)");
+  check.shape(dw, "dW", shape_of(w), "(KH, KW, C, O)");
+  check.shape(db, "db", {g.o}, "(O,)");
+  no_overlaps(check, {{&dw, "dW"}, {&db, "db"}}, {{&w, "W"}, {&b, "b"}});
+  check.in_unit_interval(dropout, "dropout");
+  const auto stream_v = static_cast<std::uint32_t>(check.uint(stream, "stream", 0xFFFFFFFFu));
+  const auto [act, value] = activation_arg(check, activation, param);
+  auto layer = std::make_shared<NativeLayer>();
+  layer->t = t;
+  if (t == FloatType::kFloat32) {
+    layer->f32 = std::make_shared<initlab::Conv2dLayer<float>>(g, in_ptr<float>(w), in_ptr<float>(b), out_ptr<float>(dw),
+                                                               out_ptr<float>(db), act, static_cast<float>(value),
+                                                               dropout, stream_v);
+  } else {
+    layer->f64 = std::make_shared<initlab::Conv2dLayer<double>>(g, in_ptr<double>(w), in_ptr<double>(b),
+                                                                out_ptr<double>(dw), out_ptr<double>(db), act, value,
+                                                                dropout, stream_v);
+  }
+  layer->arrays = {w, b, dw, db};
+  return layer;
+}
+
+template <bool kMax>
+std::shared_ptr<NativeLayer> pool2d_layer_binding(const std::vector<std::int64_t>& input_shape, const py::object& pool,
+                                                  const py::object& stride, const std::string& dtype) {
+  const Check check(kMax ? "max_pool2d_layer" : "avg_pool2d_layer");
+  const auto shape = image_shape(check, input_shape);
+  const auto p = int_tuple(check, pool, "pool", 2, 1);
+  const auto s = int_tuple(check, stride, "stride", 2, 1);
+  const initlab::Pool2dGeometry g{1, shape[0], shape[1], shape[2], p[0], p[1], s[0], s[1]};
+  if (g.ph > g.h || g.pw > g.w || g.h * g.w >= (std::int64_t{1} << 31)) {
+    check.value_error("the pool window " + shape_str({g.ph, g.pw}) + " does not fit the input " + shape_str(shape));
+  }
+  auto layer = std::make_shared<NativeLayer>();
+  layer->t = native_dtype(check, dtype);
+  if (layer->t == FloatType::kFloat32) {
+    layer->f32 = std::make_shared<initlab::Pool2dLayer<float>>(g, kMax);
+  } else {
+    layer->f64 = std::make_shared<initlab::Pool2dLayer<double>>(g, kMax);
+  }
+  return layer;
+}
+
+template <bool kFlatten>
+std::shared_ptr<NativeLayer> reshape_layer_binding(const std::vector<std::int64_t>& input_shape,
+                                                   const std::string& dtype) {
+  const Check check(kFlatten ? "flatten_layer" : "global_avg_pool2d_layer");
+  std::int64_t pixels = 1, channels = 1;
+  if (kFlatten) {
+    for (std::int64_t v : input_shape) {
+      if (v < 1) check.value_error("'input_shape' entries must be >= 1, got " + shape_str(input_shape));
+      pixels *= v;
+    }
+  } else {
+    const auto shape = image_shape(check, input_shape);
+    pixels = shape[0] * shape[1];
+    channels = shape[2];
+  }
+  const auto kind = kFlatten ? initlab::ReshapeKind::kFlatten : initlab::ReshapeKind::kGlobalAvgPool2d;
+  auto layer = std::make_shared<NativeLayer>();
+  layer->t = native_dtype(check, dtype);
+  if (layer->t == FloatType::kFloat32) {
+    layer->f32 = std::make_shared<initlab::ReshapeLayer<float>>(kind, pixels, channels);
+  } else {
+    layer->f64 = std::make_shared<initlab::ReshapeLayer<double>>(kind, pixels, channels);
+  }
+  return layer;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -2011,4 +2118,18 @@ PYBIND11_MODULE(_core, m) {
         "Y (N, C) := mean of X (N, H, W, C) over the pixels");
   m.def("global_avg_pool2d_backward", &global_avg_pool2d_backward_binding, py::arg("dY"), py::arg("dX"),
         "dX (N, H, W, C) := dY / (H*W)");
+  m.def("conv2d_layer", &conv2d_layer_binding, py::arg("W"), py::arg("b"), py::arg("dW"), py::arg("db"),
+        py::arg("input_shape"), py::arg("activation"), py::arg("param") = py::none(), py::kw_only(),
+        py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("dropout") = 0.0, py::arg("stream") = 0,
+        "A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db");
+  m.def("max_pool2d_layer", &pool2d_layer_binding<true>,
+        py::arg("input_shape"), py::kw_only(), py::arg("pool"), py::arg("stride"), py::arg("dtype"),
+        "A native MaxPool2d layer");
+  m.def("avg_pool2d_layer", &pool2d_layer_binding<false>,
+        py::arg("input_shape"), py::kw_only(), py::arg("pool"), py::arg("stride"), py::arg("dtype"),
+        "A native AvgPool2d layer");
+  m.def("global_avg_pool2d_layer", &reshape_layer_binding<false>, py::arg("input_shape"), py::kw_only(),
+        py::arg("dtype"), "A native GlobalAvgPool2d layer");
+  m.def("flatten_layer", &reshape_layer_binding<true>, py::arg("input_shape"), py::kw_only(), py::arg("dtype"),
+        "A native Flatten layer");
 }

@@ -32,3 +32,32 @@ def test_tables_have_every_column():
     assert [r["variant"] for r in rows] == list(gemm.VARIANTS)
     assert all(r["initlab_gflops"] > 0 and r["numpy_gflops"] > 0 for r in rows)
     assert "| small | 40x50x60 | X*W | 1 |" in gemm.format_table(rows)
+
+
+def test_one_timing_helper_with_a_statistic(monkeypatch):
+    from initlab.bench import timing
+
+    monkeypatch.setattr(timing, "SETTLE_SECONDS", 0.0)
+    calls = {"a": 0}
+
+    def a():
+        calls["a"] += 1
+
+    out_min = timing.time_interleaved({"a": a, "skipped": None}, 0.0, statistic="min", rounds=2, warmup=1)
+    assert calls["a"] == 2 * (1 + 3)  # per round: 1 warm-up and at least 3 timed calls
+    assert out_min["a"] >= 0 and np.isnan(out_min["skipped"])
+    out_median = timing.time_interleaved({"a": a}, 0.0, statistic="median", rounds=1)
+    assert out_median["a"] > 0
+    with pytest.raises(ValueError, match="statistic"):
+        timing.time_interleaved({"a": a}, 0.0, statistic="mean")
+
+
+def test_fit_digits_benchmark_fits_run():
+    from initlab.bench import fit_digits
+
+    report = fit_digits.initlab_fit(epochs=1)()
+    assert len(report.history) == 1 and report.history[0]["loss"] < 2.5
+    table = fit_digits.format_table([{"threads": 1, "epochs": 1, "initlab_s": 0.5, "sklearn_s": 1.0,
+                                      "torch_s": 2.0, "jax_s": float("nan"), "initlab_over_sklearn": 0.5,
+                                      "initlab_over_torch": 0.25, "initlab_over_jax": float("nan")}])
+    assert "| 1 | 1 | 0.500 | 1.000 | 2.000 | nan | 0.50 | 0.25 | nan |" in table

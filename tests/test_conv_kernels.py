@@ -422,3 +422,11 @@ def test_conv_benchmark_rows():
     assert len(rows) == 1 and rows[0]["layer"] == "digits-conv2"
     assert rows[0]["initlab_ms"] > 0 and rows[0]["gemm_peak_gflops"] > 0
     assert "| digits-conv2 | 32x4x4x16 | 3x3x16x32 | 1 |" in conv_bench.format_table(rows)
+
+
+def test_conv_epoch_benchmark_rows():
+    from initlab.bench import conv as conv_bench
+
+    rows = conv_bench.run_epochs(threads=(1,), quick=True, nets=["digits-cnn"])
+    assert len(rows) == 1 and rows[0]["samples"] == 256 and rows[0]["initlab_s"] > 0
+    assert "| digits-cnn | 256 | 1 |" in conv_bench.format_epoch_table(rows)

@@ -268,6 +268,7 @@ def lessons_result():
     return experiments.run_preset("lessons", reduced=True, progress=False)
 
 
+@pytest.mark.preset
 def test_lessons_claims_hold_at_reduced_size_and_say_why(lessons_result, tmp_path):
     pytest.importorskip("matplotlib")
     result = lessons_result
@@ -310,6 +311,7 @@ def test_lessons_claims_hold_at_reduced_size_and_say_why(lessons_result, tmp_pat
     assert set(saved["config"]["data"]) == {"digits", "blobs"}
 
 
+@pytest.mark.preset
 def test_a_claim_that_is_wrong_does_not_hold(lessons_result):
     """The checks can fail: feed the lessons' checker runs where the constant init's units differ,
     the small init trains, clipping did not help and there is no gap to narrow."""

@@ -1033,3 +1033,26 @@ def test_regression_load_npz_uint64_label_beyond_int64(tmp_path):
     np.savez(path, X=np.zeros((1, 0), bool), y=np.array([2**63], np.uint64))
     with pytest.raises(ValueError, match="2\\*\\*63"):
         il.datasets.load_npz(path)
+
+
+def test_regression_update_overflow_is_divergence_with_last_finite_weights():
+    # Loss and gradients were finite when checked; the update (weight decay multiplying W by
+    # 1 - lr*wd = -6605) overflowed W to inf, and fit returned diverged=False.
+    def fit(epochs, **kw):
+        net = il.Network([3, 4, 3], activation="tanh", seed=0)
+        report = net.fit(np.zeros((1, 3), np.float32), np.array([[1.0, 0.0, 0.0]]), lr=1.0,
+                         weight_decay=6606.0, epochs=epochs, progress=False, **kw)
+        return net, report
+
+    net, report = fit(10)
+    assert report.diverged and report.divergence["layer"] == 0
+    assert "update would make the parameters of layer 0 non-finite" in report.stop_reason
+    assert all(np.isfinite(layer.W).all() and np.isfinite(layer.b).all() for layer in net.layers)
+    steps_done = report.divergence["global_step"] - 1
+    kept, _ = fit(steps_done)  # the last finite step's weights, bitwise
+    for a, b in zip(net.layers, kept.layers):
+        assert a.W.tobytes() == b.W.tobytes() and a.b.tobytes() == b.b.tobytes()
+    with pytest.raises(il.DivergenceError):
+        fit(10, on_divergence="raise")
+    net, report = fit(12, on_divergence="ignore")
+    assert not report.diverged and not np.isfinite(net.layers[0].W).all()

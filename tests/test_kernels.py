@@ -149,6 +149,47 @@ def test_gemm_edge_shapes_of_the_packed_path(dtype, trans_a, trans_b, one_thread
         np.testing.assert_allclose(C, 0.5 * expected - C0, rtol=0, atol=bound + 1e-6 * (dtype == np.float32))
 
 
+# The small-product path (M*N*K <= 2^18 and K <= KC = 256, above the triple loop's 2048): tiles of
+# 8 rows by 1-2 vectors read straight from the operands; odd sizes cross every tile edge.
+SMALL_SHAPES = [(32, 64, 64), (33, 70, 65), (1, 17, 200), (9, 5, 256), (63, 8, 64), (8, 16, 16),
+                (7, 33, 31), (17, 1, 255), (2, 129, 40), (64, 64, 64), (15, 47, 100)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_small_path_against_the_naive_twin(dtype, trans_a, trans_b):
+    for m, n, k in SMALL_SHAPES:
+        assert 2048 <= m * n * k <= 2**18
+        A, B = _operands(m, n, k, dtype, trans_a, trans_b, seed=m * n + k)
+        C = np.full((m, n), np.nan, dtype)  # beta == 0 never reads C
+        _core.gemm(A, B, C, trans_a=trans_a, trans_b=trans_b)
+        expected = np.empty_like(C)
+        _core.gemm_reference(A, B, expected, trans_a=trans_a, trans_b=trans_b)
+        bound = (np.abs(A).max() * np.abs(B).max() * k) * (4e-7 if dtype == np.float32 else 1e-15)
+        np.testing.assert_allclose(C, expected, rtol=0, atol=bound, err_msg=f"{m}x{n}x{k}")
+        C0 = rand((m, n), dtype, 9)
+        C = C0.copy()
+        _core.gemm(A, B, C, alpha=0.5, beta=-1.0, trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_allclose(C, 0.5 * expected - C0, rtol=0, atol=bound + 1e-6 * (dtype == np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_small_path_is_bitwise_the_packed_path(dtype, trans_a, trans_b):
+    # Each C element is the same sequence of FMA chains (one per K slice of KC = 256) on both paths:
+    # the first m rows of a 700-row product equal the m-row product alone. In these shapes the
+    # m-row product takes the direct path (<= 2^18 multiply-adds) and the 700-row one the packed
+    # path (its K slice of B, min(K, 256) x N, is over 256 KiB); K = 300 and 370 cross a slice.
+    for m, n, k in [(3, 300, 256), (2, 400, 300), (1, 700, 370), (3, 270, 257)]:
+        A, B = _operands(700, n, k, dtype, trans_a, trans_b, seed=k)
+        C_big = np.empty((700, n), dtype)
+        _core.gemm(A, B, C_big, trans_a=trans_a, trans_b=trans_b)
+        A_m = np.ascontiguousarray(A[:, :m] if trans_a else A[:m])
+        C = np.empty((m, n), dtype)
+        _core.gemm(A_m, B, C, trans_a=trans_a, trans_b=trans_b)
+        assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False)])
 def test_gemm_random_vector_checksum(dtype, trans_a, trans_b):
@@ -171,13 +212,19 @@ def test_gemm_random_vector_checksum(dtype, trans_a, trans_b):
 def test_steady_state_gemm_allocates_nothing():
     X, W = rand((300, 500), np.float32), rand((500, 300), np.float32, 1)
     C = np.empty((300, 300), np.float32)
-    for trans in (False, True):
-        _core.gemm(X, W if not trans else W.T.copy(), C, trans_b=trans)
-    before = _core.gemm_workspace_allocations()
-    for _ in range(3):
+    small = X[:64].copy(), W[:, :64].copy(), np.empty((64, 64), np.float32)  # the direct path
+
+    def calls():
         _core.gemm(X, W, C)
         _core.gemm(X, W.T.copy(), C, trans_b=True)
         _core.gemm(X[:64].copy(), W, C[:64].copy())
+        _core.gemm(*small)
+        _core.gemm(small[0], small[1].T.copy(), small[2], trans_b=True)
+
+    calls()  # the first calls grow the buffers (whatever earlier tests left)
+    before = _core.gemm_workspace_allocations()
+    for _ in range(3):
+        calls()
     assert _core.gemm_workspace_allocations() == before
 
 

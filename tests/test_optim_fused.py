@@ -204,4 +204,49 @@ def test_fused_step_validation():
         _core.optimizer_step([ro], [g], [(m, v)], **ok)
     # nothing was written by the refused calls
     assert not p.any() and not m.any() and not v.any()
-    assert _core.optimizer_step([], [], [], **ok) == {"grad_norm": None, "clipped": False, "nonfinite": []}
+    assert _core.optimizer_step([], [], [], **ok) == {"grad_norm": None, "clipped": False, "written": True,
+                                                      "nonfinite": []}
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=lambda c: ",".join(c) or "noclip")
+@pytest.mark.parametrize("kind,case", [CASES[3], CASES[5], CASES[6], CASES[8]])
+def test_guarded_step_is_the_same_step_when_finite(kind, case, clip):
+    params0, grad_steps = _problem(np.float32, seed=11, steps=3)
+    out = []
+    for guard in (False, True):
+        params = [p.copy() for p in params0]
+        states = _states(kind, params, case)
+        grads_seen = []
+        for step, grads in enumerate(grad_steps, start=1):
+            grads = [g.copy() for g in grads]
+            c = dict(case)
+            if "betas" in c:
+                c["beta1"], c["beta2"] = c.pop("betas")
+            r = _core.optimizer_step(params, grads, states, optimizer=kind, step=step, first_step=step == 1,
+                                     guard=guard, **c, **clip)
+            assert r["written"] and r["nonfinite"] == []
+            grads_seen += grads
+        out.append(b"".join(a.tobytes() for a in params + grads_seen +
+                            [x for st in states for x in st if x is not None]))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("clip", [dict(), dict(clip_value=1.0), dict(clip_value=1.0, clip_norm=0.5)],
+                         ids=["noclip", "value", "value+norm"])
+def test_guarded_step_writes_nothing_when_an_update_overflows(clip):
+    # The silent divergence, guarded: W *= 1 - lr*wd = -6605 would overflow float32.
+    gen = np.random.default_rng(0)
+    W = np.full((3, 4), 1e35, np.float32)
+    b = np.ones(4, np.float32)
+    grads = [gen.standard_normal(W.shape).astype(np.float32) * 3, gen.standard_normal(4).astype(np.float32)]
+    bufs = [(np.full_like(W, 0.5),), (np.full_like(b, 0.5),)]
+    before = [a.copy() for a in [W, b, *grads, bufs[0][0], bufs[1][0]]]
+    r = _core.optimizer_step([W, b], grads, bufs, optimizer="sgd", lr=1.0, momentum=0.9,
+                             weight_decay=6606.0, guard=True, **clip)
+    assert r["written"] is False and r["nonfinite"] == [0]
+    for a, a0 in zip([W, b, *grads, bufs[0][0], bufs[1][0]], before):
+        assert a.tobytes() == a0.tobytes()
+    # unguarded, the same call writes the overflow (and reports it)
+    r = _core.optimizer_step([W, b], grads, bufs, optimizer="sgd", lr=1.0, momentum=0.9,
+                             weight_decay=6606.0, **clip)
+    assert r["written"] is True and r["nonfinite"] == [0] and not np.isfinite(W).all()

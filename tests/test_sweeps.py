@@ -186,6 +186,7 @@ def test_dask_progress_dashboard_and_failures(small_data, capsys):
 
 # ---------------------------------------------------------------- schoenholz2017 (reduced size)
 
+@pytest.mark.preset
 def test_schoenholz2017_claims_hold_at_reduced_size():
     from initlab.experiments.presets import schoenholz2017 as preset
     cpu = time.process_time()

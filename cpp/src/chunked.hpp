@@ -49,5 +49,38 @@ double sum_chunks(std::int64_t count, std::int64_t chunk, Partial&& partial) {
   return total;
 }
 
+// Sum of x[e]^2 over one chunk in double, in a fixed order that vectorizes: 8 lane partials
+// (lane l sums elements e with e % 8 == l, in order), combined as a balanced tree, then the tail in
+// order. The order depends only on count, never on threads. x is (count). kClip first clamps each
+// element to [-clip, clip] (the fused optimizer step's clip_value) and, when kStore, stores it.
+template <typename T, bool kClip = false, bool kStore = kClip>
+double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) {
+  constexpr int kLanes = 8;
+  double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const std::int64_t body = count - count % kLanes;
+  for (std::int64_t e = 0; e < body; e += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      T v = x[e + l];
+      if (kClip) {
+        v = v > clip ? clip : (v < -clip ? -clip : v);  // NaN passes through (clip_by_value)
+        if (kStore) x[e + l] = v;
+      }
+      const double d = static_cast<double>(v);
+      lane[l] += d * d;
+    }
+  }
+  double s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (std::int64_t e = body; e < count; ++e) {
+    T v = x[e];
+    if (kClip) {
+      v = v > clip ? clip : (v < -clip ? -clip : v);
+      if (kStore) x[e] = v;
+    }
+    const double d = static_cast<double>(v);
+    s += d * d;
+  }
+  return s;
+}
+
 }  // namespace detail
 }  // namespace initlab

@@ -332,6 +332,195 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
   }
 }
 
+// ---- the direct path -----------------------------------------------------------------------------
+// Below the sizes where packing pays (a 32x64x64 product spent about as long packing as multiplying),
+// and wherever a K slice of op(B) stays in L2, a register-blocked kernel reads the operands where
+// they lie: op(B) rows are contiguous in B when
+// B is not transposed, and op(A)'s values are broadcast straight from A either way (trans_a: the
+// kRows values of one p are contiguous). A transposed B is packed into NR-wide panels first. Vectors
+// are 512-bit where the build targets AVX-512 (32 vector registers: an 8 x 2-vector tile), 256-bit
+// otherwise. Each C element is the same sequential FMA chain over p = 0..k-1 as the micro-kernel's,
+// then alpha*acc (+ beta*C), K slice by K slice as the packed path cuts K: the results are bitwise
+// those of the packed path (tested).
+#if defined(__AVX512F__)
+constexpr int kSmallVectorBytes = 64;
+#else
+constexpr int kSmallVectorBytes = 32;
+#endif
+template <typename T>
+struct SmallSimd {
+  typedef T type __attribute__((vector_size(kSmallVectorBytes)));
+  static constexpr int kLanes = kSmallVectorBytes / static_cast<int>(sizeof(T));
+};
+constexpr int kSmallMR = 8;   // rows of a small tile
+constexpr int kSmallNV = 2;   // vectors per row of a small tile
+// Products up to this many multiply-adds take the direct path whatever their shape, and so does any
+// product whose K slice of op(B) (min(K, KC) x N) fits in kDirectMaxSliceBytes (it stays in L2 while
+// every row block reads it): measured 1.5-2.2x the packed path on the MLP shapes that qualify
+// (512-bit tiles against the packed micro-kernel's 256-bit ones).
+constexpr std::int64_t kSmallMaxMacs = kMinMacsPerThread;
+constexpr std::int64_t kDirectMaxSliceBytes = std::int64_t{256} << 10;
+
+// c (kRows x kNV*L, row stride ldc) := alpha * op(A)[rows] * B[:, cols] (+ beta * c). op(A)'s
+// element (r, p) is a[r*a_row + p*a_p]; B is (k, >= kNV*L) with row stride ldb.
+template <typename T, int kRows, int kNV>
+inline void small_tile(std::int64_t k, const T* __restrict a, std::int64_t a_row, std::int64_t a_p,
+                       const T* __restrict b, std::int64_t ldb, T alpha, T beta, T* __restrict c,
+                       std::int64_t ldc) {
+  using V = typename SmallSimd<T>::type;
+  constexpr int kL = SmallSimd<T>::kLanes;
+  V acc[kRows][kNV];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[r][v] = V{};
+  }
+#pragma GCC unroll 2
+  for (std::int64_t p = 0; p < k; ++p) {
+    V b_vec[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) std::memcpy(&b_vec[v], b + p * ldb + v * kL, sizeof(V));
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const T a_rp = a[r * a_row + p * a_p];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[r][v] += a_rp * b_vec[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) {
+      T* c_rv = c + r * ldc + v * kL;
+      V out = alpha * acc[r][v];
+      if (beta != T(0)) {
+        V old;
+        std::memcpy(&old, c_rv, sizeof(V));
+        out += beta * old;
+      }
+      std::memcpy(c_rv, &out, sizeof(V));
+    }
+  }
+}
+
+template <typename T, int kNV>
+inline void small_rows(std::int64_t rows, std::int64_t k, const T* a, std::int64_t a_row, std::int64_t a_p,
+                       const T* b, std::int64_t ldb, T alpha, T beta, T* c, std::int64_t ldc) {
+  switch (rows) {  // kRows as a compile-time constant, so the tile lives in registers
+    case 8: return small_tile<T, 8, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 7: return small_tile<T, 7, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 6: return small_tile<T, 6, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 5: return small_tile<T, 5, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 4: return small_tile<T, 4, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 3: return small_tile<T, 3, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    case 2: return small_tile<T, 2, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+    default: return small_tile<T, 1, kNV>(k, a, a_row, a_p, b, ldb, alpha, beta, c, ldc);
+  }
+}
+
+// One row block (rows <= kSmallMR rows of op(A) and C) over one K slice of kc: C := alpha*op(A)*op(B)
+// + beta*C on columns [0, n). op(B)'s slice is B (kc, N) with row stride ldb when not transposed
+// (b_edge: its last n % L columns, zero-padded to (kc, L)), else `panels`: NR-wide packed panels.
+template <typename T>
+void direct_row_block(std::int64_t rows, std::int64_t n, std::int64_t kc, const T* a_rows, std::int64_t a_row,
+                      std::int64_t a_p, const T* b, std::int64_t ldb, const T* b_edge, const T* panels,
+                      T alpha, T beta, T* c_rows, std::int64_t ldc) {
+  constexpr int kL = SmallSimd<T>::kLanes;
+  if (panels == nullptr) {
+    const std::int64_t wide_end = n / (kSmallNV * kL) * (kSmallNV * kL);
+    const std::int64_t vec_end = n / kL * kL;
+    for (std::int64_t j0 = 0; j0 < wide_end; j0 += kSmallNV * kL) {
+      small_rows<T, kSmallNV>(rows, kc, a_rows, a_row, a_p, b + j0, ldb, alpha, beta, c_rows + j0, ldc);
+    }
+    for (std::int64_t j0 = wide_end; j0 < vec_end; j0 += kL) {
+      small_rows<T, 1>(rows, kc, a_rows, a_row, a_p, b + j0, ldb, alpha, beta, c_rows + j0, ldc);
+    }
+    if (vec_end < n) {  // the last n - vec_end < L columns: through zero-padded copies of B and C
+      const std::int64_t cols = n - vec_end;
+      alignas(64) T c_edge[kSmallMR * kL] = {};
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_edge[r * kL + j] = beta != T(0) ? c_rows[r * ldc + vec_end + j] : T(0);
+      }
+      small_rows<T, 1>(rows, kc, a_rows, a_row, a_p, b_edge, kL, alpha, beta, c_edge, kL);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (std::int64_t j = 0; j < cols; ++j) c_rows[r * ldc + vec_end + j] = c_edge[r * kL + j];
+      }
+    }
+    return;
+  }
+  constexpr int kNR = Blocking<T>::kNR;
+  static_assert(kNR % kL == 0, "a B panel is whole small vectors");
+  constexpr int kNV = kNR / kL;
+  const std::int64_t n_panels = (n + kNR - 1) / kNR;
+  for (std::int64_t q = 0; q < n_panels; ++q) {
+    const std::int64_t j0 = q * kNR, cols = std::min<std::int64_t>(kNR, n - j0);
+    const T* panel = panels + q * kc * kNR;
+    if (cols == kNR) {
+      small_rows<T, kNV>(rows, kc, a_rows, a_row, a_p, panel, kNR, alpha, beta, c_rows + j0, ldc);
+      continue;
+    }
+    alignas(64) T c_edge[kSmallMR * kNR] = {};
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t j = 0; j < cols; ++j) c_edge[r * kNR + j] = beta != T(0) ? c_rows[r * ldc + j0 + j] : T(0);
+    }
+    small_rows<T, kNV>(rows, kc, a_rows, a_row, a_p, panel, kNR, alpha, beta, c_edge, kNR);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t j = 0; j < cols; ++j) c_rows[r * ldc + j0 + j] = c_edge[r * kNR + j];
+    }
+  }
+}
+
+// The direct path: op(A) is (M, K), C (M, N). K in KC slices as the packed path cuts it (slice 0
+// with beta, later slices accumulate with beta 1), so each C element is the same sequence of FMA
+// chains as there. A transposed B is packed into NR panels per K slice first (by the calling thread);
+// a plain B is read in place. Threads split the kSmallMR-row blocks of C (each owns its rows); the
+// epilogue runs per row block after its last slice.
+template <typename T>
+void gemm_direct(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                 const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc,
+                 const GemmEpilogue<T>* epilogue, int threads) {
+  constexpr int kL = SmallSimd<T>::kLanes, kNR = Blocking<T>::kNR;
+  constexpr std::int64_t kKC = Blocking<T>::kKC;
+  const std::int64_t a_row = trans_a ? 1 : lda, a_p = trans_a ? lda : 1;
+  const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
+  const std::int64_t n_panels = (n + kNR - 1) / kNR;
+  const std::int64_t vec_end = n / kL * kL;
+  PackBuffers<T>& own = pack_buffers<T>();
+  T* panels = nullptr;  // slice pc's panels start at panels + pc * n_panels * NR
+  T* b_edge = nullptr;  // slice pc's edge columns start at b_edge + pc * L
+  if (trans_b) {
+    panels = own.b_panel.reserve(k * n_panels * kNR);
+    for (std::int64_t pc = 0; pc < k; pc += kKC) {
+      const std::int64_t kc = std::min(kKC, k - pc);
+      for (std::int64_t q = 0; q < n_panels; ++q) {
+        pack_b_panel(true, b, ldb, pc, q * kNR, std::min<std::int64_t>(kNR, n - q * kNR), kc,
+                     panels + pc * n_panels * kNR + q * kc * kNR);
+      }
+    }
+  } else if (vec_end < n) {
+    b_edge = own.b.reserve(k * kL);
+    for (std::int64_t p = 0; p < k; ++p) {
+      for (std::int64_t j = 0; j < kL; ++j) b_edge[p * kL + j] = vec_end + j < n ? b[p * ldb + vec_end + j] : T(0);
+    }
+  }
+  const std::int64_t row_blocks = (m + kSmallMR - 1) / kSmallMR;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
+    const std::int64_t i0 = rb * kSmallMR;
+    const std::int64_t rows = std::min<std::int64_t>(kSmallMR, m - i0);
+    const T* a_rows = a + i0 * a_row;
+    T* c_rows = c + i0 * ldc;
+    for (std::int64_t pc = 0; pc < k; pc += kKC) {  // the pc loop, as in the packed path
+      const std::int64_t kc = std::min(kKC, k - pc);
+      const T beta_block = pc == 0 ? beta : T(1);
+      direct_row_block(rows, n, kc, a_rows + pc * a_p, a_row, a_p, trans_b ? nullptr : b + pc * ldb, ldb,
+                       b_edge ? b_edge + pc * kL : nullptr, trans_b ? panels + pc * n_panels * kNR : nullptr,
+                       alpha, beta_block, c_rows, ldc);
+    }
+    if (has_epilogue) epilogue->apply(epilogue->ctx, c_rows, ldc, i0, 0, rows, n);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -347,11 +536,16 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   constexpr int kMR = B::kMR, kNR = B::kNR;
   const bool has_epilogue = epilogue != nullptr && epilogue->apply != nullptr;
 
-  const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
-
   // The team size only changes who computes a tile, never what a tile computes.
   const std::int64_t useful = std::max<std::int64_t>(1, m * n * k / kMinMacsPerThread);
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), useful));
+
+  if (m * n * k <= kSmallMaxMacs || n * std::min(k, B::kKC) * std::int64_t{sizeof(T)} <= kDirectMaxSliceBytes) {
+    gemm_direct(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue, threads);
+    return;
+  }
+
+  const std::int64_t kc_max = std::min<std::int64_t>(B::kKC, k);
 
   if (m <= B::kMC) {
     // One row block (every product of a training step whose M is the batch size). Each thread

@@ -48,7 +48,7 @@ SgdFactors<T> sgd_factors(double lr, double momentum, double dampening, double w
 }
 
 // param, grad, momentum_buffer are (count).
-template <typename T, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov>
+template <typename T, bool kStore, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov>
 unsigned sgd_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict momentum_buffer,
                    const SgdFactors<T> f) {
   unsigned bad = 0;
@@ -57,11 +57,11 @@ unsigned sgd_range(std::int64_t count, T* __restrict param, const T* __restrict 
     if (kWeightDecay) g = g + f.wd * param[e];
     if (kMomentum) {
       const T buf = kFirst ? g : f.mu * momentum_buffer[e] + f.one_minus_dampening * g;
-      momentum_buffer[e] = buf;
+      if (kStore) momentum_buffer[e] = buf;
       g = kNesterov ? g + f.mu * buf : buf;
     }
     const T w = param[e] - f.lr * g;
-    param[e] = w;
+    if (kStore) param[e] = w;
     bad |= not_finite(w);
   }
   return bad;
@@ -89,7 +89,7 @@ AdamFactors<T> adam_factors(double lr, double beta1, double beta2, double eps, d
 
 // param, grad, exp_avg, exp_avg_sq are (count). kL2: Adam's g += wd*param; kShrink: AdamW's
 // param *= 1 - lr*wd; kLerpLow: weight1 < 0.5 (torch.lerp's two formulas).
-template <typename T, bool kL2, bool kShrink, bool kLerpLow>
+template <typename T, bool kStore, bool kL2, bool kShrink, bool kLerpLow>
 unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict exp_avg,
                     T* __restrict exp_avg_sq, const AdamFactors<T> f) {
   unsigned bad = 0;
@@ -102,11 +102,11 @@ unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict
     const T m = kLerpLow ? exp_avg[e] + f.weight1 * (g - exp_avg[e])
                          : g - (g - exp_avg[e]) * (T(1) - f.weight1);
     const T v = f.b2 * exp_avg_sq[e] + f.one_minus_b2 * g * g;
-    exp_avg[e] = m;
-    exp_avg_sq[e] = v;
+    if (kStore) exp_avg[e] = m;
+    if (kStore) exp_avg_sq[e] = v;
     const T denom = std::sqrt(v) / f.bias_correction2_sqrt + f.eps;
     w = w - f.step_size * (m / denom);
-    param[e] = w;
+    if (kStore) param[e] = w;
     bad |= not_finite(w);
   }
   return bad;
@@ -124,7 +124,7 @@ RmspropFactors<T> rmsprop_factors(double lr, double alpha, double eps, double we
 }
 
 // param, grad, square_avg, momentum_buffer are (count).
-template <typename T, bool kWeightDecay, bool kMomentum>
+template <typename T, bool kStore, bool kWeightDecay, bool kMomentum>
 unsigned rmsprop_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict square_avg,
                        T* __restrict momentum_buffer, const RmspropFactors<T> f) {
   unsigned bad = 0;
@@ -132,17 +132,17 @@ unsigned rmsprop_range(std::int64_t count, T* __restrict param, const T* __restr
     T g = grad[e];
     if (kWeightDecay) g = g + f.wd * param[e];
     const T v = f.a * square_avg[e] + f.one_minus_a * g * g;
-    square_avg[e] = v;
+    if (kStore) square_avg[e] = v;
     const T avg = std::sqrt(v) + f.eps;
     T w;
     if (kMomentum) {
       const T buf = f.mu * momentum_buffer[e] + g / avg;
-      momentum_buffer[e] = buf;
+      if (kStore) momentum_buffer[e] = buf;
       w = param[e] - f.lr * buf;
     } else {
       w = param[e] - f.lr * (g / avg);
     }
-    param[e] = w;
+    if (kStore) param[e] = w;
     bad |= not_finite(w);
   }
   return bad;
@@ -164,6 +164,8 @@ struct RangeRunner {
   AdamFactors<T> adam;
   RmspropFactors<T> rmsprop;
 
+  // kStore false: computes and checks the update without writing anything (the guard's dry run)
+  template <bool kStore = true>
   unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1) const {
     switch (kind) {
       case OptimizerKind::kSgd:
@@ -171,7 +173,7 @@ struct RangeRunner {
           return with_flag(flags[1], [&](auto mom) {
             return with_flag(flags[2], [&](auto first) {
               return with_flag(flags[3], [&](auto nesterov) {
-                return sgd_range<T, decltype(wd)::value, decltype(mom)::value,
+                return sgd_range<T, kStore, decltype(wd)::value, decltype(mom)::value,
                                  decltype(first)::value, decltype(nesterov)::value>(count, param, grad, state0,
                                                                                     sgd);
               });
@@ -183,7 +185,7 @@ struct RangeRunner {
         return with_flag(flags[0], [&](auto l2) {
           return with_flag(flags[1], [&](auto shrink) {
             return with_flag(flags[2], [&](auto lerp_low) {
-              return adam_range<T, decltype(l2)::value, decltype(shrink)::value,
+              return adam_range<T, kStore, decltype(l2)::value, decltype(shrink)::value,
                                 decltype(lerp_low)::value>(count, param, grad, state0, state1, adam);
             });
           });
@@ -191,7 +193,7 @@ struct RangeRunner {
       case OptimizerKind::kRmsprop:
         return with_flag(flags[0], [&](auto wd) {
           return with_flag(flags[1], [&](auto mom) {
-            return rmsprop_range<T, decltype(wd)::value, decltype(mom)::value>(
+            return rmsprop_range<T, kStore, decltype(wd)::value, decltype(mom)::value>(
                 count, param, grad, state0, state1, rmsprop);
           });
         });
@@ -237,30 +239,15 @@ void run_single(const OptimizerConfig& c, std::int64_t count, T* param, const T*
 // grad is (count): grad := clamp(grad, -clip, clip) * factor, stored (rounded) before the update
 // reads it, exactly as clip_by_value and scale leave it. (Folding it into the update's expression
 // would let the compiler contract g*factor + wd*param into one FMA and change the last bit.)
+// out may be grad itself (in place) or a scratch chunk (the guard's dry run).
 template <typename T, bool kClip, bool kScale>
-void prepare_range(std::int64_t count, T* __restrict grad, const GradPrep<T> prep) {
+void prepare_range(std::int64_t count, const T* grad, const GradPrep<T> prep, T* out) {
   for (std::int64_t e = 0; e < count; ++e) {
     T g = grad[e];
     if (kClip) g = g > prep.clip ? prep.clip : (g < -prep.clip ? -prep.clip : g);
     if (kScale) g = g * prep.factor;
-    grad[e] = g;
+    out[e] = g;
   }
-}
-
-// grad is (count): clamps it to [-clip, clip] in place when kClip; returns the sum of squares of what
-// it holds afterwards, accumulated in double exactly as sum_of_squares (stats.hpp) does.
-template <typename T, bool kClip>
-double clip_and_sum_of_squares(std::int64_t count, T* __restrict grad, T clip) {
-  double s = 0.0;
-  for (std::int64_t e = 0; e < count; ++e) {
-    T x = grad[e];
-    if (kClip) {
-      x = x > clip ? clip : (x < -clip ? -clip : x);
-      grad[e] = x;
-    }
-    s += static_cast<double>(x) * static_cast<double>(x);
-  }
-  return s;
 }
 
 }  // namespace
@@ -331,18 +318,22 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
   bool clip_in_update = c.has_clip_value;  // clip by value in pass 2 (no clip_norm)
   bool scale = false;
   if (c.has_clip_norm) {
-    // Pass 1: clip by value (in place) and the global sum of squares: partials per chunk, added in
-    // chunk order within a tensor (sum_of_squares), then tensor by tensor.
+    // Pass 1: clip by value (in place, unless guarded: then in pass 2, after the check) and the
+    // global sum of squares: partials per chunk, added in chunk order within a tensor
+    // (sum_of_squares), then tensor by tensor.
     std::vector<double> partial(static_cast<std::size_t>(chunks));
     const T clip = prep.clip;
     const bool clip_value = c.has_clip_value;
+    const bool store = !c.guard;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
     for (std::int64_t k = 0; k < chunks; ++k) {
       const std::int64_t t = tensor_of(k);
       const std::int64_t begin = (k - first_chunk[t]) * kChunk;
       const std::int64_t n = std::min(kChunk, list[t].count - begin);
-      partial[k] = clip_value ? clip_and_sum_of_squares<T, true>(n, list[t].grad + begin, clip)
-                              : clip_and_sum_of_squares<T, false>(n, list[t].grad + begin, clip);
+      T* g = list[t].grad + begin;
+      partial[k] = !clip_value ? detail::sum_of_squares_chunk<T, false>(n, g)
+                   : store     ? detail::sum_of_squares_chunk<T, true, true>(n, g, clip)
+                               : detail::sum_of_squares_chunk<T, true, false>(n, g, clip);
     }
     double sum = 0.0;
     for (std::int64_t t = 0; t < tensors; ++t) {
@@ -353,25 +344,50 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
     result.grad_norm = std::sqrt(sum);
     const double coef = c.clip_norm / (result.grad_norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
     result.clipped = coef < 1.0;
-    clip_in_update = false;  // done in pass 1
+    clip_in_update = c.guard && c.has_clip_value;  // otherwise done in pass 1
     scale = result.clipped;
     prep.factor = static_cast<T>(coef);
   }
 
   // Pass 2, chunk by chunk: the gradient's clipping or scaling (stored), then the update, while
-  // the chunk is in cache.
-  std::vector<std::uint8_t> chunk_bad(static_cast<std::size_t>(chunks), 0);
+  // the chunk is in cache. Guarded: first the same computation without a single store (the
+  // prepared gradient goes to a per-thread scratch chunk), and the real pass only if every
+  // parameter it would write is finite.
   const RangeRunner<T> run = make_runner<T>(c);
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
-  for (std::int64_t k = 0; k < chunks; ++k) {
-    const std::int64_t t = tensor_of(k);
-    const ParamTensor<T>& p = list[t];
-    const std::int64_t begin = (k - first_chunk[t]) * kChunk;
-    const std::int64_t n = std::min(kChunk, p.count - begin);
-    if (clip_in_update) prepare_range<T, true, false>(n, p.grad + begin, prep);
-    if (scale) prepare_range<T, false, true>(n, p.grad + begin, prep);
-    chunk_bad[k] = run(n, p.param + begin, p.grad + begin, p.state0 ? p.state0 + begin : nullptr,
-                       p.state1 ? p.state1 + begin : nullptr) != 0;
+  std::vector<std::uint8_t> chunk_bad(static_cast<std::size_t>(chunks), 0);
+  auto update_pass = [&](auto store) {
+    constexpr bool kStore = decltype(store)::value;
+#pragma omp parallel num_threads(num_threads()) if (parallel)
+    {
+      thread_local std::vector<T> scratch;  // grown once per thread: a steady state allocates nothing
+      if (!kStore && scratch.size() < static_cast<std::size_t>(kChunk)) scratch.resize(kChunk);
+#pragma omp for schedule(static)
+      for (std::int64_t k = 0; k < chunks; ++k) {
+        const std::int64_t t = tensor_of(k);
+        const ParamTensor<T>& p = list[t];
+        const std::int64_t begin = (k - first_chunk[t]) * kChunk;
+        const std::int64_t n = std::min(kChunk, p.count - begin);
+        T* g = kStore || !(clip_in_update || scale) ? p.grad + begin : scratch.data();
+        if (clip_in_update && scale) {
+          prepare_range<T, true, false>(n, p.grad + begin, prep, g);
+          prepare_range<T, false, true>(n, g, prep, g);
+        } else if (clip_in_update) {
+          prepare_range<T, true, false>(n, p.grad + begin, prep, g);
+        } else if (scale) {
+          prepare_range<T, false, true>(n, p.grad + begin, prep, g);
+        }
+        chunk_bad[k] = run.template operator()<kStore>(n, p.param + begin, g,
+                                                        p.state0 ? p.state0 + begin : nullptr,
+                                                        p.state1 ? p.state1 + begin : nullptr) != 0;
+      }
+    }
+  };
+  if (c.guard) {
+    update_pass(std::false_type{});
+    result.written = std::none_of(chunk_bad.begin(), chunk_bad.end(), [](std::uint8_t b) { return b != 0; });
+    if (result.written) update_pass(std::true_type{});
+  } else {
+    update_pass(std::true_type{});
   }
   for (std::int64_t t = 0; t < tensors; ++t) {
     bool bad = false;

@@ -12,9 +12,7 @@ namespace initlab {
 template <typename T>
 double sum_of_squares(std::int64_t count, const T* x) {
   return detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    double s = 0.0;
-    for (std::int64_t e = begin; e < end; ++e) s += static_cast<double>(x[e]) * static_cast<double>(x[e]);
-    return s;
+    return detail::sum_of_squares_chunk(end - begin, const_cast<T*>(x) + begin);  // kClip false: read only
   });
 }
 

@@ -52,6 +52,7 @@ def info() -> dict:
 
 
 from .nn import Callback, Dense, DivergenceError, EarlyStopping, LambdaCallback, Network, lsuv  # noqa: E402
+from .nn import AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d  # noqa: E402
 from .inspect import Diagnosis, Report  # noqa: E402
 from . import datasets, experiments, theory  # noqa: E402
 
@@ -67,5 +68,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["__version__", "set_num_threads", "get_num_threads", "info", "init", "random", "datasets", "experiments", "theory",
-           "Network", "Dense", "Report", "Diagnosis", "DivergenceError", "lsuv",
+           "Network", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Report", "Diagnosis", "DivergenceError", "lsuv",
            "Callback", "EarlyStopping", "LambdaCallback"]

@@ -55,6 +55,10 @@ def avg_pool2d_forward(X: object, Y: object, *, pool: object, stride: object) ->
     """Y := window mean (no padding, floor output size)"""
     ...
 
+def avg_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, pool: object, stride: object, dtype: str) -> Layer:
+    """A native AvgPool2d layer"""
+    ...
+
 def build_info() -> dict: ...
 
 def clip_by_value(grad: object, clip_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -75,6 +79,10 @@ def conv2d_forward(X: object, W: object, b: object, Z: object, A: object, activa
 
 def conv2d_forward_reference(X: object, W: object, b: object, Z: object, A: object, activation: str, param: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None) -> None:
     """the direct-loop twin of conv2d_forward (test oracle; workspace ignored)"""
+    ...
+
+def conv2d_layer(W: object, b: object, dW: object, db: object, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], activation: str, param: object = None, *, stride: object, dilation: object, padding: object, dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: object = 0) -> Layer:
+    """A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db"""
     ...
 
 def conv2d_output_shape(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> list[int]:
@@ -111,6 +119,10 @@ def dropout_forward(A: object, mask: object, *, p: typing.SupportsFloat | typing
 
 def fans(shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], layout: str) -> tuple[float, float]: ...
 
+def flatten_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, dtype: str) -> Layer:
+    """A native Flatten layer"""
+    ...
+
 def gain(nonlinearity: str, param: typing.SupportsFloat | typing.SupportsIndex | None = None) -> float: ...
 
 def gain_names() -> list[str]: ...
@@ -137,6 +149,10 @@ def global_avg_pool2d_forward(X: object, Y: object) -> None:
     """Y (N, C) := mean of X (N, H, W, C) over the pixels"""
     ...
 
+def global_avg_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, dtype: str) -> Layer:
+    """A native GlobalAvgPool2d layer"""
+    ...
+
 def init_fill(out: object, scheme: str, layout: str, fan_in: typing.SupportsFloat | typing.SupportsIndex | None, fan_out: typing.SupportsFloat | typing.SupportsIndex | None, numbers: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex], words: collections.abc.Mapping[str, str], seed: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex, naive: bool = False, who: str | None = None) -> dict: ...
 
 def init_plan(scheme: str, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], layout: str, fan_in: typing.SupportsFloat | typing.SupportsIndex | None, fan_out: typing.SupportsFloat | typing.SupportsIndex | None, numbers: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex], words: collections.abc.Mapping[str, str]) -> dict: ...
@@ -153,14 +169,18 @@ def max_pool2d_forward(X: object, Y: object, argmax: object, *, pool: object, st
     """Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)"""
     ...
 
+def max_pool2d_layer(input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, pool: object, stride: object, dtype: str) -> Layer:
+    """A native MaxPool2d layer"""
+    ...
+
 def mean_squared_error(Z: object, y: object, dZ: object = None, weights: object = None) -> float:
     """dZ := 2(Z - y)/(N*K) (weighted: 2 w_n (Z - y)/(K sum w)); returns the (weighted) mean of (Z - y)^2"""
     ...
 
 def normal_cdf(x: typing.SupportsFloat | typing.SupportsIndex) -> float: ...
 
-def optimizer_step(params: object, grads: object, states: object, *, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, step: typing.SupportsInt | typing.SupportsIndex = 1, clip_value: object = None, clip_norm: object = None) -> dict:
-    """one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the per-tensor kernels in that order; returns {grad_norm, clipped, nonfinite}"""
+def optimizer_step(params: object, grads: object, states: object, *, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, step: typing.SupportsInt | typing.SupportsIndex = 1, clip_value: object = None, clip_norm: object = None, guard: bool = False) -> dict:
+    """one fused step of every parameter: clip_value, clip_norm (global), then the update, bitwise as the per-tensor kernels in that order; guard=True writes nothing unless every updated parameter is finite; returns {grad_norm, clipped, written, nonfinite}"""
     ...
 
 def philox4x32(counter: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], key: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], rounds: typing.SupportsInt | typing.SupportsIndex = 10) -> typing.Annotated[list[int], "FixedSize(4)"]: ...

@@ -423,7 +423,12 @@ def _compare(args) -> int:
         if args.reduced:
             raise CommandError("--reduced only applies with --preset")
         d = experiments.DEFAULTS
-        hidden = _hidden_widths(args, d["depth"], d["width"])
+        images = _pick(args.data, d["data"]) == "digits-images"
+        if images and args.hidden is None and args.depth is None and args.width is None and args.layers is None:
+            from .experiments.compare import CNN_CHANNELS
+            hidden = list(CNN_CHANNELS)  # image data trains a small CNN: these are its channels
+        else:
+            hidden = _hidden_widths(args, d["depth"], d["width"])
         options = _fit_options(args, d)
         dropout, bias_init = _pick(args.dropout, 0.0), _pick(args.bias_init, "zeros")
         started = time.perf_counter()
@@ -436,6 +441,8 @@ def _compare(args) -> int:
             resume=args.resume, **options)
         c = result.config
         shape = (f"{len(hidden)} x {hidden[0]}" if len(set(hidden)) == 1 else "hidden " + ",".join(map(str, hidden)))
+        if images:
+            shape = "CNN of 3x3 convolutions with channels " + ",".join(map(str, hidden)) + ", Flatten,"
         print(f"data {c['data']['name']}: {c['data']['train']} train / {c['data']['validation']} validation "
               f"samples, {c['data']['features']} features, {c['data']['classes']} classes; network "
               f"{shape} {c['activation']}, {c['optimizer']} lr {c['lr']} momentum "

@@ -26,7 +26,8 @@ at q*; it is computed here in Stein's form sigma_w2 E[z phi(sqrt(q) z) phi'(sqrt
 The expectations are Gauss-Legendre quadratures over unit intervals of [-12, 12] standard
 deviations, split at 0, where every activation of the registry has its kink (relu, leaky_relu,
 elu, selu), so they are exact to ~1e-13 there too; the 2-D ones integrate u2 for each node of z1
-on intervals split where u2 = 0. phi and phi' of a registered activation are the core's own
+on intervals split where u2 = 0, with the z1 grid refined near 0 as c -> 1 (where the inner
+expectation turns within sqrt(1 - c^2) of z1 = 0); 1e-12 against relu's closed forms. phi and phi' of a registered activation are the core's own
 (the functions the networks run, in float64).
 
 >>> import initlab as il
@@ -52,7 +53,7 @@ Activation = Union[str, Callable[[np.ndarray], np.ndarray]]
 # (in standard deviations; the Gaussian mass beyond 12 is 4e-33).
 QUAD_RANGE = 12
 QUAD_NODES = 48
-QUAD_NODES_2D = 24            # per unit interval and dimension in the 2-D integrals
+QUAD_NODES_2D = 16            # per unit interval and dimension in the 2-D integrals
 Q_MIN, Q_MAX = 1e-15, 1e15    # variance fixed points below / above these are 0 / inf
 # Activations with phi(a x) = a phi(x) for a > 0: their variance map is linear in q without bias.
 HOMOGENEOUS = ("linear", "relu", "leaky_relu")
@@ -196,7 +197,15 @@ def _gauss_pair(f: Callable, g: Callable, q: float, c: float) -> float:
     if s < 1e-12:  # c = +-1: u2 = +-u1
         return float(np.dot(_GAUSS, f(root_q * _Z) * g(c * root_q * _Z)))
     x, w = np.polynomial.legendre.leggauss(QUAD_NODES_2D)
-    z1 = _Z2
+    z1, outer = _Z2, _GAUSS2
+    if s < 0.5:
+        # E[g(u2) | z1] turns within ~s of z1 = 0 (a step there as c -> 1): refine the outer grid
+        # with breakpoints at +-s, +-2s, +-4s, ... below 1
+        fine = s * 2.0 ** np.arange(0, math.ceil(math.log2(1.0 / s)))
+        edges = np.unique(np.concatenate([np.arange(-QUAD_RANGE, QUAD_RANGE + 1.0), fine, -fine]))
+        low, width = edges[:-1, None], np.diff(edges)[:, None]
+        z1 = (low + 0.5 * width * (x[None, :] + 1.0)).ravel()
+        outer = (0.5 * width * w[None, :]).ravel() * np.exp(-0.5 * z1 * z1) / math.sqrt(2.0 * math.pi)
     kink = np.clip(-c * z1 / s, -QUAD_RANGE, QUAD_RANGE)                  # t where u2 = 0
     edges = np.sort(np.concatenate([np.broadcast_to(np.arange(-QUAD_RANGE, QUAD_RANGE + 1.0),
                                                     (z1.size, 2 * QUAD_RANGE + 1)), kink[:, None]], axis=1), axis=1)
@@ -205,7 +214,7 @@ def _gauss_pair(f: Callable, g: Callable, q: float, c: float) -> float:
     wt = 0.5 * width[:, :, None] * w[None, None, :] * np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
     u2 = root_q * (c * z1[:, None, None] + s * t)
     inner = np.sum(wt * g(u2.ravel()).reshape(u2.shape), axis=(1, 2))    # E[g(u2) | z1]
-    return float(np.dot(_GAUSS2, f(root_q * z1) * inner))
+    return float(np.dot(outer, f(root_q * z1) * inner))
 
 
 def correlation_map(phi: _Phi, c: float, q_star: float, sigma_w2: float, sigma_b2: float) -> float:

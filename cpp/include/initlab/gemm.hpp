@@ -30,6 +30,10 @@
 // tiles are computed into a local MR x NR buffer and copied out. Transposed operands are packed
 // with L x L register transposes. Packing buffers are per thread, grown once and reused, so a
 // steady-state call allocates nothing (gemm_workspace_allocations() counts the growths).
+// The direct path (no packing of A; a transposed B packed into NR panels): products of at most 2^18
+// multiply-adds, and any product whose K slice of op(B) (min(K, KC) x N) fits in 256 KiB (L2), run
+// register tiles of 8 rows x 2 vectors (512-bit on AVX-512 builds) straight on the operands, K in
+// the same KC slices, threads over row blocks: bitwise the packed path's results.
 // Tiny products (M*N*K < 2048) go to gemm_reference, the triple-loop twin; products too small to
 // pay for a fork/join (M*N*K < 2^18 per thread) use fewer threads. Neither choice depends on the
 // thread count in a way that changes results: a tile is computed the same way by any thread.

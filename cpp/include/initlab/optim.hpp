@@ -54,6 +54,11 @@ constexpr std::uint32_t kDropoutTag = 0x44524F50u;  // "DROP"
 // null) := 1 when some parameter element written to tensor t is not finite (inf or NaN), and
 // first_nonfinite is the lowest such t (-1: all finite). The state buffers are not checked: a state
 // that overflows makes a later parameter non-finite (or, in Adam's denominator, its update 0).
+// guard (all or nothing): the whole step is first computed without writing anything; only when every
+// parameter it would write is finite is it applied (bitwise the same step). Otherwise nothing is
+// written (parameters, states and gradients keep their values: the last finite step's weights),
+// `written` is false and nonfinite/first_nonfinite name the tensors that would have overflowed.
+// It costs a read-only pass over the update's operands (about half the step again).
 enum class OptimizerKind { kSgd, kAdam, kAdamW, kRmsprop };
 
 struct OptimizerConfig {
@@ -72,6 +77,7 @@ struct OptimizerConfig {
   double clip_value = 0.0;
   bool has_clip_norm = false;
   double clip_norm = 0.0;
+  bool guard = false;          // all or nothing: write only a step whose parameters are all finite
 };
 
 template <typename T>
@@ -87,6 +93,7 @@ struct OptimizerStepResult {
   double grad_norm = -1.0;             // the global gradient norm (has_clip_norm), else -1
   bool clipped = false;                // coef < 1: the gradients were scaled
   std::int64_t first_nonfinite = -1;   // the first tensor holding a non-finite parameter, or -1
+  bool written = true;                 // false only when guard found a non-finite parameter
 };
 
 // list is (tensors); nonfinite is (tensors) or null. No array may overlap another.

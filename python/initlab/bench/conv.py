@@ -1,6 +1,6 @@
-"""Convolution layers: initlab's conv2d kernels next to PyTorch, in the same run and thread count.
+"""Convolutional networks: initlab next to PyTorch, in the same run and thread count.
 
-For each convolution of the two benchmark CNNs (the digits CNN: 8x8x1 images, 3x3 convolutions of
+Two tables. `run` (each layer): For each convolution of the two benchmark CNNs (the digits CNN: 8x8x1 images, 3x3 convolutions of
 16 and 32 channels; a LeNet-like net: 28x28x1 images, 5x5 convolutions of 32 and 64 channels),
 one training pass of the layer: forward (im2col + GEMM with bias and ReLU in the epilogue) and
 backward (dW, db and dX), on preallocated buffers. PyTorch runs ``F.relu(F.conv2d(...))`` and
@@ -8,6 +8,13 @@ backward (dW, db and dX), on preallocated buffers. PyTorch runs ``F.relu(F.conv2
 median milliseconds per pass and GFLOP/s (3 products of 2*P*K*O flops each: forward, dW, dX;
 the first layer has no dX, as in training), and "GEMM peak": the GFLOP/s of initlab's GEMM alone
 on the forward's lowered product (P, K) x (K, O), the ceiling the lowering can approach.
+
+`run_epochs` (whole networks): one training epoch (shuffled batches of 32, SGD with momentum
+0.9, softmax cross-entropy) of the digits CNN (Conv2d(16, 3, same, relu), MaxPool2d(2),
+Conv2d(32, 3, same, relu), Flatten, Dense(10)) on the 1797 digits images, and of a LeNet-like net
+(Conv2d(32, 5, same, relu), MaxPool2d(2), Conv2d(64, 5, same, relu), MaxPool2d(2), Flatten,
+Dense(10)) on random 28x28x1 images: `Network.fit(epochs=1, stats_every=0)` against the same
+loop in PyTorch (torch.optim.SGD) on NCHW tensors and on channels_last tensors.
 
 >>> from initlab.bench import conv
 >>> print(conv.format_table(conv.run(threads=(1,), quick=True)))   # doctest: +SKIP
@@ -22,7 +29,8 @@ import numpy as np
 
 from initlab import _core
 
-from .train_step import thread_limits, time_steps_interleaved
+from .timing import time_interleaved
+from .train_step import thread_limits
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ def gemm_peak(case: ConvCase, repeats: int) -> float:
 
 
 def run(threads: Sequence[int] = (1, 2), quick: bool = False, cases: Optional[Sequence[str]] = None) -> list:
-    """One row per (case, threads): median ms per training pass of the layer for initlab, torch
+    """Per layer: one row per (case, threads): median ms per training pass of the layer for initlab, torch
     (NCHW) and torch (channels_last), initlab's GFLOP/s, the GEMM peak, and initlab/torch."""
     min_seconds = 0.3 if quick else 1.5
     rows = []
@@ -139,7 +147,7 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, cases: Optional[Se
                 steps: Dict[str, Optional[Callable[[], None]]] = {
                     "initlab": initlab_pass(case), "torch": torch_pass(case, False),
                     "torch_cl": torch_pass(case, True)}
-                seconds = time_steps_interleaved(steps, min_seconds)
+                seconds = time_interleaved(steps, min_seconds, statistic="median")
                 peak = gemm_peak(case, 5 if quick else 20)
             ms = {name: v * 1e3 for name, v in seconds.items()}
             rows.append({
@@ -165,6 +173,121 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines + [f"\n{n}" for n in notes])
 
 
+# ---- whole networks: one training epoch ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class NetCase:
+    name: str
+    image: tuple       # (H, W, C)
+    convs: tuple       # ((filters, kernel), ...), each followed by MaxPool2d(2) except where pool is False
+    pools: tuple       # one bool per conv: a MaxPool2d(2) after it
+    samples: int
+
+
+NETS = (
+    NetCase("digits-cnn", (8, 8, 1), ((16, 3), (32, 3)), (True, False), 1797),
+    NetCase("lenet-like", (28, 28, 1), ((32, 5), (64, 5)), (True, True), 1024),
+)
+BATCH = 32
+LR, MOMENTUM = 0.01, 0.9
+
+
+def _epoch_data(case: NetCase, samples: int):
+    if case.name == "digits-cnn":
+        from initlab import datasets
+        X, y = datasets.load_digits(images=True)
+        X = (X / 16.0).astype(np.float32)
+        return np.ascontiguousarray(X[:samples]), np.ascontiguousarray(y[:samples])
+    gen = np.random.default_rng(0)
+    X = gen.standard_normal((samples,) + case.image).astype(np.float32)
+    return X, gen.integers(0, 10, samples).astype(np.int64)
+
+
+def initlab_epoch(case: NetCase, samples: int) -> Callable[[], None]:
+    import initlab as il
+    layers = []
+    for (filters, k), pool in zip(case.convs, case.pools):
+        layers.append(il.Conv2d(filters, k, padding="same", activation="relu", init="he_normal"))
+        if pool:
+            layers.append(il.MaxPool2d(2))
+    layers += [il.Flatten(), il.Dense(10, activation="softmax")]
+    net = il.Network(layers, input_shape=case.image, seed=0)
+    X, y = _epoch_data(case, samples)
+
+    def epoch() -> None:
+        net.fit(X, y, epochs=1, batch_size=BATCH, optimizer="sgd", lr=LR, momentum=MOMENTUM, stats_every=0,
+                progress=False)
+
+    return epoch
+
+
+def torch_epoch(case: NetCase, samples: int, channels_last: bool):
+    try:
+        import torch
+    except ImportError:
+        return None
+    nn = torch.nn
+    torch.manual_seed(0)
+    modules, channels, size = [], case.image[2], case.image[0]
+    for (filters, k), pool in zip(case.convs, case.pools):
+        modules += [nn.Conv2d(channels, filters, k, padding="same"), nn.ReLU()]
+        channels = filters
+        if pool:
+            modules.append(nn.MaxPool2d(2))
+            size //= 2
+    modules += [nn.Flatten(), nn.Linear(channels * size * size, 10)]
+    model = nn.Sequential(*modules)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    X, y = _epoch_data(case, samples)
+    tX = torch.from_numpy(X).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+    ty = torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        order = torch.randperm(tX.shape[0], generator=gen)
+        for start in range(0, tX.shape[0], BATCH):
+            rows = order[start:start + BATCH]
+            opt.zero_grad(set_to_none=False)
+            loss = torch.nn.functional.cross_entropy(model(tX[rows].contiguous(memory_format=fmt)), ty[rows])
+            loss.backward()
+            opt.step()
+
+    return epoch
+
+
+def run_epochs(threads: Sequence[int] = (1, 2), quick: bool = False, nets: Optional[Sequence[str]] = None) -> list:
+    """One row per (network, threads): median seconds per training epoch for initlab, torch (NCHW)
+    and torch (channels_last), and initlab / the faster torch layout."""
+    rows = []
+    for case in NETS:
+        if nets is not None and case.name not in nets:
+            continue
+        samples = min(case.samples, 256) if quick else case.samples
+        for t in threads:
+            with thread_limits(t) as note:
+                steps = {"initlab": initlab_epoch(case, samples), "torch": torch_epoch(case, samples, False),
+                         "torch_cl": torch_epoch(case, samples, True)}
+                seconds = time_steps_interleaved(steps, 1.0 if quick else 6.0)
+            best_torch = min(seconds["torch"], seconds["torch_cl"])
+            rows.append({"network": case.name, "samples": samples, "threads": t,
+                         "initlab_s": seconds["initlab"], "torch_s": seconds["torch"],
+                         "torch_cl_s": seconds["torch_cl"], "ratio_vs_torch": seconds["initlab"] / best_torch,
+                         "note": note})
+    return rows
+
+
+def format_epoch_table(rows: Sequence[dict]) -> str:
+    lines = ["| network | samples | threads | initlab s/epoch | torch s/epoch (NCHW) | torch s/epoch (channels_last) "
+             "| initlab/torch |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['samples']} | {r['threads']} | {r['initlab_s']:.3f} | "
+                     f"{r['torch_s']:.3f} | {r['torch_cl_s']:.3f} | {r['ratio_vs_torch']:.2f} |")
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    return "\n".join(lines + [f"\n{n}" for n in notes])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import argparse
 
@@ -172,8 +295,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="shorter timing windows")
     parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES])
+    parser.add_argument("--nets", nargs="+", choices=[c.name for c in NETS])
+    parser.add_argument("--only", choices=["layers", "epochs"], default=None)
     args = parser.parse_args(argv)
-    print(format_table(run(threads=args.threads, quick=args.quick, cases=args.cases)))
+    if args.only != "epochs":
+        print(format_table(run(threads=args.threads, quick=args.quick, cases=args.cases)))
+    if args.only != "layers":
+        print(format_epoch_table(run_epochs(threads=args.threads, quick=args.quick, nets=args.nets)))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ with threadpoolctl when it is installed; the BLAS it runs (OpenBLAS core type) i
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 
 from initlab import _core
+
+from .timing import time_interleaved
 
 SQUARE_SIZES = (128, 256, 512, 1024, 2048)
 # The products of the train_step networks' widest layers, as (label, M, N, K) of the forward X*W.
@@ -44,28 +45,6 @@ def _operands(variant: str, m: int, n: int, k: int, dtype, seed: int = 0):
     else:
         a, b = gen.standard_normal((k, m)), gen.standard_normal((k, n))
     return a.astype(dtype), b.astype(dtype), np.empty((m, n), dtype)
-
-
-def _best_seconds_interleaved(fns: Sequence[Callable[[], object]], min_seconds: float,
-                              rounds: int = 3) -> list[float]:
-    """The fastest call of each function over `rounds` turns of min_seconds/rounds each: taking
-    turns gives each the same share of a shared machine's noise; the pause before a turn lets the
-    other library's spinning worker threads go to sleep (see train_step.SETTLE_SECONDS)."""
-    from .train_step import SETTLE_SECONDS
-
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            time.sleep(SETTLE_SECONDS)
-            fn()
-            start = time.perf_counter()
-            calls = 0
-            while calls < 3 or time.perf_counter() - start < min_seconds / rounds:
-                t0 = time.perf_counter()
-                fn()
-                best[i] = min(best[i], time.perf_counter() - t0)
-                calls += 1
-    return best
 
 
 def blas_info() -> str:
@@ -102,7 +81,8 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False, dtype=np.float32,
                     a_op = a.T if ta else a
                     b_op = b.T if tb else b
                     theirs = lambda: np.matmul(a_op, b_op, out=c)  # noqa: E731
-                    t_ours, t_numpy = _best_seconds_interleaved([ours, theirs], min_seconds)
+                    best = time_interleaved({"initlab": ours, "numpy": theirs}, min_seconds, statistic="min")
+                    t_ours, t_numpy = best["initlab"], best["numpy"]
                     flops = 2.0 * m * n * k
                     rows.append({"shape": label, "m": m, "n": n, "k": k, "variant": variant, "threads": t,
                                  "dtype": np.dtype(dtype).name, "initlab_gflops": flops / t_ours / 1e9,

@@ -5,7 +5,7 @@ same thread count.
 The initlab step uses preallocated buffers only (a steady-state step allocates nothing in the core):
 ``dense_forward`` per layer (GEMM with bias and activation in its epilogue), the fused
 ``softmax_cross_entropy``, ``dense_backward`` per layer in reverse (no dX for the first layer), and
-``sgd_step`` per parameter. PyTorch runs ``nn.Sequential`` + ``F.cross_entropy`` + ``torch.optim.SGD``
+one fused ``optimizer_step`` (SGD) for every parameter. PyTorch runs ``nn.Sequential`` + ``F.cross_entropy`` + ``torch.optim.SGD``
 under ``torch.set_num_threads``; numpy runs the textbook formulas under threadpoolctl's limit when
 threadpoolctl is installed (otherwise numpy's BLAS uses its own thread count, noted in the table).
 
@@ -16,14 +16,14 @@ threadpoolctl is installed (otherwise numpy's BLAS uses its own thread count, no
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from initlab import _core
+
+from .timing import time_interleaved
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ def initlab_step(spec: NetSpec) -> Callable[[], float]:
     dbs = [np.empty_like(b) for b in bs]
     P = np.empty_like(Zs[-1])
     inputs = [X] + As[:-1]
+    params = [p for pair in zip(Ws, bs) for p in pair]
+    grads = [g for pair in zip(dWs, dbs) for g in pair]
+    states = [(None,)] * len(params)
 
     def step() -> float:
         for layer in range(layers):
@@ -84,9 +87,7 @@ def initlab_step(spec: NetSpec) -> Callable[[], float]:
             dX = dAs[layer - 1] if layer > 0 else None
             _core.dense_backward(dAs[layer], inputs[layer], Ws[layer], Zs[layer], As[layer], acts[layer], None,
                                  dWs[layer], dbs[layer], dX)
-        for layer in range(layers):
-            _core.sgd_step(Ws[layer], dWs[layer], None, lr=LEARNING_RATE)
-            _core.sgd_step(bs[layer], dbs[layer], None, lr=LEARNING_RATE)
+        _core.optimizer_step(params, grads, states, optimizer="sgd", lr=LEARNING_RATE)
         return loss
 
     return step
@@ -158,6 +159,42 @@ def torch_step(spec: NetSpec):
     return step
 
 
+def jax_step(spec: NetSpec):
+    """The same step as one ``jax.jit``-compiled function (forward, loss, gradients, SGD update),
+    or None when JAX is not installed. XLA's CPU thread pool is not limited by `threads`."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    X, y, weights = _data(spec)
+    act = jax.nn.relu if spec.activation == "relu" else jnp.tanh
+
+    def loss_fn(params, X, y):
+        h = X
+        for layer, (W, b) in enumerate(params):
+            h = h @ W + b
+            if layer < len(params) - 1:
+                h = act(h)
+        log_p = jax.nn.log_softmax(h, axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
+
+    @jax.jit
+    def update(params, X, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, X, y)
+        new = [(W - LEARNING_RATE * dW, b - LEARNING_RATE * db) for (W, b), (dW, db) in zip(params, grads)]
+        return new, loss
+
+    state = {"params": [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]}
+    tX, ty = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+
+    def step() -> float:
+        state["params"], loss = update(state["params"], tX, ty)
+        return float(loss)  # waits for the result
+
+    return step
+
+
 @contextlib.contextmanager
 def thread_limits(threads: int) -> Iterator[str]:
     """Set initlab's, PyTorch's and numpy's BLAS thread counts; yields a note on numpy's BLAS."""
@@ -185,39 +222,11 @@ def thread_limits(threads: int) -> Iterator[str]:
             torch.set_num_threads(torch_old)
 
 
-# Seconds to wait after one library's block of steps before timing another: idle OpenMP and
-# OpenBLAS worker threads spin for a while after their last parallel region (OpenBLAS for about
-# 0.1 s), and on a machine with as many threads as cores they would steal the next library's cores.
-SETTLE_SECONDS = 0.3
-
-
-def time_steps_interleaved(steps: dict[str, Callable[[], float] | None], min_seconds: float,
-                           rounds: int = 3) -> dict[str, float]:
-    """Median seconds per step of each function, over `rounds` turns in which each library runs
-    steps for min_seconds/rounds: taking turns gives each the same share of a shared machine's
-    noise; the pause between turns lets the previous library's worker threads go to sleep."""
-    live = {name: fn for name, fn in steps.items() if fn is not None}
-    times: dict[str, list[float]] = {name: [] for name in live}
-    for _ in range(rounds):
-        for name, fn in live.items():
-            time.sleep(SETTLE_SECONDS)
-            for _ in range(2):  # warm-up: caches, thread pools
-                fn()
-            start = time.perf_counter()
-            while True:
-                t0 = time.perf_counter()
-                fn()
-                t1 = time.perf_counter()
-                times[name].append(t1 - t0)
-                if t1 - start >= min_seconds / rounds and len(times[name]) >= 3:
-                    break
-    return {name: (statistics.median(times[name]) if name in times else float("nan")) for name in steps}
-
-
 def run(threads: Sequence[int] = (1, 2), quick: bool = False,
         networks: Sequence[str] | None = None) -> list[dict]:
     """Time every network in NETWORKS for each thread count; one dict per (network, threads) with
-    the median milliseconds per step for initlab, torch and numpy and the ratio initlab/torch."""
+    the median milliseconds per step for initlab, torch, numpy and JAX (NaN when not installed) and
+    the ratio initlab/torch."""
     min_seconds = 0.3 if quick else 1.5
     rows = []
     for spec in NETWORKS:
@@ -225,14 +234,16 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False,
             continue
         for t in threads:
             with thread_limits(t) as note:
-                steps = {"initlab": initlab_step(spec), "torch": torch_step(spec), "numpy": numpy_step(spec)}
-                seconds = time_steps_interleaved(steps, min_seconds)
+                steps = {"initlab": initlab_step(spec), "torch": torch_step(spec), "numpy": numpy_step(spec),
+                         "jax": jax_step(spec)}
+                seconds = time_interleaved(steps, min_seconds, statistic="median")
             widths = ("-".join(map(str, spec.widths)) if len(spec.widths) < 8
                       else f"{spec.widths[0]}-{spec.widths[1]}x{len(spec.widths) - 2}-{spec.widths[-1]}")
             ms = {name: v * 1e3 for name, v in seconds.items()}
             rows.append({
                 "network": spec.name, "widths": widths, "batch": spec.batch, "threads": t,
                 "initlab_ms": ms["initlab"], "torch_ms": ms["torch"], "numpy_ms": ms["numpy"],
+                "jax_ms": ms["jax"],
                 "ratio_vs_torch": ms["initlab"] / ms["torch"], "note": note,
             })
     return rows
@@ -240,11 +251,14 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False,
 
 def format_table(rows: Sequence[dict]) -> str:
     """A markdown table of run()'s rows."""
-    lines = ["| network | widths | batch | threads | initlab ms | torch ms | numpy ms | initlab/torch |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    with_jax = any(r.get("jax_ms") == r.get("jax_ms") and r.get("jax_ms") is not None for r in rows)  # not NaN
+    lines = ["| network | widths | batch | threads | initlab ms | torch ms | numpy ms |"
+             + (" jax ms |" if with_jax else "") + " initlab/torch |",
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if with_jax else "") + "---:|"]
     for r in rows:
+        jax_cell = f" {r['jax_ms']:.3f} |" if with_jax else ""
         lines.append(f"| {r['network']} | {r['widths']} | {r['batch']} | {r['threads']} | {r['initlab_ms']:.3f} | "
-                     f"{r['torch_ms']:.3f} | {r['numpy_ms']:.3f} | {r['ratio_vs_torch']:.2f} |")
+                     f"{r['torch_ms']:.3f} | {r['numpy_ms']:.3f} |{jax_cell} {r['ratio_vs_torch']:.2f} |")
     notes = sorted({r["note"] for r in rows if r.get("note")})
     return "\n".join(lines + [f"\n{n}" for n in notes])
 

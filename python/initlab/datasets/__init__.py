@@ -48,7 +48,7 @@ _DATA_DIR = Path(__file__).resolve().parent / "data"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 # The built-in data sets `initlab compare --data NAME` accepts, with the default arguments it uses.
-BUILTIN = ("digits", "spirals", "moons", "blobs")
+BUILTIN = ("digits", "digits-images", "spirals", "moons", "blobs")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,7 +548,7 @@ def _has_header(rows: list, label_column: Union[int, str]) -> bool:
 def load(spec: str, *, seed: int = 0) -> Dataset:
     """A data set from a built-in name or a file path, as ``initlab --data`` takes it.
 
-    Names: ``digits`` (the shipped UCI set), ``spirals`` (3 classes, 900 points), ``moons``
+    Names: ``digits`` (the shipped UCI set), ``digits-images`` (the same as 8x8x1 images), ``spirals`` (3 classes, 900 points), ``moons``
     (600 points, noise 0.2), ``blobs`` (600 points, 4 centres in 8 dimensions, std 2.5): the
     generators draw with ``seed``. Paths: ``.npz`` -> load_npz, ``.csv``/``.txt``/``.tsv`` (optionally ``.gz``)
     -> load_csv (a tab delimiter for .tsv), anything else or a folder -> load_idx.
@@ -558,6 +558,8 @@ def load(spec: str, *, seed: int = 0) -> Dataset:
     spec = os.fspath(spec)
     if spec == "digits":
         return load_digits()
+    if spec == "digits-images":
+        return load_digits(images=True)
     if spec == "spirals":
         return make_spirals(900, 3, seed)
     if spec == "moons":

@@ -25,6 +25,9 @@ SUMMARY_KEYS = ("label", "init", "seed", "final_loss", "final_val_accuracy", "be
                 "epochs_to_target", "epochs_to_loss", "grad_ratio", "verdict", "diverged", "epochs_run",
                 "train_seconds")
 
+# The channels of the small CNN that `compare` trains on image data (two 3x3 convolutions).
+CNN_CHANNELS = (16, 32)
+
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -304,7 +307,9 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     ``activation`` in the hidden layers and a softmax output; every run uses the same split
     (seeded by ``data_seed``) and the same hyperparameters. ``weight_decay``, ``clip_norm``,
     ``clip_value`` and ``lr_schedule`` go to `Network.fit`, ``dropout`` (hidden layers) and
-    ``bias_init`` to the `Network`.
+    ``bias_init`` to the `Network`. Image data (``digits-images``, or (n, H, W, C) arrays) trains a
+    small CNN instead: 3x3 "same" convolutions of ``hidden`` channels (default `CNN_CHANNELS`), then
+    Flatten and the softmax layer.
     ``out``: a folder where each run is recorded as it finishes (``runs.jsonl``, see
     `initlab.experiments.record`); ``resume=True`` skips the runs recorded there.
     """
@@ -318,13 +323,17 @@ def compare(data: Union[str, Tuple[np.ndarray, np.ndarray], Data] = DEFAULTS["da
     prepared = data if isinstance(data, Data) else prepare_data(
         data, val_fraction=val_fraction, seed=data_seed, max_samples=max_samples)
     hidden = None if hidden is None else tuple(hidden)
+    kernel_size = 0
+    if prepared.image_shape is not None:  # images: a small CNN, 3x3 "same" convolutions, then Flatten
+        kernel_size = 3
+        hidden = CNN_CHANNELS if hidden is None else hidden
     if hidden is not None:
         depth, width = len(hidden), (max(hidden) if hidden else width)
     specs = [RunSpec(init=init, seed=int(seed), depth=depth, width=width, activation=activation,
                      epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                      target_accuracy=target_accuracy, threads=threads, hidden=hidden,
                      weight_decay=weight_decay, dropout=dropout, clip_norm=clip_norm, clip_value=clip_value,
-                     bias_init=bias_init, lr_schedule=lr_schedule)
+                     bias_init=bias_init, lr_schedule=lr_schedule, kernel_size=kernel_size)
              for init in inits for seed in seeds]
     _check_network(specs[0], prepared)
     settings = {"data": prepared.describe(), "inits": inits, "seeds": seeds, "depth": depth, "width": width,
@@ -369,8 +378,7 @@ def _check_network(spec: RunSpec, data: Data) -> None:
     _check_spec(spec)
     if spec.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={spec.optimizer!r} is not valid; valid: {', '.join(OPTIMIZERS)}")
-    Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init, seed=spec.seed,
-            bias_init=spec.bias_init, dropout=spec.dropout)
+    spec.build(data)
     if spec.lr_schedule is not None:
         import inspect
         if "lr_schedule" not in inspect.signature(Network.fit).parameters:

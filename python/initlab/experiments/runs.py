@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -40,6 +40,7 @@ class Data:
     X_val: np.ndarray
     y_val: np.ndarray
     classes: int
+    image_shape: Optional[Tuple[int, int, int]] = None  # (H, W, C) of each row, for convolutional runs
 
     @property
     def features(self) -> int:
@@ -66,8 +67,13 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
     y = np.asarray(y)
     # class names (load_csv keeps labels that are not numbers as strings) go to fit as they are
     y = y if y.dtype.kind in "UO" else np.asarray(y, dtype=np.int64)
+    image_shape = None
+    if X.ndim == 4:  # images (n, H, W, C): standardized per pixel and channel, kept as rows
+        image_shape = tuple(int(v) for v in X.shape[1:])
+        X = X.reshape(X.shape[0], -1)
     if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"data must be X of shape (n, features) and y of shape (n,), got {X.shape} and {y.shape}")
+        raise ValueError(f"data must be X of shape (n, features) or (n, H, W, C) and y of shape (n,), got "
+                         f"{X.shape} and {y.shape}")
     if not (isinstance(val_fraction, (int, float)) and 0.0 < val_fraction < 1.0):
         raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(X.shape[0])
@@ -89,7 +95,8 @@ def prepare_data(data: Union[str, Tuple[np.ndarray, np.ndarray]] = "digits", *, 
         X_val = (X_val - mean) / std
     classes = int(np.unique(y).size) if y.dtype.kind in "UO" else int(max(y.max(), 1)) + 1
     return Data(label, np.ascontiguousarray(X_train, dtype=np.float32), np.ascontiguousarray(y[train]),
-                np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes)
+                np.ascontiguousarray(X_val, dtype=np.float32), np.ascontiguousarray(y[val]), classes,
+                image_shape)
 
 
 # ================================================================================================
@@ -106,6 +113,10 @@ class RunSpec:
     to every bias. ``weight_decay``, ``clip_norm``, ``clip_value`` and ``lr_schedule`` are passed to
     `Network.fit` as they are (``lr_schedule`` only when given); ``dropout`` is the hidden layers'
     rate. ``label`` groups runs in tables and figures (for example ``"30 layers"``).
+    ``kernel_size > 0`` makes the hidden layers convolutions instead: ``depth`` Conv2d layers of
+    ``width`` channels, ``kernel_size`` square, "same" padding, on the data's ``image_shape``, then
+    Flatten and the softmax Dense layer (a vanilla CNN: no pooling, no residual connections), whose
+    init is ``output_init`` (None: ``init``).
     """
 
     init: str
@@ -131,10 +142,27 @@ class RunSpec:
     bias_init: str = "zeros"
     lr_schedule: Optional[Any] = None         # fit's lr_schedule ("name", {params}); None: constant
     hidden: Optional[Tuple[int, ...]] = None  # hidden widths; None: [width] * depth
+    kernel_size: int = 0                      # > 0: convolutional hidden layers (see above)
+    output_init: Optional[str] = None         # the output layer's init (convolutional runs); None: init
 
     def widths(self, data: Data) -> List[int]:
         hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
         return [data.features] + hidden + [data.classes]
+
+    def build(self, data: Data, dtype: str = "float32"):
+        """The network this spec trains (not trained yet)."""
+        from ..nn.layers import Conv2d, Dense, Flatten
+        from ..nn.network import Network
+        if self.kernel_size <= 0:
+            return Network(self.widths(data), activation=self.activation, output="softmax", init=self.init,
+                           bias_init=self.bias_init, seed=self.seed, dropout=self.dropout, dtype=dtype)
+        if data.image_shape is None:
+            raise ValueError("a convolutional run (kernel_size > 0) needs image data (Data.image_shape)")
+        hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
+        layers = [Conv2d(channels, self.kernel_size, padding="same", dropout=self.dropout) for channels in hidden]
+        layers += [Flatten(), Dense(data.classes, activation="softmax", init=self.output_init)]
+        return Network(layers, activation=self.activation, init=self.init, bias_init=self.bias_init,
+                       seed=self.seed, input_shape=data.image_shape, dtype=dtype)
 
     def key(self) -> str:
         """What identifies the run in a results file: every field except ``threads`` (results
@@ -149,9 +177,9 @@ class RunSpec:
 
 def _check_spec(spec: RunSpec) -> None:
     """Reject a bad grid before any run starts (the Network validates the rest when it is built)."""
-    for name in ("depth", "width", "epochs", "batch_size", "probe_size"):
+    for name in ("depth", "width", "epochs", "batch_size", "probe_size", "kernel_size"):
         value = getattr(spec, name)
-        minimum = 0 if name in ("depth", "epochs") else 1
+        minimum = 0 if name in ("depth", "epochs", "kernel_size") else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     if not (isinstance(spec.lr, (int, float)) and math.isfinite(spec.lr) and spec.lr >= 0):
@@ -185,6 +213,39 @@ def _hidden_activations(net, X: np.ndarray) -> List[np.ndarray]:
         _core.activation_forward(Z, A, layer.activation, layer.act_param)
         outputs.append(A)
     return outputs
+
+
+def _conv_stack_jacobian(spec: RunSpec, data: Data, net, samples: np.ndarray, eps: float = 1e-6) -> Dict[str, float]:
+    """Singular values of d(output of the last convolution)/d(input image) at each sample (the
+    Jacobian of the convolutional stack, as Xiao et al. 2018 study it), by central differences in
+    float64 on a float64 copy of the network: mean top and bottom singular value and the mean over
+    samples of the std of their log10 (0 for an isometry)."""
+    twin = spec.build(data, dtype="float64")
+    for mine, theirs in zip(twin.layers, net.layers):
+        for (p, _), (q, _) in zip(mine.parameters(), theirs.parameters()):
+            np.copyto(p, q)
+    last_conv = max(i for i, layer in enumerate(twin.layers) if type(layer).__name__ == "Conv2d")
+    inputs = int(np.prod(samples.shape[1:]))
+    tops, bottoms, spreads = [], [], []
+    for x in samples.astype(np.float64):
+        steps = np.eye(inputs).reshape((inputs,) + x.shape) * eps
+        rows = np.ascontiguousarray(np.concatenate([x + steps, x - steps]))
+        ws = twin._pass(rows.shape[0])
+        twin._run_forward(ws, rows, training=False)
+        out = ws.layers[last_conv].out.reshape(rows.shape[0], -1)
+        J = (out[:inputs] - out[inputs:]).T / (2 * eps)          # (outputs, inputs)
+        values = np.linalg.svd(J, compute_uv=False)
+        tops.append(float(values[0]))
+        bottoms.append(float(values[-1]))
+        spreads.append(float(np.std(np.log10(np.maximum(values, np.finfo(np.float64).tiny)))))
+    return {"sv_max": float(np.mean(tops)), "sv_min": float(np.mean(bottoms)), "log10_spread": float(np.mean(spreads))}
+
+
+def _layer_outputs(net, X: np.ndarray) -> List[np.ndarray]:
+    """Each hidden layer-with-weights' output on X (dropout off), from the network's own pass."""
+    ws = net._pass(X.shape[0])
+    net._run_forward(ws, np.ascontiguousarray(X, dtype=net.dtype), training=False)
+    return [buf.out.copy() for layer, buf in zip(net.layers[:-1], ws.layers[:-1]) if layer.has_weights]
 
 
 def _histograms(activations: List[np.ndarray], activation: str) -> Dict[str, Any]:
@@ -273,14 +334,17 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     process, on any thread count. ``on_epoch`` is called after every epoch (progress bars).
     """
     from .. import set_num_threads
-    from ..nn.network import Network
 
     _check_spec(spec)
     if spec.threads is not None:
         set_num_threads(spec.threads)
     started = time.perf_counter()
-    net = Network(spec.widths(data), activation=spec.activation, output="softmax", init=spec.init,
-                  bias_init=spec.bias_init, seed=spec.seed, dropout=spec.dropout)
+    net = spec.build(data)
+    widths = spec.widths(data)
+    convolutional = spec.kernel_size > 0
+    if convolutional:  # the rows as images
+        data = replace(data, X_train=data.X_train.reshape((-1,) + tuple(data.image_shape)),
+                       X_val=data.X_val.reshape((-1,) + tuple(data.image_shape)))
     if spec.init == "lsuv":
         # LSUV scales the weights on the first batch fit sees; a fit of 0 epochs does just that
         # (and nothing else), so the statistics "at init" are those of the network that trains.
@@ -289,7 +353,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     probe = slice(0, min(spec.probe_size, data.X_train.shape[0]))
     X_probe, y_probe = data.X_train[probe], data.y_train[probe]
     diagnosis = net.diagnose(X_probe, y_probe)
-    hidden = _hidden_activations(net, X_probe)
+    hidden = _layer_outputs(net, X_probe) if convolutional else _hidden_activations(net, X_probe)
     rows = diagnosis.layers
     grad_norms = [float(r["grad_norm"]) for r in rows]
     at_init = {
@@ -308,7 +372,10 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "findings": [finding.kind for finding in diagnosis.findings],
         "forward_gain": float(diagnosis.forward_gain),
         "backward_gain": float(diagnosis.backward_gain),
+        "jacobian": {k: float(diagnosis.jacobian[k]) for k in ("sv_max", "sv_min", "condition", "log10_spread")},
     }
+    if convolutional:
+        at_init["conv_jacobian"] = _conv_stack_jacobian(spec, data, net, X_probe[:2])
     callbacks: List[Any] = [] if spec.loss_threshold is None else [_StopAtLoss(spec.loss_threshold)]
     if on_epoch is not None:
         callbacks.append(lambda epoch, logs: on_epoch())
@@ -323,14 +390,14 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     last = history[-1] if history else {}
     # after training, dropout off: the whole training set, and how far apart each hidden layer's units are
     train_eval = net.evaluate(data.X_train, data.y_train)
-    collapsed = collapse_to_one_unit(net)
+    collapsed = None if convolutional else collapse_to_one_unit(net)
     first, final = grad_norms[0], grad_norms[-1]
     return {
         "spec": spec.to_dict(),
         "init": spec.init,
         "seed": spec.seed,
         "label": spec.label,
-        "widths": spec.widths(data),
+        "widths": widths,
         "at_init": at_init,
         "grad_ratio": (first / final) if final > 0 else (math.inf if first > 0 else float("nan")),
         "history": history,
@@ -339,7 +406,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
         "final_val_loss": last.get("val_loss"),
         "final_val_accuracy": last.get("val_accuracy"),
         "final_train_eval": {"loss": float(train_eval["loss"]), "accuracy": float(train_eval["accuracy"])},
-        "unit_spread": unit_spread(net),
+        "unit_spread": [] if convolutional else unit_spread(net),
         # a net whose hidden units are all copies is a one-unit-wide net: that net's validation accuracy
         "one_unit_val_accuracy": (None if collapsed is None or net.output == "linear"
                                   else float(collapsed.evaluate(data.X_val, data.y_val)["accuracy"])),

@@ -717,11 +717,12 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     net._run_forward(ws, repeated, training=False)
     ws.output_grad[...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
     net._run_backward(ws, repeated, need_dX=True)
+    inputs = int(np.prod(samples.shape[1:]))  # an image's H*W*C values
     if not (_core.all_finite(ws.logits) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
-        values = np.full((S, min(K, samples.shape[1])), np.nan)
+        values = np.full((S, min(K, inputs)), np.nan)
         return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
                 "condition": math.nan, "log10_spread": math.nan}
-    values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].astype(np.float64),
+    values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].reshape(K, inputs).astype(np.float64),
                                      compute_uv=False) for s in range(S)])
     sv_max = values[:, 0]
     sv_min = values[:, -1]

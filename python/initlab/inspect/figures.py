@@ -327,7 +327,7 @@ def phase_diagram(result, path: str, accuracy_grid: Sequence[Sequence[Optional[f
     mesh = ax.pcolormesh(edges(sigmas, False), edges(depths, True), grid.T, cmap="viridis", vmin=0.0,
                          vmax=1.0, shading="flat")
     fig.colorbar(mesh, ax=ax, label="validation accuracy after the budget")
-    fine = np.linspace(sigmas[0] - 0.1, sigmas[-1] + 0.1, 121)
+    fine = np.linspace(sigmas[0] - 0.1, sigmas[-1] + 0.1, 61)
     xi = np.array([theory.mean_field(config["activation"], w, config["sigma_b2"]).xi_c for w in fine])
     xi = np.where(np.isfinite(xi), xi, 1e9)
     for factor, style in ((6, "-"), (3, ":"), (12, ":")):

@@ -21,7 +21,8 @@ PROBE_KEYS = ("pre_mean", "pre_std", "act_mean", "act_std", "saturated", "dead",
 
 def layer_rows(net: "Network", X: np.ndarray, y: Optional[np.ndarray] = None, *,
                grad_seed: int = 0) -> List[Dict[str, Any]]:
-    """One row per layer (`layer` = its position) on the validated batch X. The backward pass starts
+    """One row per layer with weights (`layer` = its position in net.layers; pooling and Flatten
+    have no row) on the validated batch X. The backward pass starts
     from the loss gradient when y is given, else from a unit-variance Gaussian output gradient
     drawn with `grad_seed` (the loss enters only through its scale)."""
     ws = net._pass(X.shape[0])
@@ -35,7 +36,7 @@ def layer_rows(net: "Network", X: np.ndarray, y: Optional[np.ndarray] = None, *,
     net._run_backward(ws, X)
     last = len(net.layers) - 1
     return [dict(layer=i, **layer.stats_row(buf, output if i == last else None))
-            for i, (layer, buf) in enumerate(zip(net.layers, ws.layers))]
+            for i, (layer, buf) in enumerate(zip(net.layers, ws.layers)) if layer.has_weights]
 
 
 def probe_rows(net: "Network", X: np.ndarray, y: np.ndarray, epoch: int,
@@ -43,7 +44,8 @@ def probe_rows(net: "Network", X: np.ndarray, y: np.ndarray, epoch: int,
     """`Report.layer_stats` rows for one epoch: layer_rows on the probe batch, plus update_ratio =
     ||W - W_before||_F / ||W||_F (None without weights_before, at epoch 0)."""
     rows = []
-    for row, layer in zip(layer_rows(net, X, y), net.layers):
+    for row in layer_rows(net, X, y):
+        layer = net.layers[row["layer"]]
         update_ratio = None
         if weights_before is not None and weights_before[row["layer"]] is not None:
             W = layer.parameters()[0][0]

@@ -395,15 +395,28 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
         for before, layer in zip(run.W_before, net.layers):
             if before is not None:
                 np.copyto(before, layer.parameters()[0][0])
-    optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper)
+    # ---- the update, guarded (optimizers.step): an update that would overflow (e.g. weight decay
+    # multiplying W by 1 - lr*wd = -6605) writes nothing, so the weights stay the last finite ones.
+    overflow = optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper,
+                               guard=cfg.on_divergence != "ignore")
+    if overflow and cfg.on_divergence != "ignore":
+        owner = [i for i, layer in enumerate(net.layers) for _ in layer.parameters()]
+        net._step -= 1
+        run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch, net._step,
+                                          batch_loss, sorted({owner[j] for j in overflow}), in_update=True)
+        return None, weight, 0.0
     return batch_loss, weight, net._count_correct(ws, yb)
 
 
 def _mark_divergence(report: Report, epoch: int, batch: int, steps: int, step: int, loss: float,
-                     bad_layers: List[int]) -> str:
-    """Mark the report diverged; the stop reason."""
+                     bad_layers: List[int], in_update: bool = False) -> str:
+    """Mark the report diverged; the stop reason. in_update: loss and gradients were finite, the
+    update of bad_layers would not have been (nothing was written)."""
     where = f"epoch {epoch}, step {batch} of {steps} (optimizer step {step + 1})"
-    if bad_layers:
+    if in_update:
+        layers = (f"gradients finite, but the update would make the parameters of layer {bad_layers[0]} "
+                  f"non-finite (layers {bad_layers}; learning rate or weight decay too large)")
+    elif bad_layers:
         layers = (f"first non-finite gradient in layer {bad_layers[0]} (backward order; "
                   f"non-finite in layers {sorted(bad_layers)})")
     else:

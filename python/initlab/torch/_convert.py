@@ -41,19 +41,56 @@ def _activation_module(name: str, param: float) -> nn.Module:
 
 
 def to_torch(net: Any) -> nn.Sequential:
-    """An nn.Sequential computing `net`'s logits, in the net's dtype, with copies of its weights."""
+    """An nn.Sequential computing `net`'s logits, in the net's dtype, with copies of its weights.
+    A CNN's model takes NCHW input (`x = X.permute(0, 3, 1, 2)`): Conv2d becomes nn.Conv2d (with
+    nn.ZeroPad2d first for TensorFlow's uneven "same" padding), the pooling layers nn.MaxPool2d,
+    nn.AvgPool2d and nn.AdaptiveAvgPool2d(1) + nn.Flatten, Flatten nn.Flatten, and the first Dense
+    after a Flatten gets its rows reordered (initlab flattens channels last, torch channels first)."""
     from .. import Network  # the public class (initlab.nn.network imports this module on use)
-    from ..nn.layers import Dense
+    from ..nn.layers import AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d
     if not isinstance(net, Network):
         raise TypeError(f"net must be an initlab Network, got {type(net).__name__}")
     dtype = _DTYPES[net.dtype]
     modules: List[nn.Module] = []
     last = len(net.layers) - 1
+    flattened_from: Optional[tuple] = None  # the (H, W, C) a Flatten just flattened
     for i, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2d):
+            top, bottom, left, right = layer.pads
+            symmetric = top == bottom and left == right
+            if not symmetric:
+                modules.append(nn.ZeroPad2d((left, right, top, bottom)))
+            W = np.asarray(layer.W)
+            conv = nn.Conv2d(W.shape[2], W.shape[3], W.shape[:2], stride=layer.stride,
+                             padding=(top, left) if symmetric else 0, dilation=layer.dilation, dtype=dtype)
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1))))
+                conv.bias.copy_(torch.from_numpy(np.asarray(layer.b)))
+            modules += [conv, _activation_module(layer.activation, layer.act_param)]
+            if layer.dropout:
+                modules.append(nn.Dropout(p=layer.dropout))
+            continue
+        if isinstance(layer, MaxPool2d):
+            modules.append(nn.MaxPool2d(layer.pool_size, layer.stride))
+            continue
+        if isinstance(layer, AvgPool2d):
+            modules.append(nn.AvgPool2d(layer.pool_size, layer.stride))
+            continue
+        if isinstance(layer, GlobalAvgPool2d):
+            modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            continue
+        if isinstance(layer, Flatten):
+            modules.append(nn.Flatten())
+            if len(layer.input_shape) == 3:
+                flattened_from = tuple(layer.input_shape)
+            continue
         if not isinstance(layer, Dense):
-            raise ValueError(f"net.layers[{i}] ({type(layer).__name__}) cannot be expressed in torch yet: "
-                             f"only Dense layers convert")
+            raise ValueError(f"net.layers[{i}] ({type(layer).__name__}) cannot be expressed in torch yet")
         W = np.asarray(layer.W)
+        if flattened_from is not None:  # rows (h, w, c) in initlab's order -> (c, h, w) in torch's
+            h, w, c = flattened_from
+            W = W.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+            flattened_from = None
         linear = nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))

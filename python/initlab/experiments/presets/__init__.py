@@ -11,11 +11,11 @@ from typing import Dict, Optional
 from ..compare import Comparison, _run_log
 from ..record import data_fingerprint
 from ..grid import run_grid
-from . import glorot2010, he2015, lessons, lsuv, saxe2013, schoenholz2017
+from . import glorot2010, he2015, lessons, lsuv, saxe2013, schoenholz2017, xiao2018
 from ._common import Preset
 
 PRESETS: Dict[str, Preset] = {module.PRESET.name: module.PRESET
-                              for module in (he2015, glorot2010, saxe2013, lsuv, lessons, schoenholz2017)}
+                              for module in (he2015, glorot2010, saxe2013, lsuv, lessons, schoenholz2017, xiao2018)}
 
 
 def run_preset(name: str, *, reduced: bool = False, workers: Optional[int] = None,
