@@ -3,7 +3,6 @@ import base64
 import io
 import re
 
-import numpy as np
 import pytest
 
 import initlab as il

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-import initlab as il
 from initlab import experiments
 from initlab.experiments import RunSpec
 from initlab.experiments import grid as grid_module

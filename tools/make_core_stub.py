@@ -19,6 +19,9 @@ the bindings validate dtype, shape and layout themselves."""
 import collections.abc
 import typing
 
+import numpy
+import numpy.typing
+
 '''
 
 

@@ -4,6 +4,9 @@ the bindings validate dtype, shape and layout themselves."""
 import collections.abc
 import typing
 
+import numpy
+import numpy.typing
+
 __version__: str
 
 class Layer:

@@ -269,7 +269,7 @@ def run_epochs(threads: Sequence[int] = (1, 2), quick: bool = False, nets: Optio
             with thread_limits(t) as note:
                 steps = {"initlab": initlab_epoch(case, samples), "torch": torch_epoch(case, samples, False),
                          "torch_cl": torch_epoch(case, samples, True)}
-                seconds = time_steps_interleaved(steps, 1.0 if quick else 6.0)
+                seconds = time_interleaved(steps, 1.0 if quick else 6.0, statistic="median")
             best_torch = min(seconds["torch"], seconds["torch_cl"])
             rows.append({"network": case.name, "samples": samples, "threads": t,
                          "initlab_s": seconds["initlab"], "torch_s": seconds["torch"],

@@ -14,7 +14,7 @@ with threadpoolctl when it is installed; the BLAS it runs (OpenBLAS core type) i
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
