@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import initlab as il
 from initlab import experiments
 from initlab.experiments import RunSpec
 from initlab.experiments import grid as grid_module
@@ -18,7 +19,9 @@ from initlab.experiments.record import RESULTS_FILE, SweepInterrupted
 
 from test_experiments import TINY, _strip_times  # noqa: F401  (the same tiny runs and comparison)
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# the tree that holds the initlab under test (an installed one in CI, the sanitizer build's copy
+# under .ci/sanitize), so a child process imports the same package
+PYTHON_DIR = os.path.dirname(os.path.dirname(il.__file__))
 
 
 @pytest.fixture(scope="module")
