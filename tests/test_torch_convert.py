@@ -7,7 +7,7 @@ import pytest
 import initlab as il
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+nn = torch.nn
 
 
 def _cnns():
@@ -88,8 +88,12 @@ def test_handwritten_global_pool_and_torch_same_padding():
     np.testing.assert_allclose(net.forward(X), probs, rtol=1e-5, atol=1e-6)
 
 
-def _conv_head(*mods, last=nn.Linear(4 * 4 * 2, 2)):
-    return lambda: nn.Sequential(*mods, nn.Flatten(), last)
+def test_a_model_that_starts_with_flatten_takes_images():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 2, 5), nn.Softplus(2.0), nn.Linear(5, 2))
+    X = np.random.default_rng(3).standard_normal((4, 3, 4, 2)).astype("float32")
+    net = il.Network.from_torch(model, output="linear", input_shape=(3, 4, 2))
+    np.testing.assert_allclose(net.forward(X), _torch_forward(model, X), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("model, words", [
