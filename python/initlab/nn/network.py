@@ -547,11 +547,11 @@ class Network:
         return to_torch(self)
 
     @classmethod
-    def from_torch(cls, sequential, output: str = "softmax", **kwargs) -> "Network":
+    def from_torch(cls, sequential, output: str = "softmax", *, input_shape=None, **kwargs) -> "Network":
         """The Network computing `sequential` (the inverse of `to_torch`); `output` names the
-        output activation and loss. See `il.torch.from_torch`."""
+        output activation and loss; a CNN needs `input_shape=(H, W, C)`. See `il.torch.from_torch`."""
         from ..torch import from_torch
-        return from_torch(sequential, output, **kwargs)
+        return from_torch(sequential, output, input_shape=input_shape, **kwargs)
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: "os.PathLike[str] | str") -> str:
