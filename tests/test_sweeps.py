@@ -215,3 +215,27 @@ def test_schoenholz2017_claims_hold_at_reduced_size():
     assert all(row[0] > 0.8 for row in accuracy)
     assert accuracy[0][-1] < 0.2 and accuracy[-1][-1] < 0.2
     assert all(math.isfinite(r["final_loss"]) for r in result.runs if not r["diverged"])
+
+
+def test_a_run_whose_fit_was_interrupted_is_not_recorded(small_data, tmp_path, monkeypatch):
+    """Ctrl-C inside fit stops it at a batch boundary and fit returns; the sweep must treat that run
+    as in flight (not record it) and stop, so --resume trains it again from the start."""
+    from initlab.nn.network import Network
+    real_fit = Network.fit
+    calls = []
+
+    def fit_interrupted_on_the_second_run(self, *args, **kwargs):
+        report = real_fit(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            report.stop_reason = "interrupted (KeyboardInterrupt) at epoch 1, before batch 2 of 9"
+        return report
+
+    monkeypatch.setattr(Network, "fit", fit_interrupted_on_the_second_run)
+    out = str(tmp_path / "sweep")
+    with pytest.raises(SweepInterrupted):
+        _compare(small_data, out=out)
+    assert len(_records(out)) == 1 + 1            # the header and the one finished run
+    monkeypatch.setattr(Network, "fit", real_fit)
+    assert len(_compare(small_data, out=out, resume=True).runs) == 6
+    assert len(_records(out)) == 1 + 6

@@ -386,6 +386,10 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
                      weight_decay=spec.weight_decay, clip_norm=spec.clip_norm, clip_value=spec.clip_value,
                      validation_data=(data.X_val, data.y_val), stats_every=spec.stats_every,
                      progress=False, callbacks=callbacks, **schedule)
+    if report.stop_reason is not None and report.stop_reason.startswith("interrupted"):
+        # Ctrl-C reached fit, which stopped at a batch boundary: this run is in flight, not
+        # finished, so the sweep stops here and does not record it (--resume runs it again)
+        raise KeyboardInterrupt(report.stop_reason)
     history = report.history
     last = history[-1] if history else {}
     # after training, dropout off: the whole training set, and how far apart each hidden layer's units are

@@ -357,8 +357,17 @@ def symmetric_units(W: Any, b: Any = None, W_next: Any = None) -> List[List[int]
     bias = np.zeros((units, 1)) if b is None else np.asarray(b, dtype=np.float64).reshape(units, 1)
     signature = np.concatenate([incoming.astype(np.float64), bias, outgoing.astype(np.float64)], axis=1)
     signature = np.ascontiguousarray(signature + 0.0)               # -0.0 -> 0.0
-    _, inverse, counts = np.unique(signature, axis=0, return_inverse=True, return_counts=True)
-    inverse = np.asarray(inverse).reshape(-1)
+    # Equal rows by a lexicographic sort, not np.unique(axis=0): that compares structured views, and
+    # numpy turns a KeyboardInterrupt arriving there into "Cannot compare structured arrays" (seen
+    # as a Ctrl-C during a sweep ending in that TypeError instead of stopping cleanly).
+    order = np.lexsort(signature.T[::-1])
+    ranked = signature[order]
+    starts = np.ones(units, dtype=bool)
+    starts[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)            # NaN never equals: own group
+    group_of_ranked = np.cumsum(starts) - 1
+    inverse = np.empty(units, dtype=np.int64)
+    inverse[order] = group_of_ranked
+    counts = np.bincount(group_of_ranked)
     groups = [np.flatnonzero(inverse == g).tolist() for g in np.flatnonzero(counts >= 2)]
     return sorted(groups)
 
