@@ -2100,7 +2100,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::vector<std::shared_ptr<NativeLayer>>, const py::list&, std::int64_t>(),
            py::arg("layers"), py::arg("buffers"), py::arg("rows"))
       .def_property_readonly("rows", &NativeSequence::rows)
-      .def("forward", &NativeSequence::forward, py::arg("X"), py::kw_only(), py::arg("training") = false,
+      .def("forward", &NativeSequence::forward, py::arg("X"), py::arg("training") = false,
            py::arg("seed") = 0, py::arg("step") = 0)
       .def("backward", &NativeSequence::backward, py::arg("X"), py::arg("dX") = py::none(), py::kw_only(),
            py::arg("training") = false, py::arg("seed") = 0, py::arg("step") = 0);

@@ -201,3 +201,16 @@ def test_damaged_optimizer_state_is_refused(tmp_path, net_and_data):
             ("json.npz", {"manifest": np.array("[{")}, "manifest is not valid JSON")]:
         with pytest.raises(ValueError, match=message):
             il.Network.load(rewrite(path, tmp_path / name, **change))
+
+
+def test_damaged_version_1_files_are_refused(tmp_path):
+    with np.load(FIXTURE_V1) as data:
+        W0 = data["W0"].copy()
+    W0[0, 0] += 1.0
+    for name, change, message in [
+            ("tampered.npz", {"W0": W0}, "checksum mismatch"),
+            ("shape.npz", {"W1": np.zeros((7, 5), np.float32)}, r"W1 has shape \(7, 5\), expected \(6, 5\)"),
+            ("nan.npz", {"b2": np.full(3, np.nan, np.float32)}, "b2 contains NaN or infinity"),
+            ("missing.npz", {"dropout": None}, r"missing keys \['dropout'\]")]:
+        with pytest.raises(ValueError, match=message):
+            il.Network.load(rewrite(FIXTURE_V1, tmp_path / name, **change))

@@ -23,7 +23,6 @@ DEFAULTS: Dict[str, Any] = dict(data="digits", depth=6, width=128, activation="r
                                 inits=DEFAULT_INITS, seeds=(0,), epochs=15, batch_size=32,
                                 optimizer="sgd", lr=0.01, momentum=0.9, target_accuracy=0.95)
 HISTOGRAM_BINS = 40
-MAX_HISTOGRAM_LAYERS = 6  # figure legibility: deeper nets show evenly spaced layers
 
 
 

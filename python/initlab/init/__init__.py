@@ -628,23 +628,20 @@ def gain(nonlinearity: str, param: Optional[float] = None) -> float:
 
 
 def _activation_table() -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
-    from math import erf
+    """Every activation of the core's registry (its own float64 kernel, default parameter), and
+    the two names PyTorch's calculate_gain knows besides: identity and silu."""
+    def kernel(name: str) -> Callable[[np.ndarray], np.ndarray]:
+        def phi(z: np.ndarray) -> np.ndarray:
+            out = np.empty_like(z)
+            _core.activation_forward(z.reshape(1, -1), out.reshape(1, -1), name)
+            return out
+        return phi
 
-    verf = np.vectorize(erf, otypes=[float])
-    return {
-        "linear": lambda z: z,
-        "identity": lambda z: z,
-        "relu": lambda z: np.maximum(z, 0.0),
-        "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
-        "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
-        "selu": lambda z: 1.0507009873554804934193349852946 * np.where(
-            z > 0, z, 1.6732632423543772848170429916717 * np.expm1(np.minimum(z, 0.0))),
-        "gelu": lambda z: 0.5 * z * (1.0 + verf(z / math.sqrt(2.0))),
-        "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-        "tanh": np.tanh,
-        "softplus": lambda z: np.logaddexp(0.0, z),
-        "silu": lambda z: z / (1.0 + np.exp(-z)),
-    }
+    table: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        a["name"]: kernel(a["name"]) for a in _core.activation_registry()}
+    table["identity"] = lambda z: z
+    table["silu"] = lambda z: z / (1.0 + np.exp(-z))
+    return table
 
 
 def estimate_gain(activation: Union[str, Callable[[np.ndarray], np.ndarray]]) -> float:

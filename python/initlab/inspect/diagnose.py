@@ -289,7 +289,8 @@ def _mean_field_reading(net: "Network") -> Optional[Dict[str, Any]]:
     """`theory.from_weights` for a net of Dense layers whose hidden layers share one activation
     (with its default parameter, which the theory uses); None for any other net."""
     from .. import theory
-    from ..nn.network import ACTIVATIONS, Dense
+    from ..nn.activations import ACTIVATIONS
+    from ..nn.layers import Dense
     hidden = net.layers[:-1]
     if not hidden or not all(isinstance(layer, Dense) for layer in net.layers):
         return None

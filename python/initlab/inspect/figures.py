@@ -17,6 +17,8 @@ import numpy as np
 
 from .._files import write_bytes_atomically
 
+MAX_HISTOGRAM_LAYERS = 6  # figure legibility: deeper nets show evenly spaced layers
+
 DPI = 110             # with the panel sizes below: ~660 x 440 px per panel, 10-pt text legible
 PALETTE_COLOURS = 64  # line plots need few colours: small files (the docs/ figures are committed)
 PANEL = (6.0, 4.0)    # inches per panel of curves
@@ -186,7 +188,6 @@ def grad_norms(result, path: str, *, title: str = "gradient norm per layer at in
 
 
 def _histogram_layers(n: int) -> List[int]:
-    from ..experiments.runs import MAX_HISTOGRAM_LAYERS
     if n <= MAX_HISTOGRAM_LAYERS:
         return list(range(n))
     return sorted(set(int(round(x)) for x in np.linspace(0, n - 1, MAX_HISTOGRAM_LAYERS)))
@@ -304,16 +305,17 @@ def comparison_figures(result, out_dir: str) -> List[str]:
     return [p for p in paths if p is not None]
 
 
-def phase_diagram(result, path: str) -> str:
+def phase_diagram(result, path: str, accuracy_grid: Sequence[Sequence[Optional[float]]],
+                  deepest: Dict[float, Optional[int]], trainable_factor: float) -> str:
     """Schoenholz et al. 2017, fig. 5: final validation accuracy over (sigma_w2, depth), with the
     mean-field depth scale 6 xi_c(sigma_w2) (and 3 xi_c, 12 xi_c) and the critical sigma_w2 drawn
-    over it."""
+    over it. accuracy_grid[i][j]: the accuracy at sigma_w2[i], depth[j] (None: not run); deepest:
+    the deepest trainable depth per sigma_w2 (accuracy >= trainable_factor x chance), as the
+    preset computes them."""
     from .. import theory
-    from ..experiments.presets import schoenholz2017 as preset
     config = result.config
     sigmas, depths = [float(w) for w in config["sigma_w2"]], list(config["depths"])
-    grid = np.array([[np.nan if a is None else a for a in row]
-                     for row in preset.accuracy_grid(result.runs, config)], dtype=float)
+    grid = np.array([[np.nan if a is None else a for a in row] for row in accuracy_grid], dtype=float)
     fig, axes = _figure(1, 1, 7.5, 5.0)
     ax = axes[0][0]
     # cells centred on the grid values; edges half-way between neighbours (depth on a log scale)
@@ -334,10 +336,9 @@ def phase_diagram(result, path: str) -> str:
     ax.axvline(config["critical_sigma_w2"], color="red", lw=1, ls="--",
                label=f"critical σ_w² = {config['critical_sigma_w2']:.2f} (χ₁ = 1)")
     chance = 1.0 / result.runs[0]["widths"][-1]
-    deepest = preset.deepest_trainable(result.runs, config)
     ax.plot([w for w in sigmas if deepest[w]], [deepest[w] for w in sigmas if deepest[w]], "o", color="orange",
             markeredgecolor="black",
-            label=f"deepest trainable (acc ≥ {preset.TRAINABLE_FACTOR:g}× chance = {preset.TRAINABLE_FACTOR * chance:.0%})")
+            label=f"deepest trainable (acc ≥ {trainable_factor:g}× chance = {trainable_factor * chance:.0%})")
     ax.set_yscale("log")
     ax.set_ylim(edges(depths, True)[0], edges(depths, True)[-1])
     ax.set_xlim(edges(sigmas, False)[0], edges(sigmas, False)[-1])

@@ -339,7 +339,7 @@ class Network:
         """Every layer's out (and caches) from X (N rows of ws); dropout masks when training."""
         step = self._step & 0xFFFFFFFF
         if ws.sequence is not None:
-            ws.sequence.forward(X, training=training, seed=self.seed, step=step)
+            ws.sequence.forward(X, training, self.seed, step)  # positional: no keyword parsing per batch
         else:
             pass_ = PassInfo(training, self.seed, step)
             inp = X
@@ -364,10 +364,10 @@ class Network:
         """From ws.output_grad: every layer's parameter gradients; each ws.layers[i].dout ends
         holding dL/d(pre-activation) of its layer. With need_dX, dL/dX lands in ws.X_grad."""
         pass_ = PassInfo(ws.last_training, self.seed, self._step & 0xFFFFFFFF)
-        for i in range(len(self.layers) - 1, -1, -1):
-            x = X if i == 0 else ws.layers[i - 1].out
-            dx = ws.layers[i - 1].dout if i > 0 else (ws.X_grad if need_dX else None)
-            self.layers[i].backward(x, ws.layers[i], dx, pass_)
+        layers, bufs = self.layers, ws.layers
+        for i in range(len(layers) - 1, 0, -1):
+            layers[i].backward(bufs[i - 1].out, bufs[i], bufs[i - 1].dout, pass_)
+        layers[0].backward(X, bufs[0], ws.X_grad if need_dX else None, pass_)
 
     def _output_values(self, ws: Workspace, out: Optional[np.ndarray] = None) -> np.ndarray:
         """The output activation of the logits (softmax/sigmoid probabilities, or the values of a

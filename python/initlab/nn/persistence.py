@@ -142,15 +142,7 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
-    if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
-        raise ValueError(f"{where}: format is {arrays['format'].tolist()!r}, expected {FORMAT_NAME!r}")
-    dtype = str(arrays["dtype"])
-    if dtype not in DTYPES:
-        raise ValueError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
-    widths = arrays["widths"]
-    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
-    n_layers = widths.size - 1
+    dtype, widths, n_layers = _dtype_and_widths(arrays, where)
     expected = set(required) | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
     unexpected = sorted(set(arrays) - expected)
     missing = sorted(expected - set(arrays))
@@ -168,14 +160,7 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     for i in range(n_layers):
         w_shape, b_shape = (int(widths[i]), int(widths[i + 1])), (int(widths[i + 1]),)
         for key, shape in ((f"W{i}", w_shape), (f"b{i}", b_shape)):
-            a = arrays[key]
-            if a.dtype != np.dtype(dtype):
-                raise ValueError(f"{where}: {key} has dtype {a.dtype}, the file says {dtype}")
-            if a.shape != shape:
-                raise ValueError(f"{where}: {key} has shape {a.shape}, expected {shape} "
-                                 f"(widths {widths.tolist()} chained layer to layer)")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{where}: {key} contains NaN or infinity")
+            _check_array(where, key, arrays[key], dtype, shape)
     if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
         raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
     specs = []
@@ -198,6 +183,17 @@ def _from_v1(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
 
 
 
+def _dtype_and_widths(arrays: Dict[str, np.ndarray], where: str):
+    """(dtype, widths, layer count) of a file of either version, checked."""
+    dtype = str(arrays["dtype"]) if arrays["dtype"].shape == () else ""
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}: dtype {arrays['dtype'].tolist()!r} is not one of {DTYPES}")
+    widths = arrays["widths"]
+    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
+        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
+    return dtype, widths, widths.size - 1
+
+
 def _json(arrays: Dict[str, np.ndarray], key: str, where: str) -> Any:
     a = arrays[key]
     if a.shape != () or a.dtype.kind != "U":
@@ -218,16 +214,57 @@ def _check_array(where: str, key: str, a: np.ndarray, dtype: str, shape) -> None
 
 
 def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) -> "Network":
+    """Build the layers the manifest lists, check every stored array against them, then the
+    checksum, and only then copy parameters and state in."""
     missing = [k for k in V2_KEYS if k not in arrays]
     if missing:
         raise ValueError(f"{where}: not an initlab network file: missing keys {missing}")
-    dtype = str(arrays["dtype"]) if arrays["dtype"].shape == () else ""
-    if dtype not in DTYPES:
-        raise ValueError(f"{where}: dtype {arrays['dtype'].tolist()!r} is not one of {DTYPES}")
-    widths = arrays["widths"]
-    if widths.dtype.kind not in "iu" or widths.ndim != 1 or widths.size < 2 or (widths < 1).any():
-        raise ValueError(f"{where}: widths must be >= 2 positive ints, got {widths.tolist()!r}")
-    n_layers = widths.size - 1
+    net, manifest, n_layers = _build_from_manifest(cls, arrays, where)
+    expected = {f"{name}{i}": param for i, layer in enumerate(net.layers)
+                for name, (param, _) in zip(layer.parameter_names, layer.parameters())}
+    optimizer = _optimizer_state(arrays, net, where) if "optimizer" in arrays else None
+    buffer_keys = {} if optimizer is None else optimizer.pop("keys")
+    allowed = set(V2_KEYS) | set(expected) | {"classes_"} | set(buffer_keys) | (
+        {"optimizer"} if optimizer is not None else set())
+    missing = sorted(set(expected) - set(arrays)) + sorted(set(buffer_keys) - set(arrays))
+    unexpected = sorted(set(arrays) - allowed)
+    if missing or unexpected:
+        raise ValueError(f"{where}: keys do not match {n_layers} layers: missing {missing}, "
+                         f"unexpected {unexpected}")
+    for key, param in list(expected.items()) + list(buffer_keys.items()):
+        _check_array(where, key, arrays[key], net.dtype, param.shape)
+    classes = arrays.get("classes_")
+    if classes is not None and (classes.ndim != 1 or classes.dtype.kind not in "biufU" or classes.size < 1):
+        raise ValueError(f"{where}: classes_ must be a non-empty 1-D array of labels, got dtype "
+                         f"{classes.dtype} shape {classes.shape}")
+    pending = arrays["lsuv_pending"]
+    if pending.ndim != 1 or pending.dtype.kind not in "iu" or not all(
+            0 <= int(i) < n_layers and net.layers[int(i)].has_weights for i in pending):
+        raise ValueError(f"{where}: lsuv_pending must list layers with weights, got {pending.tolist()!r}")
+    if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
+        raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
+
+    for key, param in expected.items():
+        np.copyto(param, arrays[key])
+    for layer, entry in zip(net.layers, manifest):
+        layer.restore_initializers({str(k): str(v) for k, v in entry.get("initializers", {}).items()})
+    steps = arrays["steps"]
+    net._step, net._epochs_trained = int(steps[0]), int(steps[1])
+    net._lsuv_pending = [int(i) for i in pending]
+    if classes is not None:
+        if net.output != "softmax":
+            raise ValueError(f"{where}: classes_ are stored for a {net.output} output")
+        net.classes_ = classes_from_file(classes, net.output_dim, where)
+    if optimizer is not None:
+        optimizer["buffers"] = [tuple(arrays[key].copy() for key in keys) for keys in optimizer["buffers"]]
+        net._optimizer = optimizer
+    return net
+
+
+def _build_from_manifest(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str):
+    """(net with zero weights, manifest, layer count) from the manifest, checked against the
+    file's dtype, seed, steps, input_shape and its widths/activations summary."""
+    dtype, widths, n_layers = _dtype_and_widths(arrays, where)
     manifest = _json(arrays, "manifest", where)
     if not isinstance(manifest, list) or not all(
             isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("config"), dict)
@@ -235,10 +272,9 @@ def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
         raise ValueError(f"{where}: manifest must be a list of {{type, config, initializers}} entries")
     if len(manifest) != n_layers:
         raise ValueError(f"{where}: keys do not match {n_layers} layers: the manifest lists {len(manifest)}")
-    shape = arrays["input_shape"]
+    shape, seed, steps = arrays["input_shape"], arrays["seed"], arrays["steps"]
     if shape.dtype.kind not in "iu" or shape.ndim != 1 or shape.size < 1 or (shape < 1).any():
         raise ValueError(f"{where}: input_shape must be positive ints, got {shape.tolist()!r}")
-    seed, steps = arrays["seed"], arrays["steps"]
     if seed.shape != () or seed.dtype.kind not in "iu":
         raise ValueError(f"{where}: seed must be one integer, got {seed.tolist()!r}")
     if steps.shape != (2,) or steps.dtype.kind not in "iu" or (steps < 0).any():
@@ -259,47 +295,7 @@ def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
         raise ValueError(f"{where}: invalid architecture: widths {widths.tolist()} and activations "
                          f"{arrays['activations'].tolist()} do not match the manifest's {net.widths}, "
                          f"{activations}")
-
-    expected = {f"{name}{i}": param for i, layer in enumerate(net.layers)
-                for name, (param, _) in zip(layer.parameter_names, layer.parameters())}
-    optimizer = _optimizer_state(arrays, net, where) if "optimizer" in arrays else None
-    buffer_keys = {} if optimizer is None else optimizer.pop("keys")
-    allowed = set(V2_KEYS) | set(expected) | {"classes_"} | set(buffer_keys) | (
-        {"optimizer"} if optimizer is not None else set())
-    missing = sorted(set(expected) - set(arrays)) + sorted(set(buffer_keys) - set(arrays))
-    unexpected = sorted(set(arrays) - allowed)
-    if missing or unexpected:
-        raise ValueError(f"{where}: keys do not match {n_layers} layers: missing {missing}, "
-                         f"unexpected {unexpected}")
-    for key, param in expected.items():
-        _check_array(where, key, arrays[key], dtype, param.shape)
-    for key, param in buffer_keys.items():
-        _check_array(where, key, arrays[key], dtype, param.shape)
-    classes = arrays.get("classes_")
-    if classes is not None and (classes.ndim != 1 or classes.dtype.kind not in "biufU" or classes.size < 1):
-        raise ValueError(f"{where}: classes_ must be a non-empty 1-D array of labels, got dtype "
-                         f"{classes.dtype} shape {classes.shape}")
-    pending = arrays["lsuv_pending"]
-    if pending.ndim != 1 or pending.dtype.kind not in "iu" or not all(
-            0 <= int(i) < n_layers and net.layers[int(i)].has_weights for i in pending):
-        raise ValueError(f"{where}: lsuv_pending must list layers with weights, got {pending.tolist()!r}")
-    if arrays["checksum"].shape != () or str(arrays["checksum"]) != checksum(arrays):
-        raise ValueError(f"{where}: checksum mismatch: the contents were modified after saving")
-
-    for key, param in expected.items():
-        np.copyto(param, arrays[key])
-    for layer, entry in zip(net.layers, manifest):
-        layer.restore_initializers({str(k): str(v) for k, v in entry.get("initializers", {}).items()})
-    net._step, net._epochs_trained = int(steps[0]), int(steps[1])
-    net._lsuv_pending = [int(i) for i in pending]
-    if classes is not None:
-        if net.output != "softmax":
-            raise ValueError(f"{where}: classes_ are stored for a {net.output} output")
-        net.classes_ = classes_from_file(classes, net.output_dim, where)
-    if optimizer is not None:
-        optimizer["buffers"] = [tuple(arrays[key].copy() for key in keys) for keys in optimizer["buffers"]]
-        net._optimizer = optimizer
-    return net
+    return net, manifest, n_layers
 
 
 def _optimizer_state(arrays: Dict[str, np.ndarray], net: "Network", where: str) -> Dict[str, Any]:

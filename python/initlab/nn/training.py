@@ -383,14 +383,14 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
     except KeyboardInterrupt:
         net._step -= 1
         raise
-    if cfg.on_divergence != "ignore":
+    if cfg.on_divergence != "ignore" and not (
+            math.isfinite(batch_loss) and all(map(_core.all_finite, net._grads))):
         bad = [i for i in reversed(range(len(net.layers)))
                if not all(_core.all_finite(g) for _, g in net.layers[i].parameters())]
-        if bad or not math.isfinite(batch_loss):
-            net._step -= 1
-            run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch,
-                                              net._step, batch_loss, bad)
-            return None, weight, 0.0
+        net._step -= 1
+        run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch,
+                                          net._step, batch_loss, bad)
+        return None, weight, 0.0
     if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
         for before, layer in zip(run.W_before, net.layers):
             if before is not None:

@@ -46,7 +46,8 @@ def to_torch(net: Any) -> nn.Sequential:
     nn.ZeroPad2d first for TensorFlow's uneven "same" padding), the pooling layers nn.MaxPool2d,
     nn.AvgPool2d and nn.AdaptiveAvgPool2d(1) + nn.Flatten, Flatten nn.Flatten, and the first Dense
     after a Flatten gets its rows reordered (initlab flattens channels last, torch channels first)."""
-    from ..nn import AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d, Network
+    from .. import Network  # the public class (initlab.nn.network imports this module on use)
+    from ..nn.layers import AvgPool2d, Conv2d, Dense, Flatten, GlobalAvgPool2d, MaxPool2d
     if not isinstance(net, Network):
         raise TypeError(f"net must be an initlab Network, got {type(net).__name__}")
     dtype = _DTYPES[net.dtype]
@@ -151,8 +152,9 @@ def from_torch(sequential: nn.Sequential, output: str = "softmax", *, seed: Opti
     """The initlab Network computing `sequential` (an nn.Sequential from `to_torch` or written the
     same way), with copies of its weights; `output` names the output activation and loss.
     A module that cannot be expressed raises ValueError naming it."""
-    from ..nn import Dense, Network
+    from .. import Network  # the public class (initlab.nn.network imports this module on use)
     from ..nn.activations import OUTPUTS
+    from ..nn.layers import Dense
     if not isinstance(sequential, nn.Sequential):
         raise TypeError(f"sequential must be a torch.nn.Sequential, got {type(sequential).__name__}")
     if output not in OUTPUTS:

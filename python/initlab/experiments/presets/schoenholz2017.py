@@ -109,7 +109,9 @@ def _check(runs: List[Dict[str, Any]], config: Dict[str, Any]) -> List[Claim]:
 
 def _figures(result: Comparison, out_dir: str) -> List[str]:
     from ...inspect import figures
-    return [figures.phase_diagram(result, os.path.join(out_dir, "schoenholz2017_phase_diagram.png"))]
+    return [figures.phase_diagram(result, os.path.join(out_dir, "schoenholz2017_phase_diagram.png"),
+                                  accuracy_grid(result.runs, result.config),
+                                  deepest_trainable(result.runs, result.config), TRAINABLE_FACTOR)]
 
 
 PRESET = Preset("schoenholz2017", "Schoenholz et al. 2017, Deep information propagation",

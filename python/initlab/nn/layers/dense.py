@@ -158,6 +158,7 @@ class Dense(Layer):
                                     fans, f"bias_init (layer {i})")
         self._dW = np.zeros_like(self._W)
         self._db = np.zeros_like(self._b)
+        self._act = (self.kernel_activation, self.act_param)  # what every kernel call passes
         return out
 
     # ---- per batch ---------------------------------------------------------------------------------
@@ -193,8 +194,8 @@ class Dense(Layer):
         if pass_.training and self.dropout:
             _core.dropout_backward(buf.dout, buf.cache[2])
             A = buf.cache[1]
-        _core.dense_backward(buf.dout, x, self._W, buf.cache[0], A, self.kernel_activation, self.act_param,
-                             self._dW, self._db, dx)
+        act, param = self._act
+        _core.dense_backward(buf.dout, x, self._W, buf.cache[0], A, act, param, self._dW, self._db, dx)
 
     # ---- instruments and persistence -----------------------------------------------------------
     def stats_row(self, buf: LayerBuffers, output: Optional[np.ndarray] = None) -> Dict[str, Any]:
