@@ -77,6 +77,9 @@ class Conv2d(Layer):
     Kernels: `conv2d_forward` (im2col into a per-thread workspace, then the GEMM with bias and
     activation in its epilogue) and `conv2d_backward` (dZ, dW = cols^T dZ, db, dX by col2im); the
     native twin (`_core.conv2d_layer`, conv_layer.hpp) runs the same kernels inside one sequence call.
+    For batches of at most COLUMN_CACHE_LIMIT lowered elements the forward's columns stay in the
+    layer's buffers and the backward reads them (`columns=`) instead of lowering X again: the same
+    GEMM calls on the same numbers, so the same bits.
     """
 
     type_name = "Conv2d"
