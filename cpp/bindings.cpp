@@ -1932,7 +1932,7 @@ void conv2d_backward_binding(const py::object& da_obj, const py::object& x_obj, 
                              const py::object& z_obj, const py::object& a_obj, const std::string& activation,
                              const py::object& param, const py::object& dw_obj, const py::object& db_obj,
                              const py::object& dx_obj, const py::object& stride, const py::object& dilation,
-                             const py::object& padding, const py::object& ws_obj) {
+                             const py::object& padding, const py::object& ws_obj, const py::object& cols_obj) {
   const Check check(kReference ? "conv2d_backward_reference" : "conv2d_backward");
   py::array da = check.output(da_obj, "dA", 4);
   py::array x = check.array(x_obj, "X", 4), w = check.array(w_obj, "W", 4);
@@ -1956,10 +1956,33 @@ void conv2d_backward_binding(const py::object& da_obj, const py::object& x_obj, 
   check.shape(db, "db", {g.o}, "(O,)");
   if (has_dx) check.shape(dx, "dX", shape_of(x), "(N, H, W, C)");
   const auto [act, value] = activation_arg(check, activation, param);
-  py::array ws = kReference ? py::array() : conv_workspace(check, ws_obj, g, t);
+  // columns: the forward's im2col(X) (P, K), kept by the caller (ignored when pointwise: X is the columns).
+  const bool has_cols = !kReference && !cols_obj.is_none() && !g.pointwise();
+  py::array cols = has_cols ? check.array(cols_obj, "columns", 2) : py::array();
+  if (has_cols) {
+    check.same_type(cols, "columns", t, "X");
+    check.shape(cols, "columns", {g.positions(), g.taps()}, "(N*OH*OW, KH*KW*C)");
+  }
+  py::array ws = (kReference || (has_cols && !has_dx)) ? py::array() : conv_workspace(check, ws_obj, g, t);
   no_overlaps(check, {{&da, "dA"}, {&dw, "dW"}, {&db, "db"}, {&dx, "dX"}, {&ws, "workspace"}},
-              {{&x, "X"}, {&w, "W"}, {&z, "Z"}, {&a, "A"}});
+              {{&x, "X"}, {&w, "W"}, {&z, "Z"}, {&a, "A"}, {&cols, "columns"}});
   py::gil_scoped_release release;
+  if (has_cols) {
+    if (t == FloatType::kFloat32) {
+      initlab::conv2d_backward_lowered<float>(g, out_ptr<float>(da), in_ptr<float>(cols), in_ptr<float>(w),
+                                              in_ptr<float>(z), in_ptr<float>(a), act, static_cast<float>(value),
+                                              out_ptr<float>(dw), out_ptr<float>(db),
+                                              has_dx ? out_ptr<float>(dx) : nullptr,
+                                              has_dx ? out_ptr<float>(ws) : nullptr);
+    } else {
+      initlab::conv2d_backward_lowered<double>(g, out_ptr<double>(da), in_ptr<double>(cols), in_ptr<double>(w),
+                                               in_ptr<double>(z), in_ptr<double>(a), act, value,
+                                               out_ptr<double>(dw), out_ptr<double>(db),
+                                               has_dx ? out_ptr<double>(dx) : nullptr,
+                                               has_dx ? out_ptr<double>(ws) : nullptr);
+    }
+    return;
+  }
   if (t == FloatType::kFloat32) {
     float* dx_ptr = has_dx ? out_ptr<float>(dx) : nullptr;
     if (kReference) {
@@ -2150,7 +2173,8 @@ std::shared_ptr<NativeLayer> conv2d_layer_binding(const py::object& w_obj, const
                                                   const std::vector<std::int64_t>& input_shape,
                                                   const std::string& activation, const py::object& param,
                                                   const py::object& stride, const py::object& dilation,
-                                                  const py::object& padding, double dropout, const py::object& stream) {
+                                                  const py::object& padding, double dropout, const py::object& stream,
+                                                  bool keep_columns) {
   const Check check("conv2d_layer");
   py::array w = check.array(w_obj, "W", 4), b = check.array(b_obj, "b", 1);
   py::array dw = check.output(dw_obj, "dW", 4), db = check.output(db_obj, "db", 1);
@@ -2173,11 +2197,11 @@ std::shared_ptr<NativeLayer> conv2d_layer_binding(const py::object& w_obj, const
   if (t == FloatType::kFloat32) {
     layer->f32 = std::make_shared<initlab::Conv2dLayer<float>>(g, in_ptr<float>(w), in_ptr<float>(b), out_ptr<float>(dw),
                                                                out_ptr<float>(db), act, static_cast<float>(value),
-                                                               dropout, stream_v);
+                                                               dropout, stream_v, keep_columns);
   } else {
     layer->f64 = std::make_shared<initlab::Conv2dLayer<double>>(g, in_ptr<double>(w), in_ptr<double>(b),
                                                                 out_ptr<double>(dw), out_ptr<double>(db), act, value,
-                                                                dropout, stream_v);
+                                                                dropout, stream_v, keep_columns);
   }
   layer->arrays = {w, b, dw, db};
   return layer;
@@ -2382,12 +2406,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("conv2d_backward", &conv2d_backward_binding<false>, py::arg("dA"), py::arg("X"), py::arg("W"), py::arg("Z"),
         py::arg("A"), py::arg("activation"), py::arg("param"), py::arg("dW"), py::arg("db"),
         py::arg("dX") = py::none(), py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
-        py::arg("workspace") = py::none(),
-        "dA := dZ = dA*act'; dW := cols^T dZ; db := sums of dZ; dX := col2im(dZ W^T) (skipped when None)");
+        py::arg("workspace") = py::none(), py::arg("columns") = py::none(),
+        "dA := dZ = dA*act'; dW := cols^T dZ; db := sums of dZ; dX := col2im(dZ W^T) (skipped when None); "
+        "columns (N*OH*OW, KH*KW*C): the forward's im2col(X), kept by the caller, so X is not lowered again "
+        "(the workspace is then needed only for dX)");
   m.def("conv2d_backward_reference", &conv2d_backward_binding<true>, py::arg("dA"), py::arg("X"), py::arg("W"),
         py::arg("Z"), py::arg("A"), py::arg("activation"), py::arg("param"), py::arg("dW"), py::arg("db"),
         py::arg("dX") = py::none(), py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
-        py::arg("workspace") = py::none(), "the direct-loop twin of conv2d_backward (test oracle)");
+        py::arg("workspace") = py::none(), py::arg("columns") = py::none(),
+        "the direct-loop twin of conv2d_backward (test oracle; workspace and columns ignored)");
   m.def("max_pool2d_forward", &max_pool2d_forward_binding, py::arg("X"), py::arg("Y"), py::arg("argmax"),
         py::kw_only(), py::arg("pool"), py::arg("stride"),
         "Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)");
@@ -2404,7 +2431,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("conv2d_layer", &conv2d_layer_binding, py::arg("W"), py::arg("b"), py::arg("dW"), py::arg("db"),
         py::arg("input_shape"), py::arg("activation"), py::arg("param") = py::none(), py::kw_only(),
         py::arg("stride"), py::arg("dilation"), py::arg("padding"), py::arg("dropout") = 0.0, py::arg("stream") = 0,
-        "A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db");
+        py::arg("keep_columns") = false,
+        "A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db; with keep_columns its "
+        "last cache buffer holds the forward's im2col columns (OH*OW*KH*KW*C per row; not for a pointwise "
+        "kernel), which the backward reads instead of lowering X again");
   m.def("max_pool2d_layer", &pool2d_layer_binding<true>,
         py::arg("input_shape"), py::kw_only(), py::arg("pool"), py::arg("stride"), py::arg("dtype"),
         "A native MaxPool2d layer");

@@ -430,3 +430,58 @@ def test_conv_epoch_benchmark_rows():
     rows = conv_bench.run_epochs(threads=(1,), quick=True, nets=["digits-cnn"])
     assert len(rows) == 1 and rows[0]["samples"] == 256 and rows[0]["initlab_s"] > 0
     assert "| digits-cnn | 256 | 1 |" in conv_bench.format_epoch_table(rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(40, 52))
+def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dtype):
+    """conv2d_backward(columns=...) (the forward's im2col kept) gives the very bits of the backward
+    that lowers X again, with dX and without, on 1 and 2 threads; the columns are only read."""
+    gen, x_shape, w_shape, stride, dilation, padding = random_case(seed)
+    X, W, b = conv_arrays(gen, x_shape, w_shape, dtype)
+    geometry = dict(stride=stride, dilation=dilation, padding=padding)
+    shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geometry))
+    size = _core.conv2d_workspace_size(x_shape, w_shape, **geometry)
+    R = gen.standard_normal(shape).astype(dtype)
+    before = initlab.get_num_threads()
+    try:
+        for threads in (1, 2):
+            initlab.set_num_threads(threads)
+            for with_dx in (True, False):
+                outs = []
+                for kept in (False, True):
+                    Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
+                    cols = np.full(max(size, 1), np.nan, dtype)  # the forward lowers X into it
+                    _core.conv2d_forward(X, W, b, Z, A, "elu", 0.7, workspace=cols if size else None, **geometry)
+                    kept_cols = cols.copy()
+                    dA, dW, db = R.copy(), np.full_like(W, np.nan), np.full_like(b, np.nan)
+                    dX = np.full_like(X, np.nan) if with_dx else None
+                    ws = np.full(max(size, 1), np.nan, dtype) if size else None
+                    columns = cols[:size].reshape(-1, int(np.prod(w_shape[:3]))) if kept and size else None
+                    _core.conv2d_backward(dA, X, W, Z, A, "elu", 0.7, dW, db, dX,
+                                          workspace=None if kept and not with_dx else ws, columns=columns,
+                                          **geometry)
+                    if kept:
+                        assert cols.tobytes() == kept_cols.tobytes()  # read only
+                    outs.append([dA, dW, db] + ([dX] if with_dx else []))
+                for got, want in zip(outs[1], outs[0]):
+                    assert got.tobytes() == want.tobytes()
+    finally:
+        initlab.set_num_threads(before)
+
+
+def test_kept_columns_bad_input_names_the_argument():
+    X = np.ones((2, 5, 5, 3), np.float32)
+    W = np.ones((3, 3, 3, 4), np.float32)
+    geometry = dict(stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0))
+    Z, A = np.empty((2, 3, 3, 4), np.float32), np.empty((2, 3, 3, 4), np.float32)
+    dW, db = np.empty_like(W), np.empty(4, np.float32)
+    with pytest.raises(ValueError, match="columns"):
+        _core.conv2d_backward(Z.copy(), X, W, Z, A, "relu", None, dW, db, columns=np.zeros((18, 26), np.float32),
+                              **geometry)
+    with pytest.raises(TypeError, match="columns"):
+        _core.conv2d_backward(Z.copy(), X, W, Z, A, "relu", None, dW, db, columns=np.zeros((18, 27), np.float64),
+                              **geometry)
+    with pytest.raises(ValueError, match="workspace"):  # dX still needs the workspace for dcols
+        _core.conv2d_backward(Z.copy(), X, W, Z, A, "relu", None, dW, db, np.empty_like(X),
+                              columns=np.zeros((18, 27), np.float32), **geometry)

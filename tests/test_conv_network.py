@@ -362,3 +362,48 @@ def test_cnn_to_torch_gives_the_same_outputs(dtype):
     with torch.no_grad():
         probs = torch.softmax(gap.to_torch()(torch.from_numpy(X).permute(0, 3, 1, 2)), dim=1).numpy()
     np.testing.assert_allclose(probs, gap.forward(X), rtol=tol, atol=tol)
+
+
+def _train_bytes(net, X, y):
+    net.fit(X, y, epochs=2, batch_size=40, optimizer="sgd", lr=0.05, momentum=0.9, progress=False)
+    return b"".join(layer.W.tobytes() + layer.b.tobytes() for layer in net.layers if hasattr(layer, "W"))
+
+
+def _kept_columns_net(seed):
+    return il.Network([il.Conv2d(6, 3, padding="same", activation="elu", dropout=0.2), il.MaxPool2d(2),
+                       il.Conv2d(5, (2, 3), stride=(1, 2), dilation=(2, 1), padding=1, activation="tanh"),
+                       il.Conv2d(4, 1, activation="relu"), il.Flatten(), il.Dense(10)],
+                      input_shape=(8, 8, 1), seed=seed)
+
+
+def test_kept_columns_train_bitwise_as_relowering(monkeypatch):
+    """Training that keeps each forward's im2col columns for the backward (native sequence and the
+    layer-by-layer Python path) gives the very weights of training that lowers X again."""
+    from initlab.nn.layers import conv2d
+    X, y = digits_images(200)
+    kept = _train_bytes(_kept_columns_net(3), X, y)
+    python_path = _kept_columns_net(3)
+    python_path.layers[3].native = lambda keep_columns=False: None  # no native sequence: Python forwards
+    python_path.layers[3].native_for = lambda buf: None
+    kept_python = _train_bytes(python_path, X, y)
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 0)
+    relowered = _train_bytes(_kept_columns_net(3), X, y)
+    assert kept == relowered == kept_python
+
+
+def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(monkeypatch):
+    from initlab.nn.layers import conv2d
+    net = _kept_columns_net(5)
+    X = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
+    ws = net._pass(16)
+    assert [len(b.cache) for b in ws.layers[:4]] == [4, 1, 2, 1]  # Z, A, mask, columns; argmax; Z, columns; Z
+    assert ws.layers[0].cache[-1].shape == (16, 8 * 8 * 9) and ws.layers[2].cache[-1].shape == (16, 4 * 2 * 6 * 6)
+    net._run_forward(ws, X, training=True)
+    grads = []
+    for _ in range(2):  # backward twice after one forward: the columns are not overwritten
+        ws.output_grad[...] = 1.0
+        net._run_backward(ws, X, need_dX=True)
+        grads.append(b"".join(g.tobytes() for g in net._grads) + ws.X_grad.tobytes())
+    assert grads[0] == grads[1]
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 16 * 8 * 8 * 9 - 1)  # too many: no kept columns
+    assert [len(b.cache) for b in net._pass(17).layers[:3]] == [3, 1, 2]

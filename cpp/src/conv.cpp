@@ -115,10 +115,23 @@ void conv2d_backward(const Conv2dGeometry& g, T* da, const T* x, const T* w, con
     return;
   }
   conv2d_im2col(g, x, workspace);
+  // cols is spent after dW: dcols goes over it.
+  conv2d_backward_lowered<T>(g, da, workspace, w, z, a, act, param, dw, db, dx, workspace);
+}
+
+template <typename T>
+void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, const T* w, const T* z, const T* a,
+                             Activation act, T param, T* dw, T* db, T* dx, T* workspace) {
+  // cols (P, K) = im2col(X); dA, Z, A (P, O); W, dW (K, O); workspace (P, K) for dcols, may be cols.
+  const std::int64_t p = g.positions(), k = g.taps();
+  if (g.pointwise()) {  // cols is X: as conv2d_backward, dX (P, C) straight from the dense backward
+    dense_backward<T>(p, k, g.o, da, cols, w, z, a, act, param, dw, db, dx);
+    return;
+  }
   // dA := dZ; dW (K, O) := cols^T (K, P) * dZ (P, O); db := column sums of dZ.
-  dense_backward<T>(p, k, g.o, da, workspace, w, z, a, act, param, dw, db, nullptr);
+  dense_backward<T>(p, k, g.o, da, cols, w, z, a, act, param, dw, db, nullptr);
   if (dx == nullptr) return;
-  // cols is spent: dcols (P, K) := dZ (P, O) * W^T (O, K) over it, then dX := col2im(dcols).
+  // dcols (P, K) := dZ (P, O) * W^T (O, K) into the workspace, then dX := col2im(dcols).
   gemm<T>(false, true, p, k, g.o, T(1), da, g.o, w, g.o, T(0), workspace, k);
   conv2d_col2im(g, workspace, dx);
 }
@@ -356,6 +369,8 @@ void global_avg_pool2d_backward(std::int64_t n, std::int64_t hw, std::int64_t c,
                                   Activation, T, T*);                                                 \
   template void conv2d_backward<T>(const Conv2dGeometry&, T*, const T*, const T*, const T*, const T*,  \
                                    Activation, T, T*, T*, T*, T*);                                    \
+  template void conv2d_backward_lowered<T>(const Conv2dGeometry&, T*, const T*, const T*, const T*,          \
+                                           const T*, Activation, T, T*, T*, T*, T*);                   \
   template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*,   \
                                             T*, Activation, T);                                       \
   template void conv2d_backward_reference<T>(const Conv2dGeometry&, T*, const T*, const T*, const T*,  \

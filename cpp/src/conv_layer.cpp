@@ -9,14 +9,17 @@ namespace initlab {
 
 template <typename T>
 Conv2dLayer<T>::Conv2dLayer(const Conv2dGeometry& geometry, const T* w, const T* b, T* dw, T* db, Activation act,
-                            T param, double dropout, std::uint32_t stream)
-    : g_(geometry), w_(w), b_(b), dw_(dw), db_(db), act_(act), param_(param), dropout_(dropout), stream_(stream) {}
+                            T param, double dropout, std::uint32_t stream, bool keep_columns)
+    : g_(geometry), w_(w), b_(b), dw_(dw), db_(db), act_(act), param_(param), dropout_(dropout), stream_(stream),
+      keep_columns_(keep_columns && !geometry.pointwise()) {}
 
 template <typename T>
 std::vector<std::int64_t> Conv2dLayer<T>::cache_sizes() const {
   const std::int64_t out = out_size();
-  if (dropout_ > 0.0) return {out, out, out};  // Z, A before dropout, mask
-  return {out};                                // Z
+  std::vector<std::int64_t> sizes{out};                       // Z
+  if (dropout_ > 0.0) sizes.insert(sizes.end(), {out, out});  // A before dropout, mask
+  if (keep_columns_) sizes.push_back(g_.out_h() * g_.out_w() * g_.taps());  // the columns
+  return sizes;
 }
 
 template <typename T>
@@ -35,13 +38,14 @@ void Conv2dLayer<T>::forward(std::int64_t n, const T* x, LayerBuffers<T>& buf, c
   Conv2dGeometry g = g_;
   g.n = n;
   T* z = buf.cache[0];
+  T* cols = keep_columns_ ? buf.cache.back() : workspace(n);  // (N*OH*OW, K)
   if (pass.training && dropout_ > 0.0) {
     T* a = buf.cache[1];
-    conv2d_forward<T>(g, x, w_, b_, z, a, act_, param_, workspace(n));
+    conv2d_forward<T>(g, x, w_, b_, z, a, act_, param_, cols);
     std::copy(a, a + n * out_size(), buf.out);  // A stays intact: backward needs act' from it
     dropout_forward<T>(n * out_size(), buf.out, buf.cache[2], dropout_, pass.seed, stream_, pass.step);
   } else {
-    conv2d_forward<T>(g, x, w_, b_, z, buf.out, act_, param_, workspace(n));
+    conv2d_forward<T>(g, x, w_, b_, z, buf.out, act_, param_, cols);
   }
 }
 
@@ -55,7 +59,12 @@ void Conv2dLayer<T>::backward(std::int64_t n, const T* x, LayerBuffers<T>& buf, 
     dropout_backward<T>(n * out_size(), buf.dout, buf.cache[2]);
     a = buf.cache[1];
   }
-  conv2d_backward<T>(g, buf.dout, x, w_, buf.cache[0], a, act_, param_, dw_, db_, dx, workspace(n));
+  if (keep_columns_) {  // the forward's columns: no second lowering; the workspace takes dcols
+    conv2d_backward_lowered<T>(g, buf.dout, buf.cache.back(), w_, buf.cache[0], a, act_, param_, dw_, db_, dx,
+                               dx != nullptr ? workspace(n) : nullptr);
+  } else {
+    conv2d_backward<T>(g, buf.dout, x, w_, buf.cache[0], a, act_, param_, dw_, db_, dx, workspace(n));
+  }
 }
 
 template <typename T>

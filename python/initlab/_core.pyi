@@ -68,12 +68,12 @@ def clip_by_value(grad: object, clip_value: typing.SupportsFloat | typing.Suppor
     """grad := clamp(grad, -clip_value, clip_value) in place"""
     ...
 
-def conv2d_backward(dA: object, X: object, W: object, Z: object, A: object, activation: str, param: object, dW: object, db: object, dX: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None) -> None:
-    """dA := dZ = dA*act'; dW := cols^T dZ; db := sums of dZ; dX := col2im(dZ W^T) (skipped when None)"""
+def conv2d_backward(dA: object, X: object, W: object, Z: object, A: object, activation: str, param: object, dW: object, db: object, dX: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None, columns: object = None) -> None:
+    """dA := dZ = dA*act'; dW := cols^T dZ; db := sums of dZ; dX := col2im(dZ W^T) (skipped when None); columns (N*OH*OW, KH*KW*C): the forward's im2col(X), kept by the caller, so X is not lowered again (the workspace is then needed only for dX)"""
     ...
 
-def conv2d_backward_reference(dA: object, X: object, W: object, Z: object, A: object, activation: str, param: object, dW: object, db: object, dX: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None) -> None:
-    """the direct-loop twin of conv2d_backward (test oracle)"""
+def conv2d_backward_reference(dA: object, X: object, W: object, Z: object, A: object, activation: str, param: object, dW: object, db: object, dX: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None, columns: object = None) -> None:
+    """the direct-loop twin of conv2d_backward (test oracle; workspace and columns ignored)"""
     ...
 
 def conv2d_forward(X: object, W: object, b: object, Z: object, A: object, activation: str, param: object = None, *, stride: object, dilation: object, padding: object, workspace: object = None) -> None:
@@ -84,8 +84,8 @@ def conv2d_forward_reference(X: object, W: object, b: object, Z: object, A: obje
     """the direct-loop twin of conv2d_forward (test oracle; workspace ignored)"""
     ...
 
-def conv2d_layer(W: object, b: object, dW: object, db: object, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], activation: str, param: object = None, *, stride: object, dilation: object, padding: object, dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: object = 0) -> Layer:
-    """A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db"""
+def conv2d_layer(W: object, b: object, dW: object, db: object, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], activation: str, param: object = None, *, stride: object, dilation: object, padding: object, dropout: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: object = 0, keep_columns: bool = False) -> Layer:
+    """A native Conv2d layer on (H, W, C) images reading W, b and writing dW, db; with keep_columns its last cache buffer holds the forward's im2col columns (OH*OW*KH*KW*C per row; not for a pointwise kernel), which the backward reads instead of lowering X again"""
     ...
 
 def conv2d_output_shape(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> list[int]:

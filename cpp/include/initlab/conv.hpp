@@ -22,7 +22,8 @@
 // Backward: dZ := dA * act'(.) written over dA (in place); dW := cols^T * dZ; db := column sums
 //           of dZ (in double, rows in order); dcols := dZ * W^T into the workspace, then
 //           dX := col2im(dcols) (skipped when dX is null). The backward lowers X again into the
-//           workspace (it does not trust the workspace to still hold the forward's columns).
+//           workspace (it does not trust the workspace to still hold the forward's columns);
+//           conv2d_backward_lowered takes columns the caller kept from the forward instead.
 //           dW, db, dX are overwritten, never accumulated. Outputs must not overlap inputs.
 // Determinism: im2col threads own rows of cols (output rows (n, oh)); col2im threads own rows of
 //           dX (input rows (n, ih)) and gather every contribution to them in a fixed order (tap
@@ -91,6 +92,14 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b,
 template <typename T>
 void conv2d_backward(const Conv2dGeometry& g, T* da, const T* x, const T* w, const T* z, const T* a,
                      Activation act, T param, T* dw, T* db, T* dx, T* workspace);
+
+// As conv2d_backward, but cols (P, K) already holds im2col(X) (the forward's lowering,
+// kept by the caller; X itself when pointwise), so X is not lowered again: the same GEMM calls on the same numbers, bitwise the
+// same results. cols is only read unless it is the workspace itself; the workspace (P*K elements)
+// receives dcols and is used only when dX is not null (then it may be null otherwise).
+template <typename T>
+void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, const T* w, const T* z, const T* a,
+                             Activation act, T param, T* dw, T* db, T* dx, T* workspace);
 
 // The naive twins: direct loops over (n, oh, ow, o) and the taps, one thread, accumulation in T
 // over (i, j, c) in order; the same contracts without a workspace. Test oracles.

@@ -5,6 +5,9 @@
 // input (H, W, C), output (OH, OW, O or C). Buffers as in layer.hpp; the layer-owned scratch:
 //   Conv2dLayer: the im2col workspace, one per thread (thread_local), grown to the largest need and
 //     reused: safe to share between layers because conv2d_backward lowers its input again.
+//   With keep_columns (and a kernel that is not pointwise), the forward lowers X into its own last
+//     cache buffer (OH*OW*K per row: the columns) instead, and the backward reads them from there
+//     (conv2d_backward_lowered) rather than lowering X again; only dX's dcols use the workspace.
 // Pool2dLayer (max): cache[0] holds the arg-max (N, OH, OW, C) as int64 values in a buffer of the
 //   network's float type, 8/sizeof(T) elements per index (the caller allocates it as int64, so it is
 //   aligned for them), so that the Python layer's forward/backward and this twin share it.
@@ -18,13 +21,16 @@
 namespace initlab {
 
 // Z := conv(X, W) + b, A := act(Z), then inverted dropout in training (as DenseLayer).
-// Cache: Z (OH*OW*O per row); with dropout > 0 also A before dropout and the mask.
+// Cache: Z (OH*OW*O per row); with dropout > 0 also A before dropout and the mask; with keep_columns
+// (not pointwise) last the columns im2col(X) (OH*OW*KH*KW*C per row), written by every forward.
 // W is (KH, KW, C, O), b is (O), dW, db alike. `geometry.n` is ignored (the batch comes per call).
 template <typename T>
 class Conv2dLayer final : public Layer<T> {
  public:
   Conv2dLayer(const Conv2dGeometry& geometry, const T* w, const T* b, T* dw, T* db, Activation act, T param,
-              double dropout, std::uint32_t stream);
+              double dropout, std::uint32_t stream, bool keep_columns = false);
+  // Whether the last cache buffer holds the forward's columns.
+  bool keeps_columns() const { return keep_columns_; }
   const char* type() const override { return "Conv2d"; }
   std::int64_t in_size() const override { return g_.h * g_.w * g_.c; }
   std::int64_t out_size() const override { return g_.out_h() * g_.out_w() * g_.o; }
@@ -44,6 +50,7 @@ class Conv2dLayer final : public Layer<T> {
   T param_;
   double dropout_;
   std::uint32_t stream_;
+  bool keep_columns_;
 };
 
 // Max or average pooling (conv.hpp). Max: cache[0] is the arg-max (see above); average: no cache.

@@ -37,7 +37,7 @@ class Workspace:
         self.hit = np.empty((rows,), dtype=bool)
         self.predicted_bits = np.empty((rows, K), dtype=bool)
         self.truth_bits = np.empty((rows, K), dtype=bool)
-        natives = [layer.native() for layer in net.layers]
+        natives = [layer.native_for(buf) for layer, buf in zip(net.layers, self.layers)]
         self.sequence = None
         if all(n is not None for n in natives):
             self.sequence = _core.LayerSequence(natives, [b.as_native() for b in self.layers], rows)

@@ -118,6 +118,11 @@ class Layer:
         """The `_core.Layer` twin, or None when this type runs only through forward/backward."""
         return None
 
+    def native_for(self, buf: LayerBuffers) -> Any:
+        """The native twin bound to these buffers (as `allocate` laid them out): `native()` unless
+        the layer's cache layout depends on the batch size (Conv2d's kept columns)."""
+        return self.native()
+
     def forward(self, x: np.ndarray, buf: LayerBuffers, pass_: PassInfo) -> None:
         raise NotImplementedError
 

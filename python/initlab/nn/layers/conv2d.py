@@ -56,6 +56,12 @@ class _Scratch(threading.local):
 
 _SCRATCH = _Scratch()
 
+# Kept columns: a Conv2d's buffers for a batch of `rows` include the forward's im2col columns
+# (rows*OH*OW*KH*KW*C elements) when that many elements are at most this, so that the backward reads
+# them instead of lowering X again. Training batches fit; large evaluation chunks do not (and need no
+# backward): those lower into the shared per-thread workspace as before.
+COLUMN_CACHE_LIMIT = 1 << 24
+
 
 class Conv2d(Layer):
     """A 2-D convolution over (n, H, W, C) images (channels last), as `torch.nn.Conv2d` computes it:
@@ -71,6 +77,9 @@ class Conv2d(Layer):
     Kernels: `conv2d_forward` (im2col into a per-thread workspace, then the GEMM with bias and
     activation in its epilogue) and `conv2d_backward` (dZ, dW = cols^T dZ, db, dX by col2im); the
     native twin (`_core.conv2d_layer`, conv_layer.hpp) runs the same kernels inside one sequence call.
+    For batches of at most COLUMN_CACHE_LIMIT lowered elements the forward's columns stay in the
+    layer's buffers and the backward reads them (`columns=`) instead of lowering X again: the same
+    GEMM calls on the same numbers, so the same bits.
     """
 
     type_name = "Conv2d"
@@ -246,15 +255,28 @@ class Conv2d(Layer):
         shape, dt = (rows,) + tuple(self.output_shape), self.dtype
         Z = np.empty(shape, dtype=dt)
         cache = (Z, np.empty(shape, dtype=dt), np.empty(shape, dtype=dt)) if self.dropout else (Z,)
-        self._workspace_size(rows)  # validates the geometry for this batch size once
+        lowered = self._workspace_size(rows)  # validates the geometry for this batch size once; 0: pointwise
+        if 0 < lowered <= COLUMN_CACHE_LIMIT:  # the forward's columns (rows, OH*OW*K), read by backward
+            cache = cache + (np.empty((rows, lowered // rows), dtype=dt),)
         return LayerBuffers(np.empty(shape, dtype=dt), np.empty(shape, dtype=dt), cache)
 
-    def native(self):
+    def _columns(self, buf: LayerBuffers) -> Optional[np.ndarray]:
+        """The kept columns among buf's caches (None when allocate left them out)."""
+        return buf.cache[-1] if len(buf.cache) == (4 if self.dropout else 2) else None
+
+    def native(self, keep_columns: bool = False):
+        """The native twin; with keep_columns its last cache buffer is the forward's columns."""
         if self._native is None:  # points into W, b, dW, db, which never change identity
-            self._native = _core.conv2d_layer(self._W, self._b, self._dW, self._db, self.input_shape, self.activation,
-                                              self.act_param, stride=self.stride, dilation=self.dilation,
-                                              padding=self.pads, dropout=self.dropout, stream=self.index)
-        return self._native
+            self._native = {}
+        if keep_columns not in self._native:
+            self._native[keep_columns] = _core.conv2d_layer(
+                self._W, self._b, self._dW, self._db, self.input_shape, self.activation, self.act_param,
+                stride=self.stride, dilation=self.dilation, padding=self.pads, dropout=self.dropout,
+                stream=self.index, keep_columns=keep_columns)
+        return self._native[keep_columns]
+
+    def native_for(self, buf: LayerBuffers):
+        return self.native(keep_columns=self._columns(buf) is not None)
 
     def _geometry(self) -> Dict[str, Any]:
         return dict(stride=self.stride, dilation=self.dilation, padding=self.pads)
@@ -264,7 +286,8 @@ class Conv2d(Layer):
 
     def forward(self, x: np.ndarray, buf: LayerBuffers, pass_: PassInfo) -> None:
         Z = buf.cache[0]
-        ws = _SCRATCH.get(self.dtype, self._workspace_size(x.shape[0]))
+        cols = self._columns(buf)
+        ws = _SCRATCH.get(self.dtype, self._workspace_size(x.shape[0])) if cols is None else cols.reshape(-1)
         if pass_.training and self.dropout:
             A, mask = buf.cache[1], buf.cache[2]
             _core.conv2d_forward(x, self._W, self._b, Z, A, self.activation, self.act_param, workspace=ws,
@@ -281,9 +304,16 @@ class Conv2d(Layer):
         if pass_.training and self.dropout:
             _core.dropout_backward(buf.dout, buf.cache[2])
             A = buf.cache[1]
-        ws = _SCRATCH.get(self.dtype, self._workspace_size(x.shape[0]))
-        _core.conv2d_backward(buf.dout, x, self._W, buf.cache[0], A, self.activation, self.act_param, self._dW,
-                              self._db, dx, workspace=ws, **self._geometry())
+        cols = self._columns(buf)
+        if cols is None:
+            ws = _SCRATCH.get(self.dtype, self._workspace_size(x.shape[0]))
+            _core.conv2d_backward(buf.dout, x, self._W, buf.cache[0], A, self.activation, self.act_param, self._dW,
+                                  self._db, dx, workspace=ws, **self._geometry())
+        else:  # the forward's columns: no second lowering; the workspace only takes dX's dcols
+            P = buf.cache[0].shape[0] * buf.cache[0].shape[1] * buf.cache[0].shape[2]
+            ws = None if dx is None else _SCRATCH.get(self.dtype, self._workspace_size(x.shape[0]))
+            _core.conv2d_backward(buf.dout, x, self._W, buf.cache[0], A, self.activation, self.act_param, self._dW,
+                                  self._db, dx, workspace=ws, columns=cols.reshape(P, -1), **self._geometry())
 
     # ---- instruments and persistence ------------------------------------------------------------
     def stats_row(self, buf: LayerBuffers, output: Optional[np.ndarray] = None) -> Dict[str, Any]:
