@@ -214,3 +214,13 @@ def test_damaged_version_1_files_are_refused(tmp_path):
             ("missing.npz", {"dropout": None}, r"missing keys \['dropout'\]")]:
         with pytest.raises(ValueError, match=message):
             il.Network.load(rewrite(FIXTURE_V1, tmp_path / name, **change))
+
+
+def test_a_file_that_is_not_a_model_says_so_and_never_advises_unpickling(tmp_path):
+    """A CSV (numpy reads it as pickled data) is refused as 'not an initlab model', without
+    numpy's advice to load it 'unsafely using allow_pickle' (issue 10)."""
+    path = tmp_path / "bad.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+    with pytest.raises(ValueError, match="not an initlab model") as info:
+        il.Network.load(path)
+    assert "allow_pickle" not in str(info.value) and "pickle.load" not in str(info.value)

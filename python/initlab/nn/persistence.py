@@ -122,6 +122,10 @@ def load(cls: "Type[Network]", path: "os.PathLike[str] | str") -> "Network":
             RuntimeError, zlib.error) as e:
         if isinstance(e, FileNotFoundError) or str(e).startswith(where):
             raise
+        if "allow_pickle" in str(e):  # numpy's advice to unpickle: never right for a model file
+            raise ValueError(f"{where}: not an initlab model: not a readable initlab .npz file (numpy "
+                             f"reads pickled data in it, which initlab never loads); a model is "
+                             f"the .npz file that Network.save writes") from None
         raise ValueError(f"{where}: not a readable initlab .npz file (truncated, corrupted or "
                          f"foreign): {type(e).__name__}: {e}") from None
     missing = [k for k in COMMON_KEYS if k not in arrays]
