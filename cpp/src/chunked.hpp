@@ -53,6 +53,28 @@ double sum_chunks(std::int64_t count, std::int64_t chunk, Partial&& partial) {
 // (lane l sums elements e with e % 8 == l, in order), combined as a balanced tree, then the tail in
 // order. The order depends only on count, never on threads. x is (count). kClip first clamps each
 // element to [-clip, clip] (the fused optimizer step's clip_value) and, when kStore, stores it.
+// Sum of (x[e] - shift) (kSquare false) or of (x[e] - shift)^2 (kSquare true) over count elements, in
+// double, in 8 fixed lanes combined in a fixed order, so it vectorizes and its bits depend only on
+// count (as sum_of_squares_chunk): the moments of layer_stats.
+template <bool kSquare, typename T>
+double shifted_sum_chunk(std::int64_t count, const T* __restrict x, double shift) {
+  constexpr int kLanes = 8;
+  double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const std::int64_t body = count - count % kLanes;
+  for (std::int64_t e = 0; e < body; e += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const double d = static_cast<double>(x[e + l]) - shift;
+      lane[l] += kSquare ? d * d : d;
+    }
+  }
+  double s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (std::int64_t e = body; e < count; ++e) {
+    const double d = static_cast<double>(x[e]) - shift;
+    s += kSquare ? d * d : d;
+  }
+  return s;
+}
+
 template <typename T, bool kClip = false, bool kStore = kClip>
 double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) {
   constexpr int kLanes = 8;

@@ -51,19 +51,14 @@ namespace {
 // Population mean and standard deviation of x (count), two passes in double (no cancellation).
 template <typename T>
 void mean_std(std::int64_t count, const T* x, double* mean, double* std_dev) {
+  // 8 fixed lanes per chunk: a single running double sum is one dependent add per element (the
+  // probe statistics took 28 us per 128x128 layer, 7% of a small fit); the lanes vectorize.
   const double sum = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    double s = 0.0;
-    for (std::int64_t e = begin; e < end; ++e) s += static_cast<double>(x[e]);
-    return s;
+    return detail::shifted_sum_chunk<false>(end - begin, x + begin, 0.0);
   });
   const double mu = sum / static_cast<double>(count);
   const double squares = detail::sum_chunks(count, kChunk, [&](std::int64_t begin, std::int64_t end) {
-    double s = 0.0;
-    for (std::int64_t e = begin; e < end; ++e) {
-      const double d = static_cast<double>(x[e]) - mu;
-      s += d * d;
-    }
-    return s;
+    return detail::shifted_sum_chunk<true>(end - begin, x + begin, mu);
   });
   *mean = mu;
   *std_dev = std::sqrt(squares / static_cast<double>(count));
