@@ -1,7 +1,7 @@
 """The ``initlab`` command line (also ``python -m initlab``).
 
     initlab compare     which initialization lets this network learn, and why? (one run per init)
-    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons|schoenholz2017   reproduce a paper's finding, or the tutorial's lessons
+    initlab compare --preset he2015|glorot2010|saxe2013|lsuv|lessons|schoenholz2017|xiao2018   reproduce a paper's finding, or the tutorial's lessons
     initlab diagnose    the per-layer diagnosis of a network at initialization, with a verdict
     initlab train       train one network, save it with its report and plots
     initlab bench       time the kernels against numpy and PyTorch
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"(a {DEFAULTS['depth']}-hidden-layer ReLU net, {len(DEFAULTS['inits'])} initializers).",
         epilog=f"Presets (--preset NAME, add --reduced for a quick small version): {presets}.")
     p.add_argument("--data", default=None,
-                   help="built-in data set (digits, spirals, moons, blobs) or a file: .npz (keys X, y), "
+                   help="built-in data set (digits; digits-images: the same as 8x8x1 images, a small "
+                        "CNN per initializer; spirals, moons, blobs) or a file: .npz (keys X, y), "
                         ".csv/.tsv (label in the last column), or MNIST IDX images (labels found next to "
                         "them) (default digits)")
     _add_network_options(p, DEFAULTS, init_list=True)
