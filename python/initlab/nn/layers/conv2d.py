@@ -11,8 +11,9 @@ import numpy as np
 from ... import _core
 from .._checks import check_float, check_int, check_name
 from ..activations import ACTIVATIONS
-from .base import BIAS_STREAM, BuildContext, InitSpec, Layer, LayerBuffers, PassInfo, Shape
-from .params import Initializer, assign_live
+from .base import BIAS_STREAM, BuildContext, InitSpec, LayerBuffers, PassInfo, Shape
+from .params import Initializer
+from .weighted import WeightedLayer
 
 IntPair = Union[int, Tuple[int, int]]
 PADDINGS = ("valid", "same")
@@ -63,7 +64,7 @@ _SCRATCH = _Scratch()
 COLUMN_CACHE_LIMIT = 1 << 24
 
 
-class Conv2d(Layer):
+class Conv2d(WeightedLayer):
     """A 2-D convolution over (n, H, W, C) images (channels last), as `torch.nn.Conv2d` computes it:
     `F.conv2d(x.permute(0, 3, 1, 2), W.permute(3, 2, 0, 1), b, stride, padding, dilation)`.
 
@@ -83,8 +84,6 @@ class Conv2d(Layer):
     """
 
     type_name = "Conv2d"
-    has_weights = True
-    parameter_names = ("W", "b")
 
     def __init__(self, filters: int, kernel_size: IntPair, *, stride: IntPair = 1,
                  padding: Union[str, IntPair] = "valid", dilation: IntPair = 1,
@@ -120,27 +119,6 @@ class Conv2d(Layer):
         self._native = None
         self.init_name = ""
         self.bias_init_name = ""
-
-    # ---- live arrays ----------------------------------------------------------------------------
-    @property
-    def W(self) -> np.ndarray:
-        if self._W is None:
-            raise AttributeError("this Conv2d is a spec: W exists once it is part of a Network")
-        return self._W
-
-    @W.setter
-    def W(self, value: Any) -> None:
-        assign_live("W", self.W, value)
-
-    @property
-    def b(self) -> np.ndarray:
-        if self._b is None:
-            raise AttributeError("this Conv2d is a spec: b exists once it is part of a Network")
-        return self._b
-
-    @b.setter
-    def b(self, value: Any) -> None:
-        assign_live("b", self.b, value)
 
     @property
     def kernel_activation(self) -> str:
@@ -248,9 +226,6 @@ class Conv2d(Layer):
         return None if self._W is None else int(np.prod(self._W.shape[:3]))
 
     # ---- per batch ----------------------------------------------------------------------------
-    def parameters(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        return [(self._W, self._dW), (self._b, self._db)]
-
     def allocate(self, rows: int) -> LayerBuffers:
         shape, dt = (rows,) + tuple(self.output_shape), self.dtype
         Z = np.empty(shape, dtype=dt)
@@ -336,9 +311,3 @@ class Conv2d(Layer):
                 "padding": padding, "dilation": list(self.dilation), "activation": self.activation,
                 "dropout": self.dropout, "param": self.param}
 
-    def initializers(self) -> Dict[str, str]:
-        return {"W": self.init_name, "b": self.bias_init_name}
-
-    def restore_initializers(self, names: Dict[str, str]) -> None:
-        self.init_name = names.get("W", self.init_name)
-        self.bias_init_name = names.get("b", self.bias_init_name)

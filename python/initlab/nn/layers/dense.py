@@ -9,11 +9,12 @@ import numpy as np
 from ... import _core
 from .._checks import check_float, check_int, check_name
 from ..activations import ACTIVATIONS, OUTPUTS
-from .base import BIAS_STREAM, BuildContext, InitSpec, Layer, LayerBuffers, PassInfo, Shape
-from .params import Initializer, assign_live
+from .base import BIAS_STREAM, BuildContext, InitSpec, LayerBuffers, PassInfo, Shape
+from .params import Initializer
+from .weighted import WeightedLayer
 
 
-class Dense(Layer):
+class Dense(WeightedLayer):
     """A fully connected layer: `Z = X @ W + b`, `A = activation(Z)`, then dropout in training.
 
     As a spec (before it joins a Network) every argument left as None is taken from the Network:
@@ -30,8 +31,6 @@ class Dense(Layer):
     """
 
     type_name = "Dense"
-    has_weights = True
-    parameter_names = ("W", "b")
 
     def __init__(self, units: int, activation: Optional[str] = None, *, init: Optional[InitSpec] = None,
                  bias_init: Optional[InitSpec] = None, dropout: Optional[float] = None,
@@ -56,27 +55,6 @@ class Dense(Layer):
         self._native = None
         self.init_name = ""
         self.bias_init_name = ""
-
-    # ---- live arrays: the getter returns the network's own buffer; the setter copies into it ----
-    @property
-    def W(self) -> np.ndarray:
-        if self._W is None:
-            raise AttributeError("this Dense is a spec: W exists once it is part of a Network")
-        return self._W
-
-    @W.setter
-    def W(self, value: Any) -> None:
-        assign_live("W", self.W, value)
-
-    @property
-    def b(self) -> np.ndarray:
-        if self._b is None:
-            raise AttributeError("this Dense is a spec: b exists once it is part of a Network")
-        return self._b
-
-    @b.setter
-    def b(self, value: Any) -> None:
-        assign_live("b", self.b, value)
 
     @property
     def kernel_activation(self) -> str:
@@ -162,9 +140,6 @@ class Dense(Layer):
         return out
 
     # ---- per batch ---------------------------------------------------------------------------------
-    def parameters(self) -> List[Tuple[np.ndarray, np.ndarray]]:
-        return [(self._W, self._dW), (self._b, self._db)]
-
     def allocate(self, rows: int) -> LayerBuffers:
         shape, dt = (rows, self.units), self.dtype
         Z = np.empty(shape, dtype=dt)
@@ -212,9 +187,3 @@ class Dense(Layer):
         return {"units": self.units, "activation": self.activation, "dropout": self.dropout,
                 "param": self.param}
 
-    def initializers(self) -> Dict[str, str]:
-        return {"W": self.init_name, "b": self.bias_init_name}
-
-    def restore_initializers(self, names: Dict[str, str]) -> None:
-        self.init_name = names.get("W", self.init_name)
-        self.bias_init_name = names.get("b", self.bias_init_name)
