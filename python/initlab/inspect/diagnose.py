@@ -727,12 +727,20 @@ def _jacobian_spectrum(net: "Network", samples: np.ndarray) -> Dict[str, Any]:
     ws.output_grad[...] = np.tile(np.eye(K, dtype=net.dtype), (S, 1))
     net._run_backward(ws, repeated, need_dX=True)
     inputs = int(np.prod(samples.shape[1:]))  # an image's H*W*C values
-    if not (_core.all_finite(ws.logits) and _core.all_finite(ws.X_grad)):  # overflow: no spectrum
+    finite = _core.all_finite(ws.logits) and _core.all_finite(ws.X_grad)
+    return jacobian_summary(ws.X_grad.reshape(S, K, inputs), finite)
+
+
+def jacobian_summary(J: np.ndarray, finite: bool = True) -> Dict[str, Any]:
+    """`Diagnosis.jacobian` from input-output Jacobians J (samples, outputs, inputs), any model's:
+    singular values per sample, their mean extremes, the median condition number and the mean std
+    of log10 singular values. `finite=False` (an overflowing pass): the same keys, NaN."""
+    S, K, inputs = J.shape
+    if not finite:  # overflow: no spectrum
         values = np.full((S, min(K, inputs)), np.nan)
         return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
                 "condition": math.nan, "log10_spread": math.nan}
-    values = np.stack([np.linalg.svd(ws.X_grad[s * K:(s + 1) * K].reshape(K, inputs).astype(np.float64),
-                                     compute_uv=False) for s in range(S)])
+    values = np.stack([np.linalg.svd(J[s].astype(np.float64), compute_uv=False) for s in range(S)])
     sv_max = values[:, 0]
     sv_min = values[:, -1]
     with np.errstate(divide="ignore", invalid="ignore"):

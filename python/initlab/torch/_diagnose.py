@@ -148,18 +148,7 @@ def _jacobian(module: nn.Module, X: torch.Tensor, samples: int) -> Dict[str, Any
         (dX,) = torch.autograd.grad(out, repeated, grad_outputs=eye)
     n_in = int(np.prod(first.shape[1:]))
     J = dX.detach().to(device="cpu", dtype=torch.float64).reshape(S, K, n_in).numpy()
-    if not (np.isfinite(J).all() and bool(torch.isfinite(out).all())):
-        values = np.full((S, min(K, n_in)), np.nan)
-        return {"samples": S, "singular_values": values, "sv_max": math.nan, "sv_min": math.nan,
-                "condition": math.nan, "log10_spread": math.nan}
-    values = np.stack([np.linalg.svd(J[s], compute_uv=False) for s in range(S)])
-    sv_max, sv_min = values[:, 0], values[:, -1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        condition = float(np.median(np.where(sv_min > 0, sv_max / sv_min, np.inf)))
-        logs = np.log10(np.maximum(values, np.finfo(np.float64).tiny))
-    return {"samples": S, "singular_values": values, "sv_max": float(sv_max.mean()),
-            "sv_min": float(sv_min.mean()), "condition": condition,
-            "log10_spread": float(np.mean(np.std(logs, axis=1)))}
+    return _dg.jacobian_summary(J, bool(np.isfinite(J).all() and torch.isfinite(out).all()))
 
 
 def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Callable] = None,
