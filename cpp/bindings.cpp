@@ -41,9 +41,9 @@ namespace {
 
 // The instruction set the compiler was allowed to use for this build.
 std::string simd_name() {
-#if defined(__AVX512F__)
+#if INITLAB_SIMD_LEVEL >= 3
   return "AVX-512";
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif INITLAB_SIMD_LEVEL >= 2
   return "AVX2+FMA";
 #elif defined(__AVX2__)
   return "AVX2";
@@ -2256,7 +2256,12 @@ std::shared_ptr<NativeLayer> reshape_layer_binding(const std::vector<std::int64_
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+// Defines every function of initlab._core on m (called by the module's entry point,
+// cpp/bindings_module.cpp, for the instruction-set path it chose). Outside namespace initlab, so that
+// the binding functions above are found by their plain names.
+namespace initlab_python {
+inline namespace INITLAB_ISA {
+void bind_core(py::module_& m) {
   m.doc() = "initlab's native core (private: use the initlab package)";
   m.attr("__version__") = INITLAB_VERSION;
 
@@ -2446,3 +2451,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("flatten_layer", &reshape_layer_binding<true>, py::arg("input_shape"), py::kw_only(), py::arg("dtype"),
         "A native Flatten layer");
 }
+
+}  // namespace INITLAB_ISA
+}  // namespace initlab_python

@@ -2,6 +2,7 @@
 // one `if constexpr` branch per activation, and the dispatcher that turns the runtime enum into a
 // compile-time constant so that every loop is specialized for one activation.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,7 +11,7 @@
 
 #include "initlab/dense.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 namespace detail {
 
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
@@ -264,4 +265,4 @@ inline void dispatch_activation(Activation act, F&& f) {
 }
 
 }  // namespace detail
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -2,12 +2,13 @@
 // Both split [0, count) into chunks whose size is fixed by the caller (never by the thread count), so
 // each thread owns the writes of whole chunks and reductions combine partials in chunk order.
 #pragma once
+#include "initlab/isa.hpp"
 #include <algorithm>
 #include <cstdint>
 
 #include "initlab/parallel.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 namespace detail {
 
 // Below this many elements a memory-bound loop runs on the calling thread: the fork/join of a
@@ -105,4 +106,4 @@ double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) 
 }
 
 }  // namespace detail
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -12,7 +12,7 @@
 #include "chunked.hpp"
 #include "initlab/gemm.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 std::int64_t conv2d_workspace_size(const Conv2dGeometry& g) {
   return g.pointwise() ? 0 : g.positions() * g.taps();
@@ -386,4 +386,4 @@ INITLAB_CONV_INSTANTIATE(float)
 INITLAB_CONV_INSTANTIATE(double)
 #undef INITLAB_CONV_INSTANTIATE
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

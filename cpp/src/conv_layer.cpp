@@ -5,7 +5,7 @@
 
 #include "initlab/optim.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 template <typename T>
 Conv2dLayer<T>::Conv2dLayer(const Conv2dGeometry& geometry, const T* w, const T* b, T* dw, T* db, Activation act,
@@ -135,4 +135,4 @@ template class Pool2dLayer<double>;
 template class ReshapeLayer<float>;
 template class ReshapeLayer<double>;
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -8,7 +8,7 @@
 #include "chunked.hpp"
 #include "initlab/gemm.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 const ActivationInfo* find_activation(const std::string& name) {
   for (const ActivationInfo& info : kActivations) {
@@ -135,4 +135,4 @@ template void dense_backward<double>(std::int64_t, std::int64_t, std::int64_t, d
                                      const double*, const double*, const double*, Activation, double,
                                      double*, double*, double*);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -11,7 +11,7 @@
 
 #include "initlab/parallel.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // ---- the naive twin ----------------------------------------------------------------------------
 
@@ -342,7 +342,7 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
 // otherwise. Each C element is the same sequential FMA chain over p = 0..k-1 as the micro-kernel's,
 // then alpha*acc (+ beta*C), K slice by K slice as the packed path cuts K: the results are bitwise
 // those of the packed path (tested).
-#if defined(__AVX512F__)
+#if INITLAB_SIMD_LEVEL >= 3
 constexpr int kSmallVectorBytes = 64;
 #else
 constexpr int kSmallVectorBytes = 32;
@@ -679,4 +679,4 @@ template void gemm_microkernel_bench<float>(std::int64_t, const float*, const fl
 template void gemm_microkernel_bench<double>(std::int64_t, const double*, const double*, double*,
                                              std::int64_t);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -10,7 +10,7 @@
 #include "initlab/parallel.hpp"
 #include "initlab/random.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 namespace {
 
 // Keras' constant: the standard deviation of N(0, 1) truncated to [-2, 2], so that dividing by it
@@ -533,4 +533,4 @@ template void execute_plan<double>(const InitPlan&, double*);
 template void execute_plan_naive<float>(const InitPlan&, float*);
 template void execute_plan_naive<double>(const InitPlan&, double*);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

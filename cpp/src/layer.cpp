@@ -5,7 +5,7 @@
 
 #include "initlab/optim.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 template <typename T>
 DenseLayer<T>::DenseLayer(std::int64_t in, std::int64_t out, const T* w, const T* b, T* dw, T* db,
@@ -83,4 +83,4 @@ template void sequence_backward<float>(std::int64_t, const float*, const std::ve
 template void sequence_backward<double>(std::int64_t, const double*, const std::vector<Layer<double>*>&,
                                         std::vector<LayerBuffers<double>>&, double*, const PassContext&);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -7,7 +7,7 @@
 
 #include "chunked.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 namespace {
 // Rows per chunk for the row-wise losses: about kChunk elements, never fewer than one row.
@@ -194,4 +194,4 @@ template double mean_squared_error<double>(std::int64_t, std::int64_t, const dou
 template double weight_sum<float>(std::int64_t, const float*);
 template double weight_sum<double>(std::int64_t, const double*);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

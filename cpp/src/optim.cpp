@@ -11,7 +11,7 @@
 #include "chunked.hpp"
 #include "initlab/philox.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 namespace {
 
@@ -464,4 +464,4 @@ template void dropout_forward<double>(std::int64_t, double*, double*, double, st
 template void dropout_backward<float>(std::int64_t, float*, const float*);
 template void dropout_backward<double>(std::int64_t, double*, const double*);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -8,7 +8,7 @@
 #include <omp.h>
 #endif
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 namespace {
 
 int default_threads() {
@@ -51,4 +51,4 @@ bool has_openmp() {
 #endif
 }
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

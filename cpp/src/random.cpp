@@ -13,13 +13,13 @@
 #include <cmath>
 #include <cstring>
 
-#ifdef __AVX2__
+#include "initlab/parallel.hpp"
+
+#if INITLAB_SIMD_LEVEL >= 2
 #include <immintrin.h>
 #endif
 
-#include "initlab/parallel.hpp"
-
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 namespace {
 
 // Philox blocks per batch: 4 x 64 words = 1 KiB of words, L1-resident with its scratch values.
@@ -164,7 +164,7 @@ inline double cos_approx_impl(double x) {
   }
 }
 
-#ifdef __AVX2__
+#if INITLAB_SIMD_LEVEL >= 2
 // (hi, lo) halves of the 32x32 -> 64-bit products m * x for 8 lanes of x.
 inline void mul_hi_lo(__m256i x, __m256i m, __m256i& hi, __m256i& lo) {
   // 32-bit shuffles where 64-bit shifts would do: shifts have fewer execution ports.
@@ -228,7 +228,7 @@ void philox_batch_avx2(std::uint64_t seed, std::uint64_t stream, std::uint64_t f
 
 inline void philox_batch(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_block,
                          std::uint32_t* words) {
-#ifdef __AVX2__
+#if INITLAB_SIMD_LEVEL >= 2
   philox_batch_avx2(seed, stream, first_block, words);
 #else
   philox_batch_portable(seed, stream, first_block, words);
@@ -644,4 +644,4 @@ template void fill_normal_naive<double>(double*, std::int64_t, std::uint64_t, st
 template void fill_truncated_normal_naive<double>(double*, std::int64_t, std::uint64_t, std::uint64_t,
                                                   double, double, double, double);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

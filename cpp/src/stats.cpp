@@ -7,7 +7,7 @@
 
 #include "chunked.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 template <typename T>
 double sum_of_squares(std::int64_t count, const T* x) {
@@ -118,4 +118,4 @@ template LayerStats layer_stats<float>(std::int64_t, std::int64_t, const float*,
 template LayerStats layer_stats<double>(std::int64_t, std::int64_t, const double*, const double*,
                                          Activation);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -8,7 +8,7 @@
 #include "initlab/loss.hpp"
 #include "initlab/stats.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 namespace {
 
@@ -177,4 +177,4 @@ template TrainLoopResult train_batches<double>(const TrainData<double>&, TrainWo
                                                const TrainLoopConfig&, TrainLoopState&,
                                                const std::function<bool()>&);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

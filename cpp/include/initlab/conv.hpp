@@ -44,11 +44,12 @@
 //   global average: Y (N, C) = mean over the H*W pixels (in double, in order); backward
 //         dX (N, H, W, C) := dY / (H*W) broadcast.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
 #include "initlab/dense.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 struct Conv2dGeometry {
   std::int64_t n, h, w, c;  // input (N, H, W, C)
@@ -143,4 +144,4 @@ void global_avg_pool2d_forward(std::int64_t n, std::int64_t hw, std::int64_t c, 
 template <typename T>
 void global_avg_pool2d_backward(std::int64_t n, std::int64_t hw, std::int64_t c, const T* dy, T* dx);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -12,13 +12,14 @@
 //   network's float type, 8/sizeof(T) elements per index (the caller allocates it as int64, so it is
 //   aligned for them), so that the Python layer's forward/backward and this twin share it.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 #include <vector>
 
 #include "initlab/conv.hpp"
 #include "initlab/layer.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // Z := conv(X, W) + b, A := act(Z), then inverted dropout in training (as DenseLayer).
 // Cache: Z (OH*OW*O per row); with dropout > 0 also A before dropout and the mask; with keep_columns
@@ -92,4 +93,4 @@ class ReshapeLayer final : public Layer<T> {
   std::int64_t pixels_, channels_;
 };
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

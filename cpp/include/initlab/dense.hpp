@@ -33,10 +33,11 @@
 //           0..N-1 in order, in double), dX := dZ*W^T (skipped when dX is null). dW, db, dX are
 //           overwritten, never accumulated. Outputs must not overlap inputs.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 #include <string>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 enum class Activation { kLinear, kRelu, kLeakyRelu, kElu, kSelu, kGelu, kSigmoid, kTanh, kSoftplus };
 
@@ -99,4 +100,4 @@ template <typename T>
 void dense_backward(std::int64_t n, std::int64_t i, std::int64_t o, T* da, const T* x, const T* w,
                     const T* z, const T* a, Activation act, T param, T* dw, T* db, T* dx);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -38,9 +38,10 @@
 // pay for a fork/join (M*N*K < 2^18 per thread) use fewer threads. Neither choice depends on the
 // thread count in a way that changes results: a tile is computed the same way by any thread.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 template <typename T>
 struct GemmEpilogue {
@@ -76,4 +77,4 @@ int gemm_mr();
 template <typename T>
 int gemm_nr();
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -22,13 +22,14 @@
 //   (random.hpp's word numbering), ties broken by the smaller r. Hence a uniformly random set of zeros
 //   per column, independent of the normal values.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 enum class Layout { kInOut, kOutIn };
 
@@ -104,4 +105,4 @@ void execute_plan(const InitPlan& plan, T* out);
 template <class T>
 void execute_plan_naive(const InitPlan& plan, T* out);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -19,13 +19,14 @@
 // PassContext carries what is not data: training (dropout on), and the dropout counters
 // (seed, step); a layer's own random stream is part of its configuration.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "initlab/dense.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 struct PassContext {
   bool training = false;
@@ -114,4 +115,4 @@ template <typename T>
 void sequence_backward(std::int64_t n, const T* x, const std::vector<Layer<T>*>& layers,
                        std::vector<LayerBuffers<T>>& bufs, T* dx, const PassContext& pass);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

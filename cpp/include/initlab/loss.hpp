@@ -25,9 +25,10 @@
 // the loss is bitwise identical on any thread count. NaN/Inf in Z or Y give a non-finite loss (and
 // P, dZ), never a trap. Outputs must not overlap inputs; dZ may be null.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // Z, P, dZ are (N, K); exactly one of labels (N) and targets (N, K) is non-null; weights (N) or null.
 template <typename T>
@@ -48,4 +49,4 @@ double mean_squared_error(std::int64_t n, std::int64_t k, const T* z, const T* y
 template <typename T>
 double weight_sum(std::int64_t n, const T* weights);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

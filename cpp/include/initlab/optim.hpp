@@ -30,9 +30,10 @@
 // high half of a stream, 0 for any stream below 2^32). step and stream must be below 2^32 and
 // count below 2^34. The mask depends only on (seed, stream, step, element index).
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 constexpr std::uint32_t kDropoutTag = 0x44524F50u;  // "DROP"
 
@@ -130,4 +131,4 @@ void dropout_forward(std::int64_t count, T* a, T* mask, double p, std::uint64_t 
 template <typename T>
 void dropout_backward(std::int64_t count, T* da, const T* mask);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -9,9 +9,10 @@
 //   function of the thread count, and each thread owns the writes of its chunks. Reductions
 //   combine per-chunk partials in chunk order. Hence bitwise-identical results on any team size.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // The largest team: asking the OpenMP runtime for far more threads than this (OMP_NUM_THREADS=1000000,
 // set_num_threads(10**6)) crashes it at the next region when thread creation fails.
@@ -25,4 +26,4 @@ bool has_openmp();
 // Elements per chunk for elementwise kernels and for the per-chunk partials of reductions.
 constexpr std::int64_t kChunk = 1 << 14;
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

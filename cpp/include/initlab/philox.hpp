@@ -9,10 +9,11 @@
 //   c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0); then the key is bumped by the Weyl constants
 //   (k0 += W0, k1 += W1) before the next round.
 #pragma once
+#include "initlab/isa.hpp"
 #include <array>
 #include <cstdint>
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 using Philox4x32Counter = std::array<std::uint32_t, 4>;
 using Philox4x32Key = std::array<std::uint32_t, 2>;
@@ -47,4 +48,4 @@ inline Philox4x32Counter philox_block(std::uint64_t seed, std::uint64_t stream, 
       {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)});
 }
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -41,11 +41,12 @@
 //   any thread count. The *_naive twins compute each element alone, straight from the formulas above;
 //   the tests require identical bits from both.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
 #include "initlab/philox.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // Phi(x) = erfc(-x / sqrt 2) / 2 in double (the C library's erfc; only used for the constants of a
 // truncated-normal fill, which initlab.random.normal_cdf exposes for re-derivation).
@@ -88,4 +89,4 @@ void fill_truncated_normal_naive(T* out, std::int64_t n, std::uint64_t seed, std
 void fill_words(std::uint32_t* out, std::int64_t n_words, std::uint64_t seed, std::uint64_t stream,
                 std::uint64_t first_word);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -5,11 +5,12 @@
 // combines the chunk partials in chunk order: bitwise the same on any thread count.
 // NaN/Inf propagate into sums (a NaN anywhere gives a NaN norm); all_finite reports them.
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 
 #include "initlab/dense.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 // x is (count); sum of x^2 in double: within a chunk 8 lane partials (element e in lane e % 8) added
 // as a balanced tree, then the tail; a fixed order that vectorizes (chunked.hpp).
@@ -42,4 +43,4 @@ struct LayerStats {
 template <typename T>
 LayerStats layer_stats(std::int64_t n, std::int64_t o, const T* z, const T* a, Activation act);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA

@@ -25,6 +25,7 @@
 // The result is bitwise the Python loop's on the same batches (same kernels, same order), on any
 // thread count (every kernel is).
 #pragma once
+#include "initlab/isa.hpp"
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -32,7 +33,7 @@
 #include "initlab/layer.hpp"
 #include "initlab/optim.hpp"
 
-namespace initlab {
+INITLAB_NAMESPACE_BEGIN
 
 enum class OutputLoss { kSoftmax, kSigmoid, kMse };
 
@@ -105,4 +106,4 @@ template <typename T>
 double count_correct(OutputLoss loss, std::int64_t n, std::int64_t k, const T* p, const std::int64_t* labels,
                      const T* targets);
 
-}  // namespace initlab
+INITLAB_NAMESPACE_END  // initlab::INITLAB_ISA
