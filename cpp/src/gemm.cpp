@@ -37,13 +37,35 @@ void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, 
 }
 
 // ---- blocking constants, named once --------------------------------------------------------------
-// MR x NR: the register tile (AVX2: 16 ymm registers; MR*NR/L accumulators + NR/L B vectors + one
-// broadcast A value). KC: depth of a packed slice, so that a KC x NR panel of B (16 KiB) and a KC x MR
-// panel of A stay in the 32 KiB L1. MC: rows of the packed A block, KC x MC (264 KiB float/double)
-// kept in the 512 KiB L2, and tall enough that a batch of 256 rows is one block. NC: columns of the
-// packed B block, KC x NC (4 MiB float) in L3.
+// MR x NR: the register tile, MR*NR/L accumulators + NR/L vectors of B (the A value of each row is
+// broadcast straight from memory into the FMA). KC: depth of a packed slice; it also fixes how K is
+// cut into FMA chains (each C element accumulates one chain per KC slice), so it is the same on every
+// path and both the packed and the direct path use it: changing it changes results. MC: rows of the
+// packed A block (KC x MC in L2), tall enough that a batch of 256 rows is one block. NC: columns of
+// the packed B block (KC x NC in L3), a multiple of NR.
+//
+// AVX-512 (INITLAB_SIMD_LEVEL >= 3; 32 zmm registers): a 12 x 32 float tile (12 x 16 double) is
+// 24 accumulators + 2 B vectors: 24 FMAs per 2 vector loads and 12 broadcasts, so the two FMA pipes
+// are the limit; a KC x NR panel of B is 32 KiB (the 48 KiB L1 holds it and the A panel being read,
+// 12 KiB), the A block 264 rows x KC is 264 KiB (float; double: 132 rows) of the 1 MiB L2.
+// AVX2 (16 ymm registers): 6 x 16 float (6 x 8 double), 12 accumulators + 2 B vectors; a KC x NR
+// panel of B is 16 KiB.
 template <typename T>
 struct Blocking;
+#if INITLAB_SIMD_LEVEL >= 3
+constexpr int kKernelVectorBytes = 64;
+template <>
+struct Blocking<float> {
+  static constexpr int kMR = 12, kNR = 32;
+  static constexpr std::int64_t kKC = 256, kMC = 264, kNC = 4096;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int kMR = 12, kNR = 16;
+  static constexpr std::int64_t kKC = 256, kMC = 132, kNC = 4096;
+};
+#else
+constexpr int kKernelVectorBytes = 32;
 template <>
 struct Blocking<float> {
   static constexpr int kMR = 6, kNR = 16;
@@ -54,6 +76,13 @@ struct Blocking<double> {
   static constexpr int kMR = 6, kNR = 8;
   static constexpr std::int64_t kKC = 256, kMC = 132, kNC = 4080;
 };
+#endif
+static_assert(Blocking<float>::kKC == 256 && Blocking<double>::kKC == 256,
+              "KC fixes the FMA chains of every C element: the same on every path");
+static_assert(Blocking<float>::kNC % Blocking<float>::kNR == 0 && Blocking<double>::kNC % Blocking<double>::kNR == 0,
+              "a B block is whole panels");
+static_assert(Blocking<float>::kMC % Blocking<float>::kMR == 0 && Blocking<double>::kMC % Blocking<double>::kMR == 0,
+              "an A block is whole panels");
 
 // Products with M*N*K below this go to the triple loop: packing would cost more than it saves.
 constexpr std::int64_t kGemmSmall = 2048;
@@ -81,11 +110,19 @@ int gemm_nr() {
 
 namespace {
 
-// A 256-bit vector of T (GCC/Clang vector extension): 8 floats or 4 doubles.
+// The micro-kernel's vector of T (GCC/Clang vector extension): 512-bit on AVX-512 builds (16 floats
+// or 8 doubles), 256-bit otherwise (8 floats or 4 doubles).
 template <typename T>
 struct Simd {
+  typedef T type __attribute__((vector_size(kKernelVectorBytes)));
+  static constexpr int kLanes = kKernelVectorBytes / static_cast<int>(sizeof(T));
+};
+// A 256-bit vector of T: the register transposes that pack a transposed B work on 8 x 8 floats
+// (4 x 4 doubles) whatever the micro-kernel's width.
+template <typename T>
+struct Simd256 {
   typedef T type __attribute__((vector_size(32)));
-  static constexpr int kLanes = 32 / sizeof(T);
+  static constexpr int kLanes = 32 / static_cast<int>(sizeof(T));
 };
 
 // ---- the micro-kernel ----------------------------------------------------------------------------
@@ -167,8 +204,8 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
 // permute sequence (each __builtin_shuffle below is one AVX instruction).
 #if defined(__GNUC__) && !defined(__clang__)
 template <typename T>
-inline void transpose_in_registers(typename Simd<T>::type* rows) {
-  using V = typename Simd<T>::type;
+inline void transpose_in_registers(typename Simd256<T>::type* rows) {
+  using V = typename Simd256<T>::type;
   if constexpr (std::is_same_v<T, float>) {
     using I = std::int32_t __attribute__((vector_size(32)));
     const I unpack_lo{0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi{2, 10, 3, 11, 6, 14, 7, 15};
@@ -226,8 +263,8 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
       }
     }
   } else {  // B is (N, K): transpose L x L blocks in registers (L = lanes: 8 floats, 4 doubles)
-    using V = typename Simd<T>::type;
-    constexpr int kL = Simd<T>::kLanes;
+    using V = typename Simd256<T>::type;
+    constexpr int kL = Simd256<T>::kLanes;
     std::int64_t p = 0;
 #if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
     for (; p + kL <= kc; p += kL) {
@@ -269,8 +306,9 @@ void pack_b_panels(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, 
   constexpr std::int64_t kAhead = 8;  // rows of B requested ahead
   for (std::int64_t p = 0; p < kc; ++p) {
     const T* src = b + (p0 + p) * ldb + j0;
-    if (p + kAhead < kc) {
-      for (std::int64_t q = 0; q < panels; ++q) __builtin_prefetch(src + kAhead * ldb + q * kNR);
+    if (p + kAhead < kc) {  // every cache line of the row kAhead rows on
+      constexpr std::int64_t kLine = 64 / sizeof(T);
+      for (std::int64_t j = 0; j < panels * kNR; j += kLine) __builtin_prefetch(src + kAhead * ldb + j);
       __builtin_prefetch(src + kAhead * ldb + panels * kNR - 1);
     }
     for (std::int64_t q = 0; q < panels; ++q) {
