@@ -191,6 +191,14 @@ def test_gemm_small_path_is_bitwise_the_packed_path(dtype, trans_a, trans_b):
             C = np.empty((m, n), dtype)
             _core.gemm(A_m, B, C, trans_a=trans_a, trans_b=trans_b)
             assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k} within {tall} rows"
+            # alpha and beta too: edge tiles (N = 300, 400, 700, 270 are not whole NR panels) get
+            # the same arithmetic as whole ones, alpha*acc + beta*C, on both paths.
+            C0 = rand((tall, n), dtype, 9)
+            C_big = C0.copy()
+            _core.gemm(A, B, C_big, alpha=0.7, beta=0.3, trans_a=trans_a, trans_b=trans_b)
+            C = C0[:m].copy()
+            _core.gemm(A_m, B, C, alpha=0.7, beta=0.3, trans_a=trans_a, trans_b=trans_b)
+            assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k} within {tall} rows, alpha and beta"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

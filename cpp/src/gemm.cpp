@@ -350,7 +350,9 @@ PackBuffers<T>& pack_buffers() {
 }
 
 // One MR x NR tile of C at (row, col) with mr x nr valid elements; edge tiles go through a local
-// buffer so that the micro-kernel always writes a whole tile.
+// copy of C's valid part so that the micro-kernel always works on a whole tile. An edge element gets
+// the micro-kernel's own arithmetic (alpha*acc, then + beta*C), as the direct path's edges do: no
+// element's bits depend on where the tile edges fall (MR and NR differ between builds).
 template <typename T>
 inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T alpha, T beta, T* c,
                          std::int64_t ldc, std::int64_t mr, std::int64_t nr) {
@@ -359,14 +361,15 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
     micro_kernel<T>(kc, a_panel, b_panel, alpha, beta, c, ldc);
     return;
   }
-  alignas(64) T tile[kMR * kNR];
-  micro_kernel<T>(kc, a_panel, b_panel, T(1), T(0), tile, kNR);
-  for (std::int64_t r = 0; r < mr; ++r) {
-    for (std::int64_t j = 0; j < nr; ++j) {
-      const T ab = alpha * tile[r * kNR + j];
-      T& c_rj = c[r * ldc + j];
-      c_rj = beta == T(0) ? ab : beta * c_rj + ab;
+  alignas(64) T tile[kMR * kNR] = {};
+  if (beta != T(0)) {  // beta == 0 never reads C
+    for (std::int64_t r = 0; r < mr; ++r) {
+      for (std::int64_t j = 0; j < nr; ++j) tile[r * kNR + j] = c[r * ldc + j];
     }
+  }
+  micro_kernel<T>(kc, a_panel, b_panel, alpha, beta, tile, kNR);
+  for (std::int64_t r = 0; r < mr; ++r) {
+    for (std::int64_t j = 0; j < nr; ++j) c[r * ldc + j] = tile[r * kNR + j];
   }
 }
 
