@@ -123,10 +123,10 @@ def test_gemm_fast_equals_reference_closely(dtype):
 
 
 # Edge shapes of the packed path (M*N*K >= 2048): around the register tile (AVX2: MR = 6, NR = 16
-# float / 8 double; AVX-512: MR = 12, NR = 32 float / 16 double), KC = 256, and MC = 264 (float) /
-# 132 (double), where the single row-block path gives way to the blocked one; and N = 4081 > NC = 4080
-# (AVX2), N = 4097 > NC = 4096 (AVX-512).
-FAST_M = [1, 5, 7, 11, 13, 131, 133, 263, 265]
+# float / 8 double; AVX-512: MR = 8, NR = 32 float / 16 double), KC = 256, and MC = 264 (float) /
+# 132 (double; AVX-512: 136), where the single row-block path gives way to the blocked one; and
+# N = 4081 > NC = 4080 (AVX2), N = 4097 > NC = 4096 (AVX-512).
+FAST_M = [1, 5, 7, 9, 13, 131, 133, 137, 263, 265]
 FAST_N = [1, 7, 9, 15, 17, 31, 33]
 FAST_K = [255, 257, 600]
 
