@@ -11,6 +11,10 @@
 
 #include "initlab/parallel.hpp"
 
+#if INITLAB_SIMD_LEVEL >= 2
+#include <immintrin.h>
+#endif
+
 INITLAB_NAMESPACE_BEGIN
 
 // ---- the naive twin ----------------------------------------------------------------------------
@@ -129,12 +133,44 @@ struct Simd256 {
   static constexpr int kLanes = 32 / static_cast<int>(sizeof(T));
 };
 
+// acc := a * b + acc per lane with one rounding (a fused multiply-add), written out rather than left
+// to -ffp-contract: GCC's tuning for some CPUs (avoid-fma-chains, on for Zen's 256-bit vectors) keeps
+// a loop-carried chain as a multiply and an add in one kernel and fuses it in another (it did in the
+// 1-row, 1-vector direct tile of the AVX2 path), and then the direct and packed paths no longer agree
+// bitwise. The baseline path (no FMA instruction assumed) multiplies and adds, the same way in every
+// kernel. Operands by reference: no vector-ABI question where the vectors are wider than the target's.
+template <typename T, typename V>
+inline void fmadd_into(V& acc, const V& a, const V& b) {
+#if INITLAB_SIMD_LEVEL >= 2
+  if constexpr (sizeof(V) == 32 && std::is_same_v<T, float>) {
+    acc = reinterpret_cast<V>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                              reinterpret_cast<__m256>(acc)));
+  } else if constexpr (sizeof(V) == 32) {
+    acc = reinterpret_cast<V>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b),
+                                              reinterpret_cast<__m256d>(acc)));
+#if INITLAB_SIMD_LEVEL >= 3
+  } else if constexpr (sizeof(V) == 64 && std::is_same_v<T, float>) {
+    acc = reinterpret_cast<V>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                              reinterpret_cast<__m512>(acc)));
+  } else if constexpr (sizeof(V) == 64) {
+    acc = reinterpret_cast<V>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(a), reinterpret_cast<__m512d>(b),
+                                              reinterpret_cast<__m512d>(acc)));
+#endif
+  } else {
+    static_assert(sizeof(V) == 0, "fmadd_into: no fused multiply-add for this vector width");
+  }
+#else
+  acc = a * b + acc;
+#endif
+}
+
 // ---- the micro-kernel ----------------------------------------------------------------------------
 // c (MR x NR, row stride ldc) := beta*c + alpha * a_panel * b_panel, where a_panel is KC x MR
-// (MR values per p) and b_panel is KC x NR (NR values per p, 32-byte aligned). beta == 0 never reads
+// (MR values per p) and b_panel is KC x NR (NR values per p, 64-byte aligned). beta == 0 never reads
 // c. Each of the MR x NR dot products is accumulated over p = 0..kc-1 in order: one vector FMA per
 // (row, vector) per p, MR*NR/L accumulators held in registers (the loops over r and v are fully
-// unrolled by the compiler, so acc[r][v] are scalar-replaced into ymm registers).
+// unrolled by the compiler, so acc[r][v] are scalar-replaced into zmm / ymm registers), then
+// alpha*acc, plus beta*C in one more FMA when beta != 0.
 template <typename T>
 inline void micro_kernel(std::int64_t kc, const T* __restrict a_panel, const T* __restrict b_panel,
                          T alpha, T beta, T* __restrict c, std::int64_t ldc) {
@@ -156,9 +192,9 @@ inline void micro_kernel(std::int64_t kc, const T* __restrict a_panel, const T* 
     for (int v = 0; v < kNV; ++v) b_vec[v] = *reinterpret_cast<const V*>(b_panel + v * kL);
 #pragma GCC unroll 16
     for (int r = 0; r < kMR; ++r) {
-      const T a_r = a_panel[r];
+      const V a_r = a_panel[r] - V{};  // a broadcast (x - 0 is x exactly), folded into the FMA
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) acc[r][v] += a_r * b_vec[v];
+      for (int v = 0; v < kNV; ++v) fmadd_into<T>(acc[r][v], a_r, b_vec[v]);
     }
     a_panel += kMR;
     b_panel += Blocking<T>::kNR;
@@ -169,10 +205,10 @@ inline void micro_kernel(std::int64_t kc, const T* __restrict a_panel, const T* 
     for (int v = 0; v < kNV; ++v) {
       T* c_rv = c + r * ldc + v * kL;
       V out = alpha * acc[r][v];
-      if (beta != T(0)) {
+      if (beta != T(0)) {  // beta*C + alpha*acc, one rounding after alpha*acc's
         V old;
         std::memcpy(&old, c_rv, sizeof(V));
-        out += beta * old;
+        fmadd_into<T>(out, beta - V{}, old);
       }
       std::memcpy(c_rv, &out, sizeof(V));
     }
@@ -427,9 +463,9 @@ inline void small_tile(std::int64_t k, const T* __restrict a, std::int64_t a_row
     for (int v = 0; v < kNV; ++v) std::memcpy(&b_vec[v], b + p * ldb + v * kL, sizeof(V));
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      const T a_rp = a[r * a_row + p * a_p];
+      const V a_rp = a[r * a_row + p * a_p] - V{};  // a broadcast
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) acc[r][v] += a_rp * b_vec[v];
+      for (int v = 0; v < kNV; ++v) fmadd_into<T>(acc[r][v], a_rp, b_vec[v]);
     }
   }
 #pragma GCC unroll 8
@@ -438,10 +474,10 @@ inline void small_tile(std::int64_t k, const T* __restrict a, std::int64_t a_row
     for (int v = 0; v < kNV; ++v) {
       T* c_rv = c + r * ldc + v * kL;
       V out = alpha * acc[r][v];
-      if (beta != T(0)) {
+      if (beta != T(0)) {  // beta*C + alpha*acc, one rounding after alpha*acc's
         V old;
         std::memcpy(&old, c_rv, sizeof(V));
-        out += beta * old;
+        fmadd_into<T>(out, beta - V{}, old);
       }
       std::memcpy(c_rv, &out, sizeof(V));
     }
