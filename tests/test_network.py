@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import initlab as il
+import reference as ref
 
 HIDDEN = ["linear", "relu", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "tanh", "softplus"]
 
@@ -117,23 +118,13 @@ def test_forward_predict_evaluate_match_numpy():
 
 
 # ---- gradients against torch autograd ------------------------------------------------------------
-def torch_activation(torch, name, z, param):
-    F = torch.nn.functional
-    return {"linear": lambda: z, "relu": lambda: F.relu(z),
-            "leaky_relu": lambda: F.leaky_relu(z, 0.01 if param is None else param),
-            "elu": lambda: F.elu(z, 1.0 if param is None else param), "selu": lambda: F.selu(z),
-            "gelu": lambda: F.gelu(z), "sigmoid": lambda: torch.sigmoid(z),
-            "tanh": lambda: torch.tanh(z),
-            "softplus": lambda: F.softplus(z, beta=1.0 if param is None else param, threshold=20)}[name]()
-
-
 def torch_loss(torch, net, X, y, params):
     F = torch.nn.functional
     h = torch.from_numpy(X)
     for i, layer in enumerate(net.layers):
         h = h @ params[2 * i] + params[2 * i + 1]
         if i < len(net.layers) - 1:
-            h = torch_activation(torch, layer.activation, h, layer.param)
+            h = ref.torch_activation(layer.activation, h, layer.param)
     if net.output == "softmax":
         return F.cross_entropy(h, torch.from_numpy(y))
     if net.output == "sigmoid":
