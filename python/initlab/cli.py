@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .nn.optimizers import OPTIMIZERS
+from .nn.optimizers import OPTIMIZERS, takes
 from .nn.schedules import SCHEDULES, check_schedule
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
@@ -203,11 +203,6 @@ def _or_list(names: Sequence[str], word: str = "or") -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
-def _takes(hyperparameter: str) -> List[str]:
-    """The optimizers (nn/optimizers.py's registry) that read `hyperparameter`."""
-    return [name for name, opt in OPTIMIZERS.items() if hyperparameter in opt.hyperparameters]
-
-
 def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=_non_negative_int, default=None, help=f"(default {defaults['epochs']})")
@@ -216,7 +211,7 @@ def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) 
                    help=f"{_or_list(list(OPTIMIZERS))} (default {defaults['optimizer']})")
     g.add_argument("--lr", type=_non_negative_float, default=None, help=f"learning rate (default {defaults['lr']})")
     g.add_argument("--momentum", type=_non_negative_float, default=None,
-                   help=f"for {_or_list(_takes('momentum'), 'and')} (default {defaults['momentum']})")
+                   help=f"for {_or_list(takes('momentum'), 'and')} (default {defaults['momentum']})")
     g.add_argument("--weight-decay", type=_non_negative_float, default=None,
                    help="L2 penalty (sgd, adam, rmsprop) or decoupled decay (adamw) (default 0)")
     g.add_argument("--dropout", type=_dropout_rate, default=None, help="dropout rate of the hidden layers (default 0)")
@@ -375,7 +370,7 @@ def _fit_options(args, defaults: Dict[str, Any]) -> Dict[str, Any]:
     optimizer = _pick(args.optimizer, defaults["optimizer"])
     options = dict(batch_size=_pick(args.batch_size, defaults["batch_size"]), optimizer=optimizer,
                    lr=_pick(args.lr, defaults["lr"]),
-                   momentum=_pick(args.momentum, defaults["momentum"]) if optimizer in _takes("momentum") else 0.0,
+                   momentum=_pick(args.momentum, defaults["momentum"]) if optimizer in takes("momentum") else 0.0,
                    weight_decay=_pick(args.weight_decay, 0.0), clip_norm=args.clip_norm, clip_value=args.clip_value)
     if args.lr_schedule is not None:
         from .nn.network import Network

@@ -56,6 +56,11 @@ OPTIMIZERS: Dict[str, Optimizer] = {
 }
 
 
+def takes(hyperparameter: str) -> List[str]:
+    """The optimizers that read `hyperparameter` (e.g. "momentum": sgd, rmsprop)."""
+    return [name for name, opt in OPTIMIZERS.items() if hyperparameter in opt.hyperparameters]
+
+
 def new_state(name: str, params: Sequence[np.ndarray]) -> Dict[str, Any]:
     """Zeroed state for `name` over `params` (torch starts every buffer at zero)."""
     n = OPTIMIZERS[name].n_buffers
