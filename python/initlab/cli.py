@@ -25,6 +25,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -32,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from .nn.optimizers import OPTIMIZERS, takes
-from .nn.schedules import SCHEDULES, check_schedule
+from .nn.schedules import parse_schedule
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
@@ -126,44 +127,17 @@ def _init_list(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule), read from the
-# one registry, nn/schedules.py
-LR_SCHEDULES = {name: tuple(params) for name, (_, params) in SCHEDULES.items()}
-
-
 def _lr_schedule(text: str) -> Any:
     """``cosine(T_max=30)`` -> ``("cosine", {"T_max": 30})``; a bare name -> ``"constant"`` or
-    ``(name, {})``: the form `Network.fit(lr_schedule=...)` takes."""
-    from .init import _SPEC, _parse_value, _split_top_level
-    match = _SPEC.match(text)
-    if match is None or match.group(1) not in LR_SCHEDULES:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME or NAME(key=value, ...) with NAME one of {', '.join(LR_SCHEDULES)}, got {text!r}")
-    name, inner = match.group(1), match.group(2)
-    params: Dict[str, Any] = {}
+    ``(name, {})``: the form `Network.fit(lr_schedule=...)` takes. The one parser of the schedule
+    syntax is nn/schedules.py's parse_schedule (fit reads the same strings); its errors name
+    --lr-schedule and become argparse's."""
     try:
-        for item in (_split_top_level(inner, name) if inner and inner.strip() else []):
-            key, _, value = (part.strip() for part in item.partition("="))
-            if key not in LR_SCHEDULES[name]:
-                raise ValueError(f"{name}: unknown parameter {key!r}; {name} takes: "
-                                 f"{', '.join(LR_SCHEDULES[name]) or 'no parameters'}")
-            if not value:
-                raise ValueError(f"{name}: {key} has no value in {text!r}")
-            parsed = _parse_value(value, key, name)
-            if isinstance(parsed, str):
-                raise ValueError(f"{name}: {key} must be a number, got {value!r}")
-            params[key] = parsed
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if name == "step" and "step_size" not in params:
-        raise argparse.ArgumentTypeError(f"step needs step_size, e.g. step(step_size=10,gamma=0.5); got {text!r}")
-    try:  # the values as fit checks them (a negative gamma, T_max=0, ...), named as the option
-        check_schedule((name, params), "--lr-schedule")
-    except (TypeError, ValueError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if name == "constant":
-        return "constant"
-    return (name, params)
+        spec = parse_schedule(text, "--lr-schedule")
+    except (TypeError, ValueError) as e:  # argparse writes "argument --lr-schedule: " before it
+        raise argparse.ArgumentTypeError(re.sub(r"^--lr-schedule:? ", "", str(e))) from None
+    name, params = (spec, {}) if isinstance(spec, str) else spec
+    return "constant" if name == "constant" else (name, params)
 
 
 def _name_list(text: str) -> List[str]:
