@@ -253,6 +253,19 @@ def test_from_weights():
     assert not deep["trainable"] and "beyond the 6 xi_c" in deep["message"]
 
 
+def test_from_weights_message_names_the_bias_variance_it_read():
+    # relu, sigma_w2 = 3 > 2 (chi_1 = 1.5): xi_c is infinite with or without bias, but "without
+    # bias" is only true at sigma_b2 = 0; a small nonzero sigma_b2 is said as it is
+    W = [np.eye(50) * math.sqrt(3.0)] * 4
+    no_bias = il.theory.from_weights(W, [None] * 4, "relu")
+    assert math.isinf(no_bias["xi_c"]) and no_bias["sigma_b2"] == 0.0
+    assert "relu without bias" in no_bias["message"]
+    small = il.theory.from_weights(W, [np.full(50, 1e-3)] * 4, "relu")
+    assert math.isinf(small["xi_c"]) and small["sigma_b2"] == pytest.approx(1e-6)
+    assert "without bias" not in small["message"]
+    assert "sigma_b2 = 1e-06" in small["message"] and "grows without bound" in small["message"]
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,argname", [
