@@ -230,3 +230,32 @@ def test_not_a_module_or_no_layers():
         itorch.diagnose("model", np.ones((2, 2)))
     with pytest.raises(ValueError, match="no nn.Linear"):
         itorch.diagnose(nn.Sequential(nn.ReLU()), np.ones((2, 2)))
+
+
+def test_output_row_names_what_its_activation_statistics_are_of(digits):
+    # the output row's act_mean/act_std are of what a loss reads off the logits (Network.diagnose:
+    # the net's output activation; il.torch.diagnose: the loss's, with y); without y a torch
+    # model's output means nothing known, so they are the logits, and the row says so
+    X, labels = digits
+    X = X.astype(np.float64)
+    net = il.Network([64, 32, 10], output="softmax", seed=0, dtype="float64")
+    model = net.to_torch()
+    ours = net.diagnose(X)
+    assert ours.layers[-1]["output_activation"] == "softmax"
+    assert "output_activation" not in ours.layers[0]
+    with_y = itorch.diagnose(model, X, labels)
+    assert with_y.layers[-1]["output_activation"] == "softmax"
+    assert with_y.layers[-1]["act_mean"] == pytest.approx(ours.layers[-1]["act_mean"], rel=1e-9)
+    assert with_y.layers[-1]["act_std"] == pytest.approx(ours.layers[-1]["act_std"], rel=1e-9)
+    no_y = itorch.diagnose(model, X)
+    logits = model(torch.from_numpy(X)).detach().numpy()
+    assert no_y.layers[-1]["output_activation"] == "linear"
+    assert no_y.layers[-1]["act_mean"] == pytest.approx(logits.mean(), rel=1e-9, abs=1e-12)
+    assert no_y.layers[-1]["act_std"] == pytest.approx(logits.std(), rel=1e-9)
+    targets = (np.random.default_rng(0).random((X.shape[0], 10)) < 0.3).astype(np.float64)
+    bce = itorch.diagnose(model, X, targets, loss_fn=nn.BCEWithLogitsLoss())
+    assert bce.layers[-1]["output_activation"] == "sigmoid"
+    ends_in_sigmoid = nn.Sequential(*model, nn.Sigmoid())  # the layer's own activation module
+    assert itorch.diagnose(ends_in_sigmoid, X).layers[-1]["output_activation"] == "sigmoid"
+    regression = il.Network([64, 32, 3], output="linear", seed=0, dtype="float64")
+    assert regression.diagnose(X).layers[-1]["output_activation"] == "linear"
