@@ -174,3 +174,45 @@ def test_no_function_outside_the_wide_paths_uses_an_avx_instruction():
     assert not offenders, f"AVX instructions outside the avx2/avx512 paths: {sorted(offenders)[:10]}"
     # The check can fail: the wide paths' own functions do use those instructions.
     assert re.search(r"initlab::avx512::.*\n(?:.*\n)*?.*%zmm", listing)
+
+
+CROSS_CXX = shutil.which("aarch64-linux-gnu-g++")
+QEMU = shutil.which("qemu-aarch64")
+
+
+def build_cross_check(cxx: str, arch_flags: list[str], out_dir) -> str:
+    """Compile tests/native/cross_check.cpp with the core's GEMM and fills (the flags CMakeLists.txt
+    gives random.cpp) and return the executable's path."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = str(out_dir / "cross_check")
+    sources = [("cpp/src/gemm.cpp", ["-fno-trapping-math", "-fno-math-errno"]),
+               ("cpp/src/random.cpp", ["-ffp-contract=off", "-fno-math-errno"]),
+               ("cpp/src/parallel.cpp", []), ("tests/native/cross_check.cpp", [])]
+    objects = []
+    for source, flags in sources:
+        obj = str(out_dir / (os.path.basename(source) + ".o"))
+        subprocess.run([cxx, "-std=c++17", "-O2", "-fopenmp", *arch_flags, *flags, "-I", os.path.join(repo, "cpp/include"),
+                        "-c", os.path.join(repo, source), "-o", obj], check=True, capture_output=True, timeout=600)
+        objects.append(obj)
+    subprocess.run([cxx, "-fopenmp", *objects, "-o", exe], check=True, capture_output=True, timeout=600)
+    return exe
+
+
+@pytest.mark.skipif(CROSS_CXX is None or QEMU is None or shutil.which("g++") is None,
+                    reason="needs aarch64-linux-gnu-g++ and qemu-aarch64 (Debian: g++-aarch64-linux-gnu, qemu-user)")
+def test_aarch64_builds_the_baseline_path_and_draws_the_same_bits(tmp_path):
+    """On aarch64 the core compiles its portable path (no x86 intrinsics outside guarded code), the
+    GEMM matches its naive twin, and the fills are bit for bit those of x86-64 with AVX2/AVX-512."""
+    (tmp_path / "arm").mkdir()
+    (tmp_path / "x86").mkdir()
+    arm = build_cross_check(CROSS_CXX, [], tmp_path / "arm")
+    x86 = build_cross_check("g++", ["-march=native"], tmp_path / "x86")
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    ran_arm = subprocess.run([QEMU, "-L", "/usr/aarch64-linux-gnu", arm], capture_output=True, text=True,
+                             timeout=600, env=env)
+    ran_x86 = subprocess.run([x86], capture_output=True, text=True, timeout=600, env=env)
+    assert ran_arm.returncode == 0, ran_arm.stdout + ran_arm.stderr
+    assert ran_x86.returncode == 0, ran_x86.stdout
+    fills = [line for line in ran_arm.stdout.splitlines() if line.startswith("fill_")]
+    assert len(fills) == 3
+    assert fills == [line for line in ran_x86.stdout.splitlines() if line.startswith("fill_")]
