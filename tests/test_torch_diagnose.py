@@ -63,8 +63,16 @@ def test_agrees_with_network_diagnose_on_a_converted_net(digits, dtype, rtol, ca
         assert got.symmetric == expected.symmetric
         assert got.forward_gain == pytest.approx(expected.forward_gain, rel=rtol)
         assert got.backward_gain == pytest.approx(expected.backward_gain, rel=rtol)
-        for k in ("sv_max", "sv_min", "condition", "log10_spread"):
-            assert got.jacobian[k] == pytest.approx(expected.jacobian[k], rel=max(rtol, 1e-6)), k
+        assert got.jacobian["sv_max"] == pytest.approx(expected.jacobian["sv_max"], rel=max(rtol, 1e-6))
+        # A rank-deficient Jacobian (the constant init: every unit alike) has sv_min at rounding
+        # level, whose value depends on the order of every sum (FMA or not, torch's or initlab's):
+        # then both must say singular, not agree on the noise.
+        singular = 1.0 / (np.finfo(dtype).eps * 1e3)
+        if expected.jacobian["condition"] > singular:
+            assert got.jacobian["condition"] > singular
+        else:
+            for k in ("sv_min", "condition", "log10_spread"):
+                assert got.jacobian[k] == pytest.approx(expected.jacobian[k], rel=max(rtol, 1e-6)), k
         assert got.jacobian["samples"] == expected.jacobian["samples"]
 
 
