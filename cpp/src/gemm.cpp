@@ -57,11 +57,19 @@ void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, 
 // also tile a batch of 64, 128 or 256 rows with no edge. Double: 8 rows 110-117 GFLOP/s, 12 rows
 // 100-110. The A block of 264 rows (float; double 136) x KC is 264 KiB (272 KiB) of the 1 MiB L2.
 // AVX2 (16 ymm registers): 6 x 16 float (6 x 8 double), 12 accumulators + 2 B vectors; a KC x NR
-// panel of B is 16 KiB.
+// panel of B is 16 KiB, the A block 264 KiB (float; double 132 rows).
+// Without AVX2 (the baseline x86-64 path: SSE2, 16 xmm registers; or another architecture) vectors
+// are 16 bytes and the tile is 6 x 2 vectors (12 accumulators).
+#if INITLAB_SIMD_LEVEL >= 3
+constexpr int kPackedVectorBytes = 64;
+#elif INITLAB_SIMD_LEVEL >= 2
+constexpr int kPackedVectorBytes = 32;
+#else
+constexpr int kPackedVectorBytes = 16;
+#endif
 template <typename T>
 struct Blocking;
 #if INITLAB_SIMD_LEVEL >= 3
-constexpr int kKernelVectorBytes = 64;
 template <>
 struct Blocking<float> {
   static constexpr int kMR = 8, kNR = 32;
@@ -73,15 +81,14 @@ struct Blocking<double> {
   static constexpr std::int64_t kKC = 256, kMC = 136, kNC = 4096;
 };
 #else
-constexpr int kKernelVectorBytes = 32;
 template <>
 struct Blocking<float> {
-  static constexpr int kMR = 6, kNR = 16;
+  static constexpr int kMR = 6, kNR = 2 * kPackedVectorBytes / 4;
   static constexpr std::int64_t kKC = 256, kMC = 264, kNC = 4080;
 };
 template <>
 struct Blocking<double> {
-  static constexpr int kMR = 6, kNR = 8;
+  static constexpr int kMR = 6, kNR = 2 * kPackedVectorBytes / 8;
   static constexpr std::int64_t kKC = 256, kMC = 132, kNC = 4080;
 };
 #endif
@@ -119,11 +126,11 @@ int gemm_nr() {
 namespace {
 
 // The micro-kernel's vector of T (GCC/Clang vector extension): 512-bit on AVX-512 builds (16 floats
-// or 8 doubles), 256-bit otherwise (8 floats or 4 doubles).
+// or 8 doubles), 256-bit with AVX2 (8 floats or 4 doubles), else 128-bit.
 template <typename T>
 struct Simd {
-  typedef T type __attribute__((vector_size(kKernelVectorBytes)));
-  static constexpr int kLanes = kKernelVectorBytes / static_cast<int>(sizeof(T));
+  typedef T type __attribute__((vector_size(kPackedVectorBytes)));
+  static constexpr int kLanes = kPackedVectorBytes / static_cast<int>(sizeof(T));
 };
 // A 256-bit vector of T: the register transposes that pack a transposed B work on 8 x 8 floats
 // (4 x 4 doubles) whatever the micro-kernel's width.
@@ -241,8 +248,8 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
 }
 
 // rows[r][c] -> rows[c][r]: an L x L transpose in registers with the unpack / shuffle / 128-bit
-// permute sequence (each __builtin_shuffle below is one AVX instruction).
-#if defined(__GNUC__) && !defined(__clang__)
+// permute sequence (each __builtin_shuffle below is one AVX instruction). 256-bit vectors only.
+#if defined(__GNUC__) && !defined(__clang__) && INITLAB_SIMD_LEVEL >= 2
 template <typename T>
 inline void transpose_in_registers(typename Simd256<T>::type* rows) {
   using V = typename Simd256<T>::type;
@@ -303,10 +310,11 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
       }
     }
   } else {  // B is (N, K): transpose L x L blocks in registers (L = lanes: 8 floats, 4 doubles)
+    std::int64_t p = 0;
+// __builtin_shuffle is GCC's; others, and the baseline path, take the scalar loop
+#if defined(__GNUC__) && !defined(__clang__) && INITLAB_SIMD_LEVEL >= 2
     using V = typename Simd256<T>::type;
     constexpr int kL = Simd256<T>::kLanes;
-    std::int64_t p = 0;
-#if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
     for (; p + kL <= kc; p += kL) {
       for (int half = 0; half < kNR / kL; ++half) {
         V rows[kL];
@@ -425,15 +433,17 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
 // those of the packed path (tested).
 #if INITLAB_SIMD_LEVEL >= 3
 constexpr int kSmallVectorBytes = 64;
-#else
+#elif INITLAB_SIMD_LEVEL >= 2
 constexpr int kSmallVectorBytes = 32;
+#else
+constexpr int kSmallVectorBytes = 16;
 #endif
 template <typename T>
 struct SmallSimd {
   typedef T type __attribute__((vector_size(kSmallVectorBytes)));
   static constexpr int kLanes = kSmallVectorBytes / static_cast<int>(sizeof(T));
 };
-constexpr int kSmallMR = 8;   // rows of a small tile
+constexpr int kSmallMR = INITLAB_SIMD_LEVEL >= 2 ? 8 : 6;  // rows of a small tile (16 xmm registers: 6)
 constexpr int kSmallNV = 2;   // vectors per row of a small tile
 // Products up to this many multiply-adds take the direct path whatever their shape, and so does any
 // product whose K slice of op(B) (min(K, KC) x N) fits in kDirectMaxSliceBytes (it stays in L2 while
