@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,10 +48,10 @@ decltype(auto) with_float_type(FloatType t, F&& f) {
 
 // The other direction: the FloatType of the element type T (float or double).
 template <class T>
-constexpr FloatType kFloatTypeOf = std::is_same_v<T, float> ? FloatType::kFloat32 : FloatType::kFloat64;
+inline constexpr FloatType kFloatTypeOf = std::is_same_v<T, float> ? FloatType::kFloat32 : FloatType::kFloat64;
 
 template <class T>
-constexpr const char* kDtypeName = std::is_same_v<T, float> ? "float32" : "float64";
+inline constexpr const char* kDtypeName = std::is_same_v<T, float> ? "float32" : "float64";
 
 inline const char* dtype_name(FloatType t) {
   return with_float_type(t, [](auto tag) { return kDtypeName<decltype(tag)>; });
@@ -156,9 +157,15 @@ class Check {
     return a;
   }
 
-  FloatType float_type(const py::array& a, const char* name) const {
+  // float32 or float64 (by numpy's equivalence); nullopt for any other dtype.
+  static std::optional<FloatType> float_type_of(const py::array& a) {
     if (has_dtype<float>(a)) return FloatType::kFloat32;
     if (has_dtype<double>(a)) return FloatType::kFloat64;
+    return std::nullopt;
+  }
+
+  FloatType float_type(const py::array& a, const char* name) const {
+    if (const std::optional<FloatType> t = float_type_of(a)) return *t;
     type_error(std::string("argument '") + name + "' must have dtype float32 or float64, got " +
                std::string(py::str(a.dtype())));
   }
@@ -247,9 +254,8 @@ class Check {
   OutArray float_output(const py::handle& obj) const {
     if (!py::isinstance<py::array>(obj)) type_error("array must be a numpy.ndarray, got " + type_name(obj));
     auto array = py::reinterpret_borrow<py::array>(obj);
-    if (!has_dtype<float>(array) && !has_dtype<double>(array)) {
-      type_error("array must have dtype float32 or float64, got " + std::string(py::str(array.dtype())));
-    }
+    const std::optional<FloatType> t = float_type_of(array);
+    if (!t) type_error("array must have dtype float32 or float64, got " + std::string(py::str(array.dtype())));
     if (!(array.flags() & py::array::c_style)) {
       value_error("array must be C-contiguous (it is written in place; pass numpy.ascontiguousarray(a) "
                   "and keep the result)");
@@ -258,7 +264,7 @@ class Check {
       value_error("array is not aligned to its dtype (a view at an odd byte offset); pass an aligned array");
     }
     if (!array.writeable()) value_error("array must be writable, it is read-only");
-    return {array, float_type(array, "array"), shape_of(array), static_cast<std::int64_t>(array.size())};
+    return {array, *t, shape_of(array), static_cast<std::int64_t>(array.size())};
   }
 
   static std::string repr(double v) { return std::string(py::str(py::float_(v))); }

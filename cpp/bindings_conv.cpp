@@ -106,7 +106,7 @@ py::array conv_workspace(const Check& check, const py::object& obj, const initla
       check.value_error("'workspace' is required: this geometry lowers X into " + std::to_string(need) +
                         " elements (conv2d_workspace_size)");
     }
-    return py::array();
+    return absent_array();
   }
   py::array ws = check.output(obj, "workspace", 1);
   check.same_type(ws, "workspace", t, "X");
@@ -117,10 +117,10 @@ py::array conv_workspace(const Check& check, const py::object& obj, const initla
   return ws;
 }
 
-// The workspace's data, null when none is needed (an empty array).
+// The workspace's data, null when none is needed (absent or empty).
 template <typename T>
 T* workspace_ptr(py::array& ws) {
-  return ws.size() ? out_ptr<T>(ws) : nullptr;
+  return ws && ws.size() ? out_ptr<T>(ws) : nullptr;
 }
 
 std::int64_t conv2d_workspace_size_binding(const std::vector<std::int64_t>& x_shape,
@@ -156,7 +156,7 @@ void conv2d_forward_binding(const py::object& x_obj, const py::object& w_obj, co
   check.shape(z, "Z", conv_out_shape(g), "(N, OH, OW, O)");
   check.shape(a, "A", conv_out_shape(g), "(N, OH, OW, O)");
   const auto [act, value] = activation_arg(check, activation, param);
-  py::array ws = kReference ? py::array() : conv_workspace(check, ws_obj, g, t);
+  py::array ws = kReference ? absent_array() : conv_workspace(check, ws_obj, g, t);
   std::vector<std::pair<const py::array*, const char*>> outputs{{&z, "Z"}, {&ws, "workspace"}};
   if (a.data() == z.data()) {
     if (act != initlab::Activation::kLinear) {
@@ -193,7 +193,7 @@ void conv2d_backward_binding(const py::object& da_obj, const py::object& x_obj, 
   py::array z = check.array(z_obj, "Z", 4), a = check.array(a_obj, "A", 4);
   py::array dw = check.output(dw_obj, "dW", 4), db = check.output(db_obj, "db", 1);
   const bool has_dx = !dx_obj.is_none();
-  py::array dx = has_dx ? check.output(dx_obj, "dX", 4) : py::array();
+  py::array dx = has_dx ? check.output(dx_obj, "dX", 4) : absent_array();
   const FloatType t = check.float_type(x, "X");
   check.same_type(da, "dA", t, "X");
   check.same_type(w, "W", t, "X");
@@ -212,22 +212,22 @@ void conv2d_backward_binding(const py::object& da_obj, const py::object& x_obj, 
   const auto [act, value] = activation_arg(check, activation, param);
   // columns: the forward's im2col(X) (P, K), kept by the caller (ignored when pointwise: X is the columns).
   const bool has_cols = !kReference && !cols_obj.is_none() && !g.pointwise();
-  py::array cols = has_cols ? check.array(cols_obj, "columns", 2) : py::array();
+  py::array cols = has_cols ? check.array(cols_obj, "columns", 2) : absent_array();
   if (has_cols) {
     check.same_type(cols, "columns", t, "X");
     check.shape(cols, "columns", {g.positions(), g.taps()}, "(N*OH*OW, KH*KW*C)");
   }
-  py::array ws = (kReference || (has_cols && !has_dx)) ? py::array() : conv_workspace(check, ws_obj, g, t);
+  py::array ws = (kReference || (has_cols && !has_dx)) ? absent_array() : conv_workspace(check, ws_obj, g, t);
   check.no_overlaps({{&da, "dA"}, {&dw, "dW"}, {&db, "db"}, {&dx, "dX"}, {&ws, "workspace"}},
               {{&x, "X"}, {&w, "W"}, {&z, "Z"}, {&a, "A"}, {&cols, "columns"}});
   py::gil_scoped_release release;
   with_float_type(t, [&](auto tag) {
     using T = decltype(tag);
-    T* dx_ptr = has_dx ? out_ptr<T>(dx) : nullptr;
+    T* dx_ptr = opt_ptr<T>(dx);
     if (has_cols) {
       initlab::conv2d_backward_lowered<T>(g, out_ptr<T>(da), in_ptr<T>(cols), in_ptr<T>(w), in_ptr<T>(z),
                                           in_ptr<T>(a), act, static_cast<T>(value), out_ptr<T>(dw), out_ptr<T>(db),
-                                          dx_ptr, has_dx ? out_ptr<T>(ws) : nullptr);
+                                          dx_ptr, has_dx ? workspace_ptr<T>(ws) : nullptr);
     } else if constexpr (kReference) {
       initlab::conv2d_backward_reference<T>(g, out_ptr<T>(da), in_ptr<T>(x), in_ptr<T>(w), in_ptr<T>(z),
                                             in_ptr<T>(a), act, static_cast<T>(value), out_ptr<T>(dw), out_ptr<T>(db),

@@ -193,8 +193,7 @@ py::list activations_binding() {
 struct LossArgs {
   py::array z;
   FloatType t;
-  py::array p, dz;
-  bool has_p = false, has_dz = false;
+  py::array p = absent_array(), dz = absent_array();  // null unless given
 };
 
 LossArgs loss_args(const Check& check, const py::object& z_obj, const py::object* p_obj,
@@ -204,18 +203,16 @@ LossArgs loss_args(const Check& check, const py::object& z_obj, const py::object
   check.nonempty(args.z, "Z");
   if (p_obj != nullptr) {
     args.p = check.output(*p_obj, "P", 2);
-    args.has_p = true;
     check.same_type(args.p, "P", args.t, "Z");
     check.shape(args.p, "P", shape_of(args.z), "Z.shape");
     check.no_overlap(args.p, "P", args.z, "Z");
   }
   if (!dz_obj.is_none()) {
     args.dz = check.output(dz_obj, "dZ", 2);
-    args.has_dz = true;
     check.same_type(args.dz, "dZ", args.t, "Z");
     check.shape(args.dz, "dZ", shape_of(args.z), "Z.shape");
     check.no_overlap(args.dz, "dZ", args.z, "Z");
-    if (args.has_p) check.no_overlap(args.dz, "dZ", args.p, "P");
+    if (args.p) check.no_overlap(args.dz, "dZ", args.p, "P");
   }
   return args;
 }
@@ -225,8 +222,8 @@ py::array float_targets(const Check& check, const LossArgs& args, const py::obje
   py::array y = check.array(y_obj, "y", 2);
   check.same_type(y, "y", args.t, "Z");
   check.shape(y, "y", shape_of(args.z), "Z.shape");
-  if (args.has_p) check.no_overlap(args.p, "P", y, "y");
-  if (args.has_dz) check.no_overlap(args.dz, "dZ", y, "y");
+  if (args.p) check.no_overlap(args.p, "P", y, "y");
+  if (args.dz) check.no_overlap(args.dz, "dZ", y, "y");
   return y;
 }
 
@@ -254,8 +251,8 @@ py::object row_weights(const Check& check, const LossArgs& args, const py::objec
   py::array w = check.array(w_obj, "weights", 1);
   check.same_type(w, "weights", args.t, "Z");
   check.shape(w, "weights", {static_cast<std::int64_t>(args.z.shape(0))}, "(N,)");
-  if (args.has_p) check.no_overlap(args.p, "P", w, "weights");
-  if (args.has_dz) check.no_overlap(args.dz, "dZ", w, "weights");
+  if (args.p) check.no_overlap(args.p, "P", w, "weights");
+  if (args.dz) check.no_overlap(args.dz, "dZ", w, "weights");
   const auto [bad, v] = first_failing(w, args.t, w.shape(0), [](auto value) {
     return value >= 0 && std::isfinite(static_cast<double>(value));
   });
@@ -293,7 +290,7 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
                           " is out of range [0, " + std::to_string(k) + ")");
       }
     }
-    if (args.has_dz) check.no_overlap(args.dz, "dZ", y, "y");
+    if (args.dz) check.no_overlap(args.dz, "dZ", y, "y");
     check.no_overlap(args.p, "P", y, "y");
   } else {
     y = float_targets(check, args, y_obj);
@@ -324,7 +321,7 @@ double softmax_cross_entropy_binding(const py::object& z_obj, const py::object& 
     using T = decltype(tag);
     return initlab::softmax_cross_entropy<T>(n, k, in_ptr<T>(args.z), integer_labels ? in_ptr<std::int64_t>(y) : nullptr,
                                              integer_labels ? nullptr : in_ptr<T>(y), out_ptr<T>(args.p),
-                                             args.has_dz ? out_ptr<T>(args.dz) : nullptr, weights_ptr<T>(w));
+                                             opt_ptr<T>(args.dz), weights_ptr<T>(w));
   });
 }
 
@@ -346,7 +343,7 @@ double sigmoid_binary_cross_entropy_binding(const py::object& z_obj, const py::o
   return with_float_type(args.t, [&](auto tag) {
     using T = decltype(tag);
     return initlab::sigmoid_binary_cross_entropy<T>(n, k, in_ptr<T>(args.z), in_ptr<T>(y), out_ptr<T>(args.p),
-                                                    args.has_dz ? out_ptr<T>(args.dz) : nullptr, weights_ptr<T>(w));
+                                                    opt_ptr<T>(args.dz), weights_ptr<T>(w));
   });
 }
 
@@ -361,7 +358,7 @@ double mean_squared_error_binding(const py::object& z_obj, const py::object& y_o
   return with_float_type(args.t, [&](auto tag) {
     using T = decltype(tag);
     return initlab::mean_squared_error<T>(n, k, in_ptr<T>(args.z), in_ptr<T>(y),
-                                          args.has_dz ? out_ptr<T>(args.dz) : nullptr, weights_ptr<T>(w));
+                                          opt_ptr<T>(args.dz), weights_ptr<T>(w));
   });
 }
 
