@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -207,6 +208,35 @@ class Check {
       value_error(std::string("argument '") + out_name + "' shares memory with '" + other_name +
                   "'; pass separate arrays");
     }
+  }
+
+  // The byte range [begin, end) of an argument and whether the call writes it (any_overlap).
+  struct Span {
+    const char* begin;
+    const char* end;
+    bool written;
+  };
+  static Span span(const py::array& a, bool written) {
+    const char* b = static_cast<const char*>(a.data());
+    return {b, b + a.nbytes(), written};
+  }
+  // Whether any two non-empty spans overlap where at least one is written: one sort and one sweep,
+  // O(n log n) instead of no_overlap over every pair. It only says whether a conflict exists; the
+  // caller then runs its pairwise no_overlap checks, which raise with the names (the error path).
+  static bool any_overlap(std::vector<Span>& spans) {
+    spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& x) { return x.begin == x.end; }),
+                spans.end());
+    std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.begin < y.begin; });
+    const char* end_any = nullptr;      // the furthest end of the spans before this one
+    const char* end_written = nullptr;  // ... of the written ones
+    for (const Span& x : spans) {
+      // A span overlaps an earlier one (begin <= x.begin) exactly when that one ends after x.begin.
+      if (end_written && x.begin < end_written) return true;
+      if (x.written && end_any && x.begin < end_any) return true;
+      if (!end_any || x.end > end_any) end_any = x.end;
+      if (x.written && (!end_written || x.end > end_written)) end_written = x.end;
+    }
+    return false;
   }
 
   double finite(double v, const char* name) const {
@@ -881,6 +911,8 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
   // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
   std::vector<Group>& groups = args.groups;
   std::vector<std::string> names;  // 4 per tensor
+  names.reserve(4 * n);
+  groups.reserve(n);
   FloatType& t = args.t;
   for (std::size_t i = 0; i < n; ++i) {
     const std::string at = "[" + std::to_string(i) + "]";
@@ -911,8 +943,18 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
     groups.push_back(std::move(g));
     for (const auto& name : names_i) names.push_back(name);
   }
-  // No output may share memory with an array of another tensor either.
+  // No output may share memory with an array of another tensor either: one sweep over all of them
+  // (every tensor's own arrays passed group_args' checks), and the pairwise checks, which name the
+  // two arguments, only when it finds a conflict.
+  std::vector<Check::Span> spans;
+  spans.reserve(4 * n);
   for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t a = 0; a < 4; ++a) {
+      if (groups[i].arrays[a]) spans.push_back(Check::span(groups[i].arrays[a], a != 1 || c.has_clip_value || c.has_clip_norm));
+    }
+  }
+  const bool conflict = Check::any_overlap(spans);
+  for (std::size_t i = 0; conflict && i < n; ++i) {
     for (std::size_t a = 0; a < 4; ++a) {
       py::array& out = groups[i].arrays[a];
       const bool written = a != 1 || c.has_clip_value || c.has_clip_norm;
