@@ -1771,6 +1771,7 @@ py::dict train_batches_binding(NativeSequence& seq, const py::tuple& workspace, 
   out["loss"] = result.loss;
   out["in_update"] = result.in_update;
   out["bad_layers"] = py::cast(result.bad_layers);
+  out["dry_runs_skipped"] = result.dry_runs_skipped;
   if (raised_type != nullptr) {
     PyErr_NormalizeException(&raised_type, &raised_value, &raised_tb);
     if (raised_tb != nullptr && raised_value != nullptr) PyException_SetTraceback(raised_value, raised_tb);
