@@ -48,37 +48,33 @@ SgdFactors<T> sgd_factors(double lr, double momentum, double dampening, double w
 }
 
 // param, grad, momentum_buffer are (count).
-// kTrack: also the largest magnitudes written, into peak[0..2] (param, state0, state1; inf when a
-// state written is not finite), for UpdateBounds. Only compares: the stored values are the same.
-template <typename T>
-inline T larger(T a, T b) {
-  return a > b ? a : b;
-}
+// kTrack: also the largest magnitudes written, into peak[0..2] (param, state0, state1; inf when one
+// is not finite), for UpdateBounds: integer maxima of the bits (detail::magnitude_bits), so the loop
+// stays vectorized; the stored values are the same.
 
 template <typename T, bool kStore, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov, bool kTrack>
 unsigned sgd_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict momentum_buffer,
-                   const SgdFactors<T> f, T* __restrict peak) {
-  unsigned bad = 0, bad_state = 0;
-  T peak_w = T(0), peak_buf = T(0);
+                   const SgdFactors<T> f, double* __restrict peak) {
+  unsigned bad = 0;
+  typename detail::MagnitudeBits<T>::type peak_w = 0, peak_buf = 0;
   for (std::int64_t e = 0; e < count; ++e) {
     T g = grad[e];
     if (kWeightDecay) g = g + f.wd * param[e];
     if (kMomentum) {
       const T buf = kFirst ? g : f.mu * momentum_buffer[e] + f.one_minus_dampening * g;
       if (kStore) momentum_buffer[e] = buf;
-      if (kTrack) peak_buf = larger(peak_buf, std::abs(buf));
-      if (kTrack) bad_state |= not_finite(buf);
+      if (kTrack) peak_buf = std::max(peak_buf, detail::magnitude_bits(buf));
       g = kNesterov ? g + f.mu * buf : buf;
     }
     const T w = param[e] - f.lr * g;
     if (kStore) param[e] = w;
-    if (kTrack) peak_w = larger(peak_w, std::abs(w));
+    if (kTrack) peak_w = std::max(peak_w, detail::magnitude_bits(w));
     bad |= not_finite(w);
   }
   if (kTrack) {
-    peak[0] = peak_w;
-    peak[1] = bad_state ? std::numeric_limits<T>::infinity() : peak_buf;
-    peak[2] = T(0);
+    peak[0] = detail::magnitude_of<T>(peak_w);
+    peak[1] = detail::magnitude_of<T>(peak_buf);
+    peak[2] = 0.0;
   }
   return bad;
 }
@@ -107,9 +103,9 @@ AdamFactors<T> adam_factors(double lr, double beta1, double beta2, double eps, d
 // param *= 1 - lr*wd; kLerpLow: weight1 < 0.5 (torch.lerp's two formulas).
 template <typename T, bool kStore, bool kL2, bool kShrink, bool kLerpLow, bool kTrack>
 unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict exp_avg,
-                    T* __restrict exp_avg_sq, const AdamFactors<T> f, T* __restrict peak) {
-  unsigned bad = 0, bad_state = 0;
-  T peak_w = T(0), peak_m = T(0), peak_v = T(0);
+                    T* __restrict exp_avg_sq, const AdamFactors<T> f, double* __restrict peak) {
+  unsigned bad = 0;
+  typename detail::MagnitudeBits<T>::type peak_w = 0, peak_m = 0, peak_v = 0;
   for (std::int64_t e = 0; e < count; ++e) {
     T g = grad[e];
     T w = param[e];
@@ -125,17 +121,16 @@ unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict
     w = w - f.step_size * (m / denom);
     if (kStore) param[e] = w;
     if (kTrack) {
-      peak_w = larger(peak_w, std::abs(w));
-      peak_m = larger(peak_m, std::abs(m));
-      peak_v = larger(peak_v, v);
-      bad_state |= not_finite(m) | not_finite(v);
+      peak_w = std::max(peak_w, detail::magnitude_bits(w));
+      peak_m = std::max(peak_m, detail::magnitude_bits(m));
+      peak_v = std::max(peak_v, detail::magnitude_bits(v));
     }
     bad |= not_finite(w);
   }
   if (kTrack) {
-    peak[0] = peak_w;
-    peak[1] = bad_state ? std::numeric_limits<T>::infinity() : peak_m;
-    peak[2] = bad_state ? std::numeric_limits<T>::infinity() : peak_v;
+    peak[0] = detail::magnitude_of<T>(peak_w);
+    peak[1] = detail::magnitude_of<T>(peak_m);
+    peak[2] = detail::magnitude_of<T>(peak_v);
   }
   return bad;
 }
@@ -195,7 +190,8 @@ struct RangeRunner {
   // kStore false: computes and checks the update without writing anything (the guard's dry run).
   // kTrack (sgd, adam, adamw): the largest magnitudes written go to peak[0..2].
   template <bool kStore = true, bool kTrack = false>
-  unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1, T* peak = nullptr) const {
+  unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1,
+                      double* peak = nullptr) const {
     switch (kind) {
       case OptimizerKind::kSgd:
         return with_flag(flags[0], [&](auto wd) {
@@ -426,7 +422,7 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
   std::vector<std::uint8_t> chunk_bad(static_cast<std::size_t>(chunks), 0);
   // With the loop's bounds, the writing pass measures what it writes (per chunk, then the largest).
   const bool track = bounds != nullptr && c.guard && c.kind != OptimizerKind::kRmsprop;
-  std::vector<T> peaks(track ? 3 * static_cast<std::size_t>(chunks) : 0);
+  std::vector<double> peaks(track ? 3 * static_cast<std::size_t>(chunks) : 0);
   auto update_pass = [&](auto store) {
     constexpr bool kStore = decltype(store)::value;
 #pragma omp parallel num_threads(num_threads()) if (parallel)
@@ -469,7 +465,7 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
   if (track && result.written) {  // what this step wrote is what the next one starts from
     double peak[3] = {0.0, 0.0, 0.0};
     for (std::int64_t k = 0; k < chunks; ++k) {
-      for (int q = 0; q < 3; ++q) peak[q] = std::max(peak[q], static_cast<double>(peaks[3 * k + q]));
+      for (int q = 0; q < 3; ++q) peak[q] = std::max(peak[q], peaks[3 * k + q]);
     }
     bounds->param = peak[0];
     bounds->state0 = peak[1];

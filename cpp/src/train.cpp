@@ -53,14 +53,9 @@ double batch_loss(OutputLoss loss, std::int64_t rows, std::int64_t k, TrainWorks
 // kParallelMinElements on; the largest value does not depend on the order.
 template <typename T>
 double chunk_max_abs(std::int64_t n, const T* x) {
-  T peak = T(0);
-  unsigned bad = 0;
-  for (std::int64_t e = 0; e < n; ++e) {
-    const T a = std::abs(x[e]);
-    peak = a > peak ? a : peak;
-    bad |= !(a <= std::numeric_limits<T>::max());
-  }
-  return bad ? std::numeric_limits<double>::infinity() : static_cast<double>(peak);
+  typename detail::MagnitudeBits<T>::type peak = 0;  // an integer max: vectorized (chunked.hpp)
+  for (std::int64_t e = 0; e < n; ++e) peak = std::max(peak, detail::magnitude_bits(x[e]));
+  return detail::magnitude_of<T>(peak);
 }
 
 template <typename T>
