@@ -182,10 +182,23 @@ class Check {
 
   void shape(const py::array& a, const char* name, const std::vector<std::int64_t>& expected,
              const char* dims) const {
-    if (shape_of(a) != expected) {
+    if (!same_shape(a, expected.data(), expected.size())) {
       value_error(std::string("argument '") + name + "' must have shape " + dims + " = " +
                   shape_str(expected) + ", got " + shape_str(shape_of(a)));
     }
+  }
+  // The same for a braced list: no vector is built unless the shape is wrong (a kernel call checks
+  // a dozen shapes; their allocations were a visible part of a small layer's call).
+  void shape(const py::array& a, const char* name, std::initializer_list<std::int64_t> expected,
+             const char* dims) const {
+    if (!same_shape(a, expected.begin(), expected.size())) shape(a, name, std::vector<std::int64_t>(expected), dims);
+  }
+  static bool same_shape(const py::array& a, const std::int64_t* expected, std::size_t ndim) {
+    if (static_cast<std::size_t>(a.ndim()) != ndim) return false;
+    for (std::size_t d = 0; d < ndim; ++d) {
+      if (a.shape(static_cast<py::ssize_t>(d)) != expected[d]) return false;
+    }
+    return true;
   }
 
   void nonempty(const py::array& a, const char* name) const {
@@ -734,8 +747,10 @@ Group group_args(const Check& check, std::initializer_list<const py::object*> ob
       g.count = a.size();
     } else {
       check.same_type(a, *name, g.t, names.begin()[0]);
-      check.shape(a, *name, shape_of(py::reinterpret_borrow<py::array>(*objs.begin()[0])),
-                  (std::string(names.begin()[0]) + ".shape").c_str());
+      const py::array& first = g.arrays.front();
+      if (!Check::same_shape(a, first.shape(), static_cast<std::size_t>(first.ndim()))) {
+        check.shape(a, *name, shape_of(first), (std::string(names.begin()[0]) + ".shape").c_str());
+      }
     }
     g.arrays.push_back(a);
     kept_names.push_back(*name);
