@@ -428,6 +428,12 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
     np.take(cfg.X_train, run.order[lo:hi], axis=0, out=ws.X)
     yb = ws.y_int if run.y_is_int else ws.y_float
     np.take(cfg.y_train, run.order[lo:hi], axis=0, out=yb)
+    if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
+        # update_ratio measures what the epoch's last batch changes: W before it, saved even when the
+        # batch weighs 0 and makes no step (the ratio is then 0; W_before is never left unwritten)
+        for before, layer in zip(run.W_before, net.layers):
+            if before is not None:
+                np.copyto(before, layer.parameters()[0][0])
     wb, weight = None, float(rows)
     if cfg.w_train is not None:
         wb = ws.w
@@ -454,10 +460,6 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
         run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch,
                                           net._step, batch_loss, bad)
         return None, weight, 0.0
-    if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
-        for before, layer in zip(run.W_before, net.layers):
-            if before is not None:
-                np.copyto(before, layer.parameters()[0][0])
     # ---- the update, guarded (optimizers.step): an update that would overflow (e.g. weight decay
     # multiplying W by 1 - lr*wd = -6605) writes nothing, so the weights stay the last finite ones.
     overflow = optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper,
