@@ -2183,3 +2183,28 @@ def test_regression_bytes_labels_save_and_load(tmp_path):
     loaded = il.Network.load(tmp_path / "net.npz")
     assert np.array_equal(loaded.classes_, net.classes_) and loaded.classes_.dtype == net.classes_.dtype
     assert np.array_equal(loaded.predict(X), net.predict(X))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_regression_huge_and_tiny_row_weights(dtype):
+    # Finite weights the API allows: 1e300 became inf in float32 (a ValueError from the loss kernel
+    # naming 'weights'), two 1e308 summed to inf in double (NaN loss, diverged=False), 1e200 * 1e200
+    # overflowed, and 5e-324 gave 1/sum(w) = inf. A power-of-two rescaling changes no bit otherwise;
+    # a weight below 2**-1022 after it counts as 0.
+    X = np.random.default_rng(1).standard_normal((3, 3)).astype(dtype)
+    y = np.array([0, 1, 2])
+
+    def fit(**kw):
+        net = il.Network([3, 4, 3], seed=0, dtype=dtype)
+        report = net.fit(X, y, epochs=2, batch_size=2, progress=False, **kw)
+        assert not report.diverged and all(np.isfinite(h["loss"]) for h in report.history)
+        return [w.tobytes() for w in net.get_weights()], [h["loss"] for h in report.history]
+
+    ones = fit(sample_weight=np.ones(3))
+    for w in (2.0 ** 900, 2.0 ** -1070, 2.0 ** 1023):
+        assert fit(sample_weight=np.full(3, w)) == ones  # exact power-of-two scalings: the same bits
+    fit(sample_weight=np.array([1e308, 1e308, 1.0]))
+    fit(sample_weight=np.array([1e200, 1.0, 1.0]), class_weight={0: 1e200, 1: 1e-300})
+    fit(sample_weight=np.array([5e-324, 5e-324, 0.0]))
+    fit(sample_weight=np.array([1.0, 1.0, 1e-320]))  # the last batch counts as weight 0: no step
+    fit(class_weight={0: 1e300})
