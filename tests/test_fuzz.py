@@ -2217,3 +2217,16 @@ def test_regression_huge_and_tiny_row_weights(dtype):
     fit(sample_weight=np.array([5e-324, 5e-324, 0.0]))
     fit(sample_weight=np.array([1.0, 1.0, 1e-320]))  # the last batch counts as weight 0: no step
     fit(class_weight={0: 1e300})
+
+
+def test_regression_lr_schedule_callable_errors_name_the_argument():
+    # A callable of the wrong signature (lambda: 0.1) raised the bare TypeError of the call, and one
+    # failing for some epoch (1 / (e - 1)) a ZeroDivisionError, neither naming lr_schedule.
+    net = il.Network([3, 4, 3], seed=0)
+    X, y = np.zeros((3, 3), np.float32), np.array([0, 1, 2])
+    before = [w.tobytes() for w in net.get_weights()]
+    with pytest.raises(TypeError, match="lr_schedule.*epoch=0"):
+        net.fit(X, y, epochs=1, lr_schedule=lambda: 0.1, progress=False)
+    with pytest.raises(ValueError, match="lr_schedule.*epoch=1.*ZeroDivisionError"):
+        net.fit(X, y, epochs=3, lr_schedule=lambda e: 1 / (e - 1) ** 2, progress=False)
+    assert [w.tobytes() for w in net.get_weights()] == before
