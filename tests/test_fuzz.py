@@ -2257,3 +2257,16 @@ def test_regression_lr_schedule_callable_errors_name_the_argument():
     with pytest.raises(ValueError, match="lr_schedule.*epoch=1.*ZeroDivisionError"):
         net.fit(X, y, epochs=3, lr_schedule=lambda e: 1 / (e - 1) ** 2, progress=False)
     assert [w.tobytes() for w in net.get_weights()] == before
+
+
+def test_regression_epochs_beyond_what_fit_can_schedule():
+    # epochs=2**70 raised OverflowError from [lr] * epochs (and 2**40 would allocate terabytes):
+    # fit lists every epoch's lr before the first step, so epochs has a documented maximum.
+    net = il.Network([3, 4, 3], seed=0)
+    X, y = np.zeros((3, 3), np.float32), np.array([0, 1, 2])
+    for epochs in (2**70, 2**40, training.MAX_EPOCHS + 1):
+        with pytest.raises(ValueError, match="epochs"):
+            net.fit(X, y, epochs=epochs, progress=False)
+    report = net.fit(X, y, epochs=training.MAX_EPOCHS, progress=False, callbacks=[il.EarlyStopping(
+        monitor="loss", patience=0, min_delta=1e9)])  # the maximum itself is fine
+    assert 1 <= len(report.history) < 5

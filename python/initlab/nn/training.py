@@ -44,6 +44,8 @@ DIVERGENCE_POLICIES = ("stop", "raise", "ignore")
 # NATIVE_CHUNK batches (and at Ctrl-C, which it sees between batches).
 NATIVE_LOOP = True
 NATIVE_CHUNK = 64
+# fit computes and checks the lr of every epoch up front (lr_schedule): a list of that length
+MAX_EPOCHS = 10 ** 7
 
 
 class DivergenceError(FloatingPointError):
@@ -100,6 +102,9 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
         classes, _ = encode_fit_labels(y, net.output_dim, net.classes_)
     y = net._check_y(y, X.shape[0], classes=classes)  # y=None is an error here, not "no labels"
     epochs = check_int("epochs", epochs, 0)
+    if epochs > MAX_EPOCHS:  # every epoch's lr is computed (and checked) before the first step
+        raise ValueError(f"epochs must be at most {MAX_EPOCHS:_} (one fit call; call fit again to go on, "
+                         f"or stop early with a callback), got {epochs:_}")
     batch_size = check_int("batch_size", batch_size, 1)
     optimizer = check_name("optimizer", optimizer, list(optimizers.OPTIMIZERS))
     lr = check_float("lr", lr)
