@@ -432,12 +432,23 @@ def test_conv_epoch_benchmark_rows():
     assert "| digits-cnn | 256 | 1 |" in conv_bench.format_epoch_table(rows)
 
 
+LARGE_CASES = {  # dW products past 2^20 multiply-adds: the backward lowers X transposed, (K, P)
+    100: ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), (1, 1), (2, 2, 2, 2)),  # LeNet's conv2, 4 images
+    101: ((3, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),    # LeNet's conv1: C = 1
+    102: ((8, 13, 11, 8), (3, 4, 8, 40), (2, 1), (1, 2), (0, 1, 3, 2)),    # strides, dilation, padding
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("seed", range(40, 52))
+@pytest.mark.parametrize("seed", list(range(40, 52)) + list(LARGE_CASES))
 def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dtype):
     """conv2d_backward(columns=...) (the forward's im2col kept) gives the very bits of the backward
     that lowers X again, with dX and without, on 1 and 2 threads; the columns are only read."""
-    gen, x_shape, w_shape, stride, dilation, padding = random_case(seed)
+    if seed in LARGE_CASES:
+        gen = np.random.default_rng(seed)
+        x_shape, w_shape, stride, dilation, padding = LARGE_CASES[seed]
+    else:
+        gen, x_shape, w_shape, stride, dilation, padding = random_case(seed)
     X, W, b = conv_arrays(gen, x_shape, w_shape, dtype)
     geometry = dict(stride=stride, dilation=dilation, padding=padding)
     shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geometry))

@@ -380,6 +380,7 @@ def test_kept_columns_train_bitwise_as_relowering(monkeypatch):
     """Training that keeps each forward's im2col columns for the backward (native sequence and the
     layer-by-layer Python path) gives the very weights of training that lowers X again."""
     from initlab.nn.layers import conv2d
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 1 << 24)  # the option on (off by default)
     X, y = digits_images(200)
     kept = _train_bytes(_kept_columns_net(3), X, y)
     python_path = _kept_columns_net(3)
@@ -393,6 +394,9 @@ def test_kept_columns_train_bitwise_as_relowering(monkeypatch):
 
 def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(monkeypatch):
     from initlab.nn.layers import conv2d
+    assert conv2d.COLUMN_CACHE_LIMIT == 0  # off by default: no columns in a training batch's buffers
+    assert [len(b.cache) for b in _kept_columns_net(5)._pass(16).layers[:4]] == [3, 1, 1, 1]
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 1 << 24)
     net = _kept_columns_net(5)
     X = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
     ws = net._pass(16)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "activation_math.hpp"
 #include "chunked.hpp"
@@ -17,6 +18,80 @@ INITLAB_NAMESPACE_BEGIN
 std::int64_t conv2d_workspace_size(const Conv2dGeometry& g) {
   return g.pointwise() ? 0 : g.positions() * g.taps();
 }
+
+namespace {
+
+// Products dW = cols^T dZ of fewer multiply-adds than this read the columns (P, K) as the lowered
+// path does (the GEMM's small-product paths need not give a (K, P) operand the bits of a
+// transposed (P, K) one); larger ones lower X transposed, which the packed GEMM reads bitwise alike.
+constexpr std::int64_t kTransposedLoweringMacs = std::int64_t(1) << 20;
+
+// A grow-only scratch buffer per calling thread, element type and use (kUse): the per-image dcols
+// of dX and the channel planes of the transposed lowering. Never shrinks, so a steady state
+// allocates nothing; each thread writes only its own.
+template <typename T, int kUse>
+T* thread_scratch(std::int64_t size) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
+  return buffer.data();
+}
+
+// db (O) := column sums of dZ (P, O), each column over rows 0..P-1 in order, in double (as
+// dense.cpp's: the same bits). Threads own blocks of kColumns columns.
+template <typename T>
+void column_sums(std::int64_t p, std::int64_t o, const T* dz, T* db) {
+  constexpr std::int64_t kColumns = 64;
+  const std::int64_t blocks = (o + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (blocks > 1 && p * o >= detail::kParallelMinElements)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const std::int64_t j0 = blk * kColumns;
+    const std::int64_t width = std::min(kColumns, o - j0);
+    double acc[kColumns] = {};
+    for (std::int64_t r = 0; r < p; ++r) {
+      const T* row = dz + r * o + j0;
+      for (std::int64_t j = 0; j < width; ++j) acc[j] += static_cast<double>(row[j]);
+    }
+    for (std::int64_t j = 0; j < width; ++j) db[j0 + j] = static_cast<T>(acc[j]);
+  }
+}
+
+// One input row ih of one image's dX (W, C) := the sum of that image's column entries (OH*OW, K)
+// read from it. Gather: tap row i reads input row ih from output row oh = (ih + top - i*DH) / SH
+// when that division is exact and oh is in range. Order: i, then ow, then j (fixed).
+template <typename T>
+void col2im_row(const Conv2dGeometry& g, const T* cols_image, std::int64_t ih, T* dx_row) {
+  const std::int64_t oh_count = g.out_h(), ow_count = g.out_w(), k = g.taps();
+  std::fill(dx_row, dx_row + g.w * g.c, T(0));
+  for (std::int64_t i = 0; i < g.kh; ++i) {
+    const std::int64_t t = ih + g.pad_top - i * g.dilation_h;
+    if (t < 0 || t % g.stride_h != 0) continue;
+    const std::int64_t oh = t / g.stride_h;
+    if (oh >= oh_count) continue;
+    const T* src_row = cols_image + oh * ow_count * k + i * g.kw * g.c;
+    for (std::int64_t ow = 0; ow < ow_count; ++ow) {
+      const T* src = src_row + ow * k;
+      for (std::int64_t j = 0; j < g.kw; ++j) {
+        const std::int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
+        if (iw < 0 || iw >= g.w) continue;
+        T* dst = dx_row + iw * g.c;
+        const T* tap = src + j * g.c;
+        for (std::int64_t c = 0; c < g.c; ++c) dst[c] += tap[c];
+      }
+    }
+  }
+}
+
+// Output columns ow whose tap column j reads inside the image: [lo, hi) (empty when lo >= hi).
+inline void inside_columns(const Conv2dGeometry& g, std::int64_t j, std::int64_t* lo, std::int64_t* hi) {
+  const std::int64_t shift = j * g.dilation_w - g.pad_left;  // iw = ow*SW + shift
+  const std::int64_t ow_count = g.out_w();
+  *lo = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
+  *hi = g.w - 1 - shift < 0 ? 0 : std::min(ow_count, (g.w - 1 - shift) / g.stride_w + 1);
+  *lo = std::min(*lo, ow_count);
+}
+
+}  // namespace
 
 // ---- the lowering and its inverse -------------------------------------------------------------
 
@@ -61,31 +136,121 @@ void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols) {
 
 template <typename T>
 void conv2d_col2im(const Conv2dGeometry& g, const T* cols, T* dx) {
-  const std::int64_t oh_count = g.out_h(), ow_count = g.out_w(), k = g.taps();
+  const std::int64_t per_image = g.out_h() * g.out_w() * g.taps();
   const std::int64_t rows = g.n * g.h;  // input rows (n, ih): each thread owns whole rows of dX
 #pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (rows > 1 && g.positions() * k >= detail::kParallelMinElements)
+    if (rows > 1 && g.positions() * g.taps() >= detail::kParallelMinElements)
   for (std::int64_t row = 0; row < rows; ++row) {
     const std::int64_t n = row / g.h, ih = row % g.h;
-    T* dx_row = dx + row * g.w * g.c;
-    std::fill(dx_row, dx_row + g.w * g.c, T(0));
-    // Gather: tap row i reads input row ih from output row oh = (ih + top - i*DH) / SH when that
-    // division is exact and oh is in range. Order: i, then ow, then j (fixed for any team size).
-    for (std::int64_t i = 0; i < g.kh; ++i) {
-      const std::int64_t t = ih + g.pad_top - i * g.dilation_h;
-      if (t < 0 || t % g.stride_h != 0) continue;
-      const std::int64_t oh = t / g.stride_h;
-      if (oh >= oh_count) continue;
-      const T* src_row = cols + ((n * oh_count + oh) * ow_count) * k + i * g.kw * g.c;
-      for (std::int64_t ow = 0; ow < ow_count; ++ow) {
-        const T* src = src_row + ow * k;
-        for (std::int64_t j = 0; j < g.kw; ++j) {
-          const std::int64_t iw = ow * g.stride_w - g.pad_left + j * g.dilation_w;
-          if (iw < 0 || iw >= g.w) continue;
-          T* dst = dx_row + iw * g.c;
-          const T* tap = src + j * g.c;
-          for (std::int64_t c = 0; c < g.c; ++c) dst[c] += tap[c];
+    col2im_row(g, cols + n * per_image, ih, dx + row * g.w * g.c);
+  }
+}
+
+template <typename T>
+void conv2d_im2col_transposed(const Conv2dGeometry& g, const T* x, T* cols_t) {
+  // X (N, H, W, C) -> cols_t (K, P): row (i, j, c), column (n, oh, ow) = X[n, ih, iw, c] or 0.
+  const std::int64_t hw = g.h * g.w, p = g.positions(), k = g.taps();
+  const std::int64_t oh_count = g.out_h(), ow_count = g.out_w();
+  const T* planes = x;  // (N, C, H, W): one channel's pixels contiguous; X itself when C == 1
+  if (g.c > 1) {
+    T* buffer = thread_scratch<T, 1>(g.n * g.c * hw);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (g.n > 1 && g.n * hw * g.c >= detail::kParallelMinElements)
+    for (std::int64_t n = 0; n < g.n; ++n) {
+      const T* image = x + n * hw * g.c;
+      T* out = buffer + n * g.c * hw;
+      constexpr std::int64_t kBlock = 16;  // pixels per pass: C lines read, C runs written
+      for (std::int64_t px0 = 0; px0 < hw; px0 += kBlock) {
+        const std::int64_t px1 = std::min(hw, px0 + kBlock);
+        for (std::int64_t c = 0; c < g.c; ++c) {
+          for (std::int64_t px = px0; px < px1; ++px) out[c * hw + px] = image[px * g.c + c];
         }
+      }
+    }
+    planes = buffer;
+  }
+  // Each thread owns whole rows of cols_t: one tap (i, j) of one channel c over every position.
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (k > 1 && p * k >= detail::kParallelMinElements)
+  for (std::int64_t row = 0; row < k; ++row) {
+    const std::int64_t i = row / (g.kw * g.c), j = (row / g.c) % g.kw, c = row % g.c;
+    std::int64_t lo, hi;
+    inside_columns(g, j, &lo, &hi);
+    const std::int64_t shift = j * g.dilation_w - g.pad_left;
+    T* dst_row = cols_t + row * p;
+    // Unit strides and OW == W: output row oh reads input row oh + dh, so the tap's whole image
+    // is one shifted run of the plane: copy the band of rows inside the image in one piece, then
+    // zero the columns outside it (there the run wrapped into the neighbouring row) and the rows.
+    const std::int64_t dh = i * g.dilation_h - g.pad_top;
+    if (g.stride_h == 1 && g.stride_w == 1 && ow_count == g.w) {
+      const std::int64_t oh_lo = std::min(oh_count, std::max<std::int64_t>(0, -dh));
+      const std::int64_t oh_hi = std::max(oh_lo, std::min(oh_count, g.h - dh));
+      for (std::int64_t n = 0; n < g.n; ++n) {
+        const T* plane = planes + (n * g.c + c) * hw;
+        T* dst = dst_row + n * oh_count * ow_count;
+        std::fill(dst, dst + oh_lo * ow_count, T(0));
+        std::fill(dst + oh_hi * ow_count, dst + oh_count * ow_count, T(0));
+        if (oh_lo == oh_hi) continue;
+        if (lo >= hi) {
+          std::fill(dst + oh_lo * ow_count, dst + oh_hi * ow_count, T(0));
+          continue;
+        }
+        // dst[oh*OW + ow] = plane[(oh + dh)*W + ow + shift] for oh in [oh_lo, oh_hi), ow in [lo, hi)
+        const std::int64_t first = oh_lo * ow_count + lo, last = (oh_hi - 1) * ow_count + hi;
+        const T* src = plane + (oh_lo + dh) * g.w + lo + shift;
+        std::copy(src, src + (last - first), dst + first);
+        for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+          T* out = dst + oh * ow_count;
+          for (std::int64_t ow = 0; ow < lo; ++ow) out[ow] = T(0);
+          for (std::int64_t ow = hi; ow < ow_count; ++ow) out[ow] = T(0);
+        }
+      }
+      continue;
+    }
+    for (std::int64_t n = 0; n < g.n; ++n) {
+      const T* plane = planes + (n * g.c + c) * hw;
+      for (std::int64_t oh = 0; oh < oh_count; ++oh) {
+        T* dst = dst_row + (n * oh_count + oh) * ow_count;
+        const std::int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+        if (ih < 0 || ih >= g.h || lo >= hi) {
+          std::fill(dst, dst + ow_count, T(0));
+          continue;
+        }
+        const T* src = plane + ih * g.w + shift;  // src[ow*SW] is X[n, ih, ow*SW + shift, c]
+        std::fill(dst, dst + lo, T(0));
+        if (g.stride_w == 1) {
+          std::copy(src + lo, src + hi, dst + lo);
+        } else {
+          for (std::int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w];
+        }
+        std::fill(dst + hi, dst + ow_count, T(0));
+      }
+    }
+  }
+}
+
+template <typename T>
+void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* dx) {
+  // dZ (P, O), W (K, O) -> dX (N, H, W, C). Per chunk of whole images: dcols (rows, K) := dZ rows
+  // (rows, O) * W^T (O, K) into a per-thread scratch (L2-sized: no P*K round trip through memory),
+  // then col2im of those images. Every dcols row is the same dot products whatever the chunk (the
+  // GEMM's rows are independent, K = O in one slice order), and the chunk size is fixed, not tied
+  // to the thread count: bitwise the same on any thread count.
+  const std::int64_t pix = g.out_h() * g.out_w(), k = g.taps(), hwc = g.h * g.w * g.c;
+  constexpr std::int64_t kChunkRows = 256;  // output positions per GEMM, at least one image
+  const std::int64_t images = std::max<std::int64_t>(1, kChunkRows / pix);
+  const std::int64_t chunks = (g.n + images - 1) / images;
+  // Threads own chunks (each runs its GEMM and col2im alone); with one chunk, or one thread, the
+  // GEMM uses the team instead.
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (chunks > 1 && g.positions() * k >= detail::kParallelMinElements)
+  for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const std::int64_t n0 = chunk * images, count = std::min(images, g.n - n0);
+    T* dcols = thread_scratch<T, 0>(images * pix * k);
+    gemm<T>(false, true, count * pix, k, g.o, T(1), dz + n0 * pix * g.o, g.o, w, g.o, T(0), dcols, k);
+    for (std::int64_t n = 0; n < count; ++n) {
+      for (std::int64_t ih = 0; ih < g.h; ++ih) {
+        col2im_row(g, dcols + n * pix * k, ih, dx + (n0 + n) * hwc + ih * g.w * g.c);
       }
     }
   }
@@ -114,15 +279,25 @@ void conv2d_backward(const Conv2dGeometry& g, T* da, const T* x, const T* w, con
     dense_backward<T>(p, k, g.o, da, x, w, z, a, act, param, dw, db, dx);
     return;
   }
-  conv2d_im2col(g, x, workspace);
-  // cols is spent after dW: dcols goes over it.
-  conv2d_backward_lowered<T>(g, da, workspace, w, z, a, act, param, dw, db, dx, workspace);
+  if (p * k * g.o < kTransposedLoweringMacs) {  // small: the lowered path's very calls
+    conv2d_im2col(g, x, workspace);
+    conv2d_backward_lowered<T>(g, da, workspace, w, z, a, act, param, dw, db, dx, nullptr);
+    return;
+  }
+  activation_backward(p * g.o, da, z, a, act, param);  // dA becomes dZ
+  column_sums(p, g.o, da, db);
+  // dW (K, O) := cols^T (K, P) * dZ (P, O), with cols^T lowered straight from X: no transposed
+  // operand for the GEMM to pack (twice as fast as reading cols (P, K) transposed), and the same
+  // dot products in the same order as from cols: the packed GEMM packs both into the same panels.
+  conv2d_im2col_transposed(g, x, workspace);
+  gemm<T>(false, false, k, g.o, p, T(1), workspace, p, da, g.o, T(0), dw, g.o);
+  if (dx != nullptr) conv2d_backward_input(g, da, w, dx);
 }
 
 template <typename T>
 void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, const T* w, const T* z, const T* a,
-                             Activation act, T param, T* dw, T* db, T* dx, T* workspace) {
-  // cols (P, K) = im2col(X); dA, Z, A (P, O); W, dW (K, O); workspace (P, K) for dcols, may be cols.
+                             Activation act, T param, T* dw, T* db, T* dx, T*) {
+  // cols (P, K) = im2col(X); dA, Z, A (P, O); W, dW (K, O).
   const std::int64_t p = g.positions(), k = g.taps();
   if (g.pointwise()) {  // cols is X: as conv2d_backward, dX (P, C) straight from the dense backward
     dense_backward<T>(p, k, g.o, da, cols, w, z, a, act, param, dw, db, dx);
@@ -130,10 +305,7 @@ void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, cons
   }
   // dA := dZ; dW (K, O) := cols^T (K, P) * dZ (P, O); db := column sums of dZ.
   dense_backward<T>(p, k, g.o, da, cols, w, z, a, act, param, dw, db, nullptr);
-  if (dx == nullptr) return;
-  // dcols (P, K) := dZ (P, O) * W^T (O, K) into the workspace, then dX := col2im(dcols).
-  gemm<T>(false, true, p, k, g.o, T(1), da, g.o, w, g.o, T(0), workspace, k);
-  conv2d_col2im(g, workspace, dx);
+  if (dx != nullptr) conv2d_backward_input(g, da, w, dx);
 }
 
 template <typename T>
@@ -365,6 +537,8 @@ void global_avg_pool2d_backward(std::int64_t n, std::int64_t hw, std::int64_t c,
 #define INITLAB_CONV_INSTANTIATE(T)                                                                   \
   template void conv2d_im2col<T>(const Conv2dGeometry&, const T*, T*);                                \
   template void conv2d_col2im<T>(const Conv2dGeometry&, const T*, T*);                                \
+  template void conv2d_im2col_transposed<T>(const Conv2dGeometry&, const T*, T*);                     \
+  template void conv2d_backward_input<T>(const Conv2dGeometry&, const T*, const T*, T*);              \
   template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, T*,         \
                                   Activation, T, T*);                                                 \
   template void conv2d_backward<T>(const Conv2dGeometry&, T*, const T*, const T*, const T*, const T*,  \

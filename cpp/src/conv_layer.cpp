@@ -59,9 +59,9 @@ void Conv2dLayer<T>::backward(std::int64_t n, const T* x, LayerBuffers<T>& buf, 
     dropout_backward<T>(n * out_size(), buf.dout, buf.cache[2]);
     a = buf.cache[1];
   }
-  if (keep_columns_) {  // the forward's columns: no second lowering; the workspace takes dcols
+  if (keep_columns_) {  // the forward's columns: no second lowering, no workspace
     conv2d_backward_lowered<T>(g, buf.dout, buf.cache.back(), w_, buf.cache[0], a, act_, param_, dw_, db_, dx,
-                               dx != nullptr ? workspace(n) : nullptr);
+                               nullptr);
   } else {
     conv2d_backward<T>(g, buf.dout, x, w_, buf.cache[0], a, act_, param_, dw_, db_, dx, workspace(n));
   }

@@ -19,16 +19,24 @@
 //           Z (P, O) := cols * W (K, O) with bias and activation in the GEMM epilogue: it is
 //           dense_forward on the lowered matrix. A 1x1 kernel with unit stride and no padding
 //           needs no lowering (cols is X) and no workspace. Cached for backward: Z and A.
-// Backward: dZ := dA * act'(.) written over dA (in place); dW := cols^T * dZ; db := column sums
-//           of dZ (in double, rows in order); dcols := dZ * W^T into the workspace, then
-//           dX := col2im(dcols) (skipped when dX is null). The backward lowers X again into the
-//           workspace (it does not trust the workspace to still hold the forward's columns);
-//           conv2d_backward_lowered takes columns the caller kept from the forward instead.
+// Backward: dZ := dA * act'(.) written over dA (in place); db := column sums of dZ (in double,
+//           rows in order); dW := cols^T * dZ, where the backward lowers X again, transposed, into
+//           the workspace: cols^T (K, P) (conv2d_im2col_transposed; it does not trust the workspace
+//           to still hold the forward's columns, and a (K, P) operand is what the GEMM reads fastest
+//           for this product: the same dot products in the same order as cols^T read from cols);
+//           conv2d_backward_lowered takes columns (P, K) the caller kept from the forward instead
+//           (and conv2d_backward itself lowers to (P, K) and takes that path for products dW of
+//           fewer than 2^20 multiply-adds: both paths give the same bits at every size).
+//           dX (skipped when dX is null; conv2d_backward_input): per chunk of whole images
+//           (256 output positions, at least one image), dcols := dZ * W^T into a per-thread
+//           scratch that stays in cache, then dX := col2im(dcols) of those images.
 //           dW, db, dX are overwritten, never accumulated. Outputs must not overlap inputs.
-// Determinism: im2col threads own rows of cols (output rows (n, oh)); col2im threads own rows of
-//           dX (input rows (n, ih)) and gather every contribution to them in a fixed order (tap
-//           row, output column, tap column), so no two threads write one element and no atomics
-//           are needed; the GEMMs split output tiles only. Bitwise the same on any thread count.
+// Determinism: im2col threads own rows of cols (output rows (n, oh)), the transposed lowering rows
+//           of cols^T (taps); col2im threads own rows of dX (input rows (n, ih)) and gather every
+//           contribution to them in a fixed order (tap row, output column, tap column), so no two
+//           threads write one element and no atomics are needed; the backward's dX threads own
+//           chunks of images of a fixed size; the GEMMs split output tiles only. Bitwise the same
+//           on any thread count.
 // NaN/Inf propagate as in the GEMM (a NaN in X reaches every output position that reads it).
 //
 // Pooling (no padding; OH = (H - PH) / SH + 1, floor, as PyTorch; the caller guarantees
@@ -81,6 +89,16 @@ void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols);
 template <typename T>
 void conv2d_col2im(const Conv2dGeometry& g, const T* cols, T* dx);
 
+// X is (N, H, W, C); cols_t is (K, P): the transpose of im2col's cols. Uses a per-thread scratch of
+// N*C*H*W elements (the channel planes) when C > 1.
+template <typename T>
+void conv2d_im2col_transposed(const Conv2dGeometry& g, const T* x, T* cols_t);
+
+// dZ is (N, OH, OW, O), W is (KH, KW, C, O); dX (N, H, W, C) := col2im(dZ * W^T), chunk by chunk of
+// images through a per-thread scratch (min(N, max(1, 256 / (OH*OW))) * OH*OW*K elements).
+template <typename T>
+void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* dx);
+
 // X is (N, H, W, C), W is (KH, KW, C, O), b is (O); Z, A are (N, OH, OW, O);
 // workspace holds conv2d_workspace_size(g) elements (unused and may be null when pointwise).
 template <typename T>
@@ -95,9 +113,9 @@ void conv2d_backward(const Conv2dGeometry& g, T* da, const T* x, const T* w, con
                      Activation act, T param, T* dw, T* db, T* dx, T* workspace);
 
 // As conv2d_backward, but cols (P, K) already holds im2col(X) (the forward's lowering,
-// kept by the caller; X itself when pointwise), so X is not lowered again: the same GEMM calls on the same numbers, bitwise the
-// same results. cols is only read unless it is the workspace itself; the workspace (P*K elements)
-// receives dcols and is used only when dX is not null (then it may be null otherwise).
+// kept by the caller; X itself when pointwise), so X is not lowered again: the same dot products
+// in the same order, bitwise the same results. cols is only read; the workspace is not used (it may
+// be null): dX goes through conv2d_backward_input's per-thread scratch.
 template <typename T>
 void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, const T* w, const T* z, const T* a,
                              Activation act, T param, T* dw, T* db, T* dx, T* workspace);
