@@ -496,3 +496,74 @@ def test_kept_columns_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="workspace"):  # dX still needs the workspace for dcols
         _core.conv2d_backward(Z.copy(), X, W, Z, A, "relu", None, dW, db, np.empty_like(X),
                               columns=np.zeros((18, 27), np.float32), **geometry)
+
+
+# ---- the fast paths of the convolution ---------------------------------------------------------
+
+def lowered_columns(X, w_shape, stride, dilation, padding):
+    """im2col in numpy: (P, K) with column (i, j, c), zeros outside the image."""
+    N, H, Wd, C = X.shape
+    KH, KW = w_shape[:2]
+    (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, padding
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wd + left + right - dw * (KW - 1) - 1) // sw + 1
+    taps = [Xp[:, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw, :]
+            for i in range(KH) for j in range(KW)]
+    return np.ascontiguousarray(np.stack(taps, axis=3).reshape(N * OH * OW, KH * KW * C))
+
+
+DIRECT_CASES = [  # K = KH*KW*C <= 32: the forward runs the direct kernel straight on X
+    ((3, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),   # LeNet's conv1
+    ((4, 8, 8, 1), (3, 3, 1, 16), (1, 1), (1, 1), (1, 1, 1, 1)),     # the digits CNN's conv1
+    ((2, 9, 11, 3), (3, 3, 3, 70), (2, 1), (1, 2), (0, 2, 1, 0)),    # RGB, 4 vectors + a tail of 6
+    ((2, 7, 6, 2), (2, 4, 2, 5), (1, 3), (2, 1), (1, 1, 2, 2)),      # fewer channels than a vector
+    ((1, 5, 5, 32), (1, 1, 32, 17), (1, 1), (1, 1), (1, 0, 0, 1)),   # 1x1 with padding: not pointwise
+    ((3, 6, 6, 1), (1, 1, 1, 48), (2, 2), (1, 1), (0, 0, 0, 0)),     # strided 1x1, 3 vectors
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(DIRECT_CASES)))
+@pytest.mark.parametrize("name", ["relu", "tanh", "linear"])
+def test_direct_forward_is_bitwise_the_lowered_gemm_and_close_to_the_twin(case, dtype, name):
+    """For few taps conv2d_forward skips the lowering: Z and A are still the very bits of
+    dense_forward on the im2col columns (0, one multiply-add per tap in order, the taps outside the
+    image as 0 * w, then + b), and within rounding of the direct-loop twin (which skips those taps)."""
+    x_shape, w_shape, stride, dilation, padding = DIRECT_CASES[case]
+    gen = np.random.default_rng(300 + case)
+    X, W, b = conv_arrays(gen, x_shape, w_shape, dtype)
+    geometry = dict(stride=stride, dilation=dilation, padding=padding)
+    shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geometry))
+    size = _core.conv2d_workspace_size(x_shape, w_shape, **geometry)
+    Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
+    _core.conv2d_forward(X, W, b, Z, A, name, workspace=np.empty(max(size, 1), dtype) if size else None, **geometry)
+    cols = lowered_columns(X, w_shape, stride, dilation, padding)
+    Zl, Al = np.empty((cols.shape[0], w_shape[3]), dtype), np.empty((cols.shape[0], w_shape[3]), dtype)
+    _core.dense_forward(cols, W.reshape(-1, w_shape[3]), b, Zl, Al, name)
+    assert Z.reshape(Zl.shape).tobytes() == Zl.tobytes()
+    assert A.reshape(Al.shape).tobytes() == Al.tobytes()
+    Zt, At = np.empty(shape, dtype), np.empty(shape, dtype)
+    _core.conv2d_forward_reference(X, W, b, Zt, At, name, **geometry)
+    tol = 2e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(Z, Zt, rtol=tol, atol=tol)
+    np.testing.assert_allclose(A, At, rtol=tol, atol=tol)
+    Z64, A64 = ref.conv2d_forward(X, W, b, name, None, stride, dilation, padding)
+    np.testing.assert_allclose(A, A64, rtol=10 * tol, atol=10 * tol)
+
+
+def test_direct_forward_propagates_nan_and_inf_as_the_lowered_path():
+    """An Inf weight meets the zero padding as 0 * Inf = NaN in the lowered GEMM; the direct kernel
+    multiplies the same zeros, so border outputs are NaN there too (the twin skips padding taps)."""
+    gen = np.random.default_rng(9)
+    X, W, b = conv_arrays(gen, (2, 6, 6, 1), (3, 3, 1, 16), np.float32)
+    W[0, 0, 0, 3] = np.inf
+    X[1, 2, 3, 0] = np.nan
+    geometry = dict(stride=(1, 1), dilation=(1, 1), padding=(1, 1, 1, 1))
+    Z, A = np.empty((2, 6, 6, 16), np.float32), np.empty((2, 6, 6, 16), np.float32)
+    _core.conv2d_forward(X, W, b, Z, A, "relu", **geometry, workspace=np.empty(2 * 36 * 9, np.float32))
+    cols = lowered_columns(X, W.shape, (1, 1), (1, 1), (1, 1, 1, 1))
+    Zl, Al = np.empty((72, 16), np.float32), np.empty((72, 16), np.float32)
+    _core.dense_forward(cols, W.reshape(9, 16), b, Zl, Al, "relu")
+    assert Z.reshape(72, 16).tobytes() == Zl.tobytes() and A.reshape(72, 16).tobytes() == Al.tobytes()
+    assert np.isnan(Z[0, 0, 0, 3]) and np.isnan(Z[1, 2, 3, 0]) and np.isinf(Z[0, 3, 3, 3])

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -256,12 +257,177 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* 
   }
 }
 
+// ---- direct convolution for few taps ------------------------------------------------------------
+// When K = KH*KW*C is small (a first layer on gray or RGB images), the lowering costs more than the
+// GEMM it feeds. The direct kernel reads X in place: for R output positions of one row and a block
+// of NV vectors of output channels, each tap (i, j, c) broadcasts the R input values (0 outside the
+// image) against NV vectors of W's row, accumulating in registers; bias and activation follow. Every
+// Z element is the GEMM's dot product: 0, then one multiply-add per tap in the order (i, j, c) (the
+// taps outside the image as 0 * w, as the lowered columns hold them), then + b: the same bits as
+// the im2col + GEMM path (the GEMM's K slice is whole for K <= kDirectMaxTaps).
+constexpr std::int64_t kDirectMaxTaps = 32;
+
+#if INITLAB_SIMD_LEVEL >= 3
+constexpr int kDirectBytes = 64;
+#elif INITLAB_SIMD_LEVEL >= 2
+constexpr int kDirectBytes = 32;
+#else
+constexpr int kDirectBytes = 16;
+#endif
+
+template <typename T>
+struct DirectSimd {
+  typedef T type __attribute__((vector_size(kDirectBytes)));
+  static constexpr int kLanes = kDirectBytes / static_cast<int>(sizeof(T));
+};
+
+namespace {
+
+// The input zero-padded: (N, top + H + bottom, left + W + right, C), so that every tap reads memory.
+template <typename T>
+const T* padded_input(const Conv2dGeometry& g, const T* x, std::int64_t* hp_out, std::int64_t* wp_out) {
+  const std::int64_t hp = g.h + g.pad_top + g.pad_bottom, wp = g.w + g.pad_left + g.pad_right;
+  *hp_out = hp;
+  *wp_out = wp;
+  if (hp == g.h && wp == g.w) return x;
+  T* out = thread_scratch<T, 2>(g.n * hp * wp * g.c);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (g.n > 1 && g.n * hp * wp * g.c >= detail::kParallelMinElements)
+  for (std::int64_t n = 0; n < g.n; ++n) {
+    T* image = out + n * hp * wp * g.c;
+    const T* src = x + n * g.h * g.w * g.c;
+    const std::int64_t row = wp * g.c;
+    std::fill(image, image + g.pad_top * row, T(0));
+    for (std::int64_t ih = 0; ih < g.h; ++ih) {
+      T* dst = image + (g.pad_top + ih) * row;
+      std::fill(dst, dst + g.pad_left * g.c, T(0));
+      std::copy(src + ih * g.w * g.c, src + (ih + 1) * g.w * g.c, dst + g.pad_left * g.c);
+      std::fill(dst + (g.pad_left + g.w) * g.c, dst + row, T(0));
+    }
+    std::fill(image + (g.pad_top + g.h) * row, image + hp * row, T(0));
+  }
+  return out;
+}
+
+// Z, A at positions ow0 .. ow0+R-1 of one output row, channels o0 .. o0 + NV*L - 1; `base` is the
+// padded input at the row's first tap (oh*SH, 0).
+template <typename T, int kNV, int kR, Activation kAct>
+inline void direct_tile(const Conv2dGeometry& g, std::int64_t wp, const T* base, const T* w, const T* b,
+                        std::int64_t ow0, std::int64_t o0, T* z_row, T* a_row, T param) {
+  using V = typename DirectSimd<T>::type;
+  constexpr int kL = DirectSimd<T>::kLanes;
+  const std::int64_t step = g.stride_w * g.c;  // between the R positions
+  V acc[kR][kNV];
+  for (int r = 0; r < kR; ++r)
+    for (int v = 0; v < kNV; ++v) acc[r][v] = V{};
+  const T* w_tap = w + o0;
+  for (std::int64_t i = 0; i < g.kh; ++i) {
+    for (std::int64_t j = 0; j < g.kw; ++j) {
+      const T* px = base + (i * g.dilation_h * wp + ow0 * g.stride_w + j * g.dilation_w) * g.c;
+      for (std::int64_t c = 0; c < g.c; ++c, w_tap += g.o) {
+        V wv[kNV];
+        for (int v = 0; v < kNV; ++v) std::memcpy(&wv[v], w_tap + v * kL, sizeof(V));
+        for (int r = 0; r < kR; ++r) {
+          const T xv = px[r * step + c];
+          for (int v = 0; v < kNV; ++v) acc[r][v] += xv * wv[v];
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    T* zr = z_row + (ow0 + r) * g.o + o0;
+    T* ar = a_row + (ow0 + r) * g.o + o0;
+    for (int v = 0; v < kNV; ++v) {
+      V bv;
+      std::memcpy(&bv, b + o0 + v * kL, sizeof(V));
+      const V zv = acc[r][v] + bv;
+      std::memcpy(zr + v * kL, &zv, sizeof(V));
+    }
+    for (int e = 0; e < kNV * kL; ++e) ar[e] = detail::activate<kAct>(zr[e], param);
+  }
+}
+
+// The channels past the last whole vector (O % L, fewer than L), one position at a time.
+template <typename T, Activation kAct>
+inline void direct_tail(const Conv2dGeometry& g, std::int64_t wp, const T* base, const T* w, const T* b,
+                        std::int64_t ow, std::int64_t o0, T* z_row, T* a_row, T param) {
+  constexpr std::int64_t kMax = 64;
+  T acc[kMax] = {};
+  const std::int64_t width = g.o - o0;
+  const T* w_tap = w + o0;
+  for (std::int64_t i = 0; i < g.kh; ++i) {
+    for (std::int64_t j = 0; j < g.kw; ++j) {
+      const T* px = base + (i * g.dilation_h * wp + ow * g.stride_w + j * g.dilation_w) * g.c;
+      for (std::int64_t c = 0; c < g.c; ++c, w_tap += g.o) {
+        const T xv = px[c];
+        for (std::int64_t o = 0; o < width; ++o) acc[o] += xv * w_tap[o];
+      }
+    }
+  }
+  for (std::int64_t o = 0; o < width; ++o) {
+    const T zv = acc[o] + b[o0 + o];
+    z_row[ow * g.o + o0 + o] = zv;
+    a_row[ow * g.o + o0 + o] = detail::activate<kAct>(zv, param);
+  }
+}
+
+template <typename T, int kNV, Activation kAct>
+inline void direct_block(const Conv2dGeometry& g, std::int64_t wp, const T* base, const T* w, const T* b,
+                         std::int64_t o0, T* z_row, T* a_row, T param) {
+  // R*NV accumulators + NV weight vectors in registers (32 vector registers with AVX-512, else 16).
+  constexpr int kR = kDirectBytes == 64 ? (kNV <= 2 ? 8 : 4) : (kNV <= 2 ? 4 : 2);
+  const std::int64_t ow_count = g.out_w();
+  std::int64_t ow = 0;
+  for (; ow + kR <= ow_count; ow += kR) direct_tile<T, kNV, kR, kAct>(g, wp, base, w, b, ow, o0, z_row, a_row, param);
+  for (; ow < ow_count; ++ow) direct_tile<T, kNV, 1, kAct>(g, wp, base, w, b, ow, o0, z_row, a_row, param);
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward_direct(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* z, T* a,
+                           Activation act, T param) {
+  // X (N, H, W, C), W (K, O), b (O) -> Z, A (N, OH, OW, O); threads own output rows (n, oh).
+  constexpr std::int64_t kL = DirectSimd<T>::kLanes;
+  const std::int64_t oh_count = g.out_h(), ow_count = g.out_w();
+  const std::int64_t rows = g.n * oh_count;
+  std::int64_t hp, wp;
+  const T* padded = padded_input(g, x, &hp, &wp);
+  detail::dispatch_activation(act, [&](auto kind) {
+    constexpr Activation kAct = decltype(kind)::value;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (rows > 1 && g.positions() * g.taps() * g.o >= 8 * detail::kParallelMinElements)
+    for (std::int64_t row = 0; row < rows; ++row) {
+      const std::int64_t n = row / oh_count, oh = row % oh_count;
+      const T* base = padded + (n * hp + oh * g.stride_h) * wp * g.c;
+      T* z_row = z + row * ow_count * g.o;
+      T* a_row = a + row * ow_count * g.o;
+      std::int64_t o0 = 0;
+      for (; o0 + 4 * kL <= g.o; o0 += 4 * kL) direct_block<T, 4, kAct>(g, wp, base, w, b, o0, z_row, a_row, param);
+      const std::int64_t vectors = (g.o - o0) / kL;
+      if (vectors == 3) direct_block<T, 3, kAct>(g, wp, base, w, b, o0, z_row, a_row, param);
+      if (vectors == 2) direct_block<T, 2, kAct>(g, wp, base, w, b, o0, z_row, a_row, param);
+      if (vectors == 1) direct_block<T, 1, kAct>(g, wp, base, w, b, o0, z_row, a_row, param);
+      o0 += vectors * kL;
+      if (o0 < g.o) {
+        for (std::int64_t ow = 0; ow < ow_count; ++ow) {
+          direct_tail<T, kAct>(g, wp, base, w, b, ow, o0, z_row, a_row, param);
+        }
+      }
+    }
+  });
+}
+
 // ---- convolution --------------------------------------------------------------------------------
 
 template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* z, T* a,
                     Activation act, T param, T* workspace) {
   const T* cols = x;  // pointwise: X (N, H, W, C) is already (P, K)
+  if (!g.pointwise() && g.taps() <= kDirectMaxTaps) {  // few taps: no lowering, no workspace
+    conv2d_forward_direct(g, x, w, b, z, a, act, param);
+    return;
+  }
   if (!g.pointwise()) {
     conv2d_im2col(g, x, workspace);
     cols = workspace;
@@ -539,6 +705,8 @@ void global_avg_pool2d_backward(std::int64_t n, std::int64_t hw, std::int64_t c,
   template void conv2d_col2im<T>(const Conv2dGeometry&, const T*, T*);                                \
   template void conv2d_im2col_transposed<T>(const Conv2dGeometry&, const T*, T*);                     \
   template void conv2d_backward_input<T>(const Conv2dGeometry&, const T*, const T*, T*);              \
+  template void conv2d_forward_direct<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, T*,  \
+                                         Activation, T);                                              \
   template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, T*,         \
                                   Activation, T, T*);                                                 \
   template void conv2d_backward<T>(const Conv2dGeometry&, T*, const T*, const T*, const T*, const T*,  \

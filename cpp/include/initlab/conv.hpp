@@ -18,7 +18,9 @@
 //           GEMM: cols (P, K) := im2col(X) in a caller-provided workspace, then
 //           Z (P, O) := cols * W (K, O) with bias and activation in the GEMM epilogue: it is
 //           dense_forward on the lowered matrix. A 1x1 kernel with unit stride and no padding
-//           needs no lowering (cols is X) and no workspace. Cached for backward: Z and A.
+//           needs no lowering (cols is X) and no workspace. Few taps (K <= 32: a first layer on
+//           gray or RGB images) run conv2d_forward_direct instead, straight on X, with the very
+//           bits of the lowered path. Cached for backward: Z and A.
 // Backward: dZ := dA * act'(.) written over dA (in place); db := column sums of dZ (in double,
 //           rows in order); dW := cols^T * dZ, where the backward lowers X again, transposed, into
 //           the workspace: cols^T (K, P) (conv2d_im2col_transposed; it does not trust the workspace
@@ -88,6 +90,15 @@ void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols);
 // from (the adjoint of im2col). Overwrites dX.
 template <typename T>
 void conv2d_col2im(const Conv2dGeometry& g, const T* cols, T* dx);
+
+// The direct forward for few taps: X (N, H, W, C), W (KH, KW, C, O), b (O); Z, A (N, OH, OW, O).
+// Each Z element is 0, then one multiply-add per tap (i, j, c) in order (a tap outside the image
+// multiplies 0, as the lowered columns hold it), then + b: bitwise the im2col + GEMM result when
+// K = KH*KW*C fits one K slice of the GEMM (K <= 32 here). Vectorized over output channels, R output
+// positions of a row at a time; threads own output rows. A may be Z only for activation linear.
+template <typename T>
+void conv2d_forward_direct(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* z, T* a,
+                           Activation act, T param);
 
 // X is (N, H, W, C); cols_t is (K, P): the transpose of im2col's cols. Uses a per-thread scratch of
 // N*C*H*W elements (the channel planes) when C > 1.
