@@ -1851,6 +1851,12 @@ std::int64_t conv2d_workspace_size_binding(const std::vector<std::int64_t>& x_sh
   return initlab::conv2d_workspace_size(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
 }
 
+bool conv2d_forward_lowers_binding(const std::vector<std::int64_t>& x_shape, const std::vector<std::int64_t>& w_shape,
+                                   const py::object& stride, const py::object& dilation, const py::object& padding) {
+  const Check check("conv2d_forward_lowers");
+  return initlab::conv2d_forward_lowers(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
+}
+
 std::vector<std::int64_t> conv2d_output_shape_binding(const std::vector<std::int64_t>& x_shape,
                                                       const std::vector<std::int64_t>& w_shape,
                                                       const py::object& stride, const py::object& dilation,
@@ -2397,6 +2403,9 @@ void bind_core(py::module_& m) {
   m.def("conv2d_workspace_size", &conv2d_workspace_size_binding, py::arg("x_shape"), py::arg("w_shape"),
         py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
         "elements the conv2d workspace must hold (P*K; 0 for a pointwise kernel)");
+  m.def("conv2d_forward_lowers", &conv2d_forward_lowers_binding, py::arg("x_shape"), py::arg("w_shape"),
+        py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
+        "whether conv2d_forward leaves im2col(X) (the columns) in its workspace: not when pointwise or K <= 32");
   m.def("conv2d_output_shape", &conv2d_output_shape_binding, py::arg("x_shape"), py::arg("w_shape"),
         py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), "(N, OH, OW, O)");
   m.def("conv2d_forward", &conv2d_forward_binding<false>, py::arg("X"), py::arg("W"), py::arg("b"), py::arg("Z"),

@@ -464,6 +464,13 @@ def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dty
                     Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
                     cols = np.full(max(size, 1), np.nan, dtype)  # the forward lowers X into it
                     _core.conv2d_forward(X, W, b, Z, A, "elu", 0.7, workspace=cols if size else None, **geometry)
+                    if size:  # the forward's columns, or (few taps: it reads X in place) numpy's im2col
+                        lowered = lowered_columns(X, w_shape, stride, dilation, padding).reshape(-1)
+                        if _core.conv2d_forward_lowers(x_shape, w_shape, **geometry):
+                            assert cols.tobytes() == lowered.tobytes()
+                        else:
+                            assert np.isnan(cols).all()  # the workspace is left alone
+                            cols[:] = lowered
                     kept_cols = cols.copy()
                     dA, dW, db = R.copy(), np.full_like(W, np.nan), np.full_like(b, np.nan)
                     dX = np.full_like(X, np.nan) if with_dx else None

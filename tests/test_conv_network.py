@@ -400,8 +400,9 @@ def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(mo
     net = _kept_columns_net(5)
     X = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
     ws = net._pass(16)
-    assert [len(b.cache) for b in ws.layers[:4]] == [4, 1, 2, 1]  # Z, A, mask, columns; argmax; Z, columns; Z
-    assert ws.layers[0].cache[-1].shape == (16, 8 * 8 * 9) and ws.layers[2].cache[-1].shape == (16, 4 * 2 * 6 * 6)
+    # Z, A, mask (3x3x1: the forward's direct kernel makes no columns); argmax; Z, columns; Z
+    assert [len(b.cache) for b in ws.layers[:4]] == [3, 1, 2, 1]
+    assert ws.layers[2].cache[-1].shape == (16, 4 * 2 * 6 * 6)
     net._run_forward(ws, X, training=True)
     grads = []
     for _ in range(2):  # backward twice after one forward: the columns are not overwritten
@@ -409,5 +410,5 @@ def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(mo
         net._run_backward(ws, X, need_dX=True)
         grads.append(b"".join(g.tobytes() for g in net._grads) + ws.X_grad.tobytes())
     assert grads[0] == grads[1]
-    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 16 * 8 * 8 * 9 - 1)  # too many: no kept columns
-    assert [len(b.cache) for b in net._pass(17).layers[:3]] == [3, 1, 2]
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 17 * 4 * 2 * 6 * 6 - 1)  # 17 rows: too many columns
+    assert [len(b.cache) for b in net._pass(17).layers[:3]] == [3, 1, 1]

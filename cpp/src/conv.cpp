@@ -21,6 +21,13 @@ std::int64_t conv2d_workspace_size(const Conv2dGeometry& g) {
 }
 
 namespace {
+// Few taps: the forward's direct kernel (below) instead of im2col + GEMM.
+constexpr std::int64_t kDirectMaxTaps = 32;
+}  // namespace
+
+bool conv2d_forward_lowers(const Conv2dGeometry& g) { return !g.pointwise() && g.taps() > kDirectMaxTaps; }
+
+namespace {
 
 // Products dW = cols^T dZ of fewer multiply-adds than this read the columns (P, K) as the lowered
 // path does (the GEMM's small-product paths need not give a (K, P) operand the bits of a
@@ -265,7 +272,6 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* 
 // Z element is the GEMM's dot product: 0, then one multiply-add per tap in the order (i, j, c) (the
 // taps outside the image as 0 * w, as the lowered columns hold them), then + b: the same bits as
 // the im2col + GEMM path (the GEMM's K slice is whole for K <= kDirectMaxTaps).
-constexpr std::int64_t kDirectMaxTaps = 32;
 
 #if INITLAB_SIMD_LEVEL >= 3
 constexpr int kDirectBytes = 64;
@@ -424,7 +430,7 @@ template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* z, T* a,
                     Activation act, T param, T* workspace) {
   const T* cols = x;  // pointwise: X (N, H, W, C) is already (P, K)
-  if (!g.pointwise() && g.taps() <= kDirectMaxTaps) {  // few taps: no lowering, no workspace
+  if (!g.pointwise() && !conv2d_forward_lowers(g)) {  // few taps: no lowering, no workspace
     conv2d_forward_direct(g, x, w, b, z, a, act, param);
     return;
   }

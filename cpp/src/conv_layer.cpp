@@ -11,7 +11,7 @@ template <typename T>
 Conv2dLayer<T>::Conv2dLayer(const Conv2dGeometry& geometry, const T* w, const T* b, T* dw, T* db, Activation act,
                             T param, double dropout, std::uint32_t stream, bool keep_columns)
     : g_(geometry), w_(w), b_(b), dw_(dw), db_(db), act_(act), param_(param), dropout_(dropout), stream_(stream),
-      keep_columns_(keep_columns && !geometry.pointwise()) {}
+      keep_columns_(keep_columns && conv2d_forward_lowers(geometry)) {}
 
 template <typename T>
 std::vector<std::int64_t> Conv2dLayer<T>::cache_sizes() const {

@@ -92,6 +92,8 @@ def conv2d_output_shape(x_shape: collections.abc.Sequence[typing.SupportsInt | t
     """(N, OH, OW, O)"""
     ...
 
+def conv2d_forward_lowers(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> bool:
+    """whether conv2d_forward leaves im2col(X) (the columns) in its workspace: not when pointwise or K <= 32"""
 def conv2d_workspace_size(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> int:
     """elements the conv2d workspace must hold (P*K; 0 for a pointwise kernel)"""
     ...

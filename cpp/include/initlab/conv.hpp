@@ -82,6 +82,11 @@ struct Conv2dGeometry {
 // Elements the workspace of conv2d_forward / conv2d_backward must hold: P*K, or 0 when pointwise.
 std::int64_t conv2d_workspace_size(const Conv2dGeometry& g);
 
+// Whether conv2d_forward lowers X into its workspace (then it holds im2col(X), the columns that
+// conv2d_backward_lowered takes, after the call): not for a pointwise kernel (cols is X) and not
+// for few taps (K <= 32: the direct kernel reads X in place and leaves the workspace alone).
+bool conv2d_forward_lowers(const Conv2dGeometry& g);
+
 // X is (N, H, W, C); cols is (P, K): row (n, oh, ow), column (i, j, c) = X[n, ih, iw, c] or 0.
 template <typename T>
 void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols);

@@ -234,7 +234,8 @@ class Conv2d(WeightedLayer):
         Z = np.empty(shape, dtype=dt)
         cache = (Z, np.empty(shape, dtype=dt), np.empty(shape, dtype=dt)) if self.dropout else (Z,)
         lowered = self._workspace_size(rows)  # validates the geometry for this batch size once; 0: pointwise
-        if 0 < lowered <= COLUMN_CACHE_LIMIT:  # the forward's columns (rows, OH*OW*K), read by backward
+        if 0 < lowered <= COLUMN_CACHE_LIMIT and _core.conv2d_forward_lowers(  # the forward's columns
+                (rows,) + tuple(self.input_shape), self._W.shape, **self._geometry()):  # (rows, OH*OW*K)
             cache = cache + (np.empty((rows, lowered // rows), dtype=dt),)
         return LayerBuffers(np.empty(shape, dtype=dt), np.empty(shape, dtype=dt), cache)
 
