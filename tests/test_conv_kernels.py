@@ -574,3 +574,40 @@ def test_direct_forward_propagates_nan_and_inf_as_the_lowered_path():
     _core.dense_forward(cols, W.reshape(9, 16), b, Zl, Al, "relu")
     assert Z.reshape(72, 16).tobytes() == Zl.tobytes() and A.reshape(72, 16).tobytes() == Al.tobytes()
     assert np.isnan(Z[0, 0, 0, 3]) and np.isnan(Z[1, 2, 3, 0]) and np.isinf(Z[0, 3, 3, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool,stride", POOL_CASES + [((3, 3), (1, 1)), ((2, 2), (3, 3))])
+def test_max_pool_backward_gather_is_bitwise_the_scatter_twin(pool, stride, dtype):
+    """The fast backward gathers per input pixel; the twin scatters per output: the same sums in the
+    same order (overlapping windows, ties, NaN, -0 in dY), on 1 and 2 threads."""
+    gen = np.random.default_rng(21)
+    X = gen.integers(-2, 3, (5, 11, 10, 70)).astype(dtype)  # ties; 70 channels: a block of 64 and 6
+    X[0, 3, 4, 5] = np.nan
+    out_shape = (5, (11 - pool[0]) // stride[0] + 1, (10 - pool[1]) // stride[1] + 1, 70)
+    Y, idx = np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
+    _core.max_pool2d_forward(X, Y, idx, pool=pool, stride=stride)
+    dY = gen.standard_normal(out_shape).astype(dtype)
+    dY[1, 0, 0, :3] = -0.0
+    want = np.full_like(X, np.nan)
+    _core.max_pool2d_backward_reference(dY, idx, want, pool=pool, stride=stride)
+    np.testing.assert_allclose(want, ref.max_pool2d_backward(dY, idx, X.shape), rtol=1e-6, atol=1e-6)
+    before = initlab.get_num_threads()
+    try:
+        for threads in (1, 2):
+            initlab.set_num_threads(threads)
+            got = np.full_like(X, np.nan)
+            _core.max_pool2d_backward(dY, idx, got, pool=pool, stride=stride)
+            assert got.tobytes() == want.tobytes()
+    finally:
+        initlab.set_num_threads(before)
+
+
+def test_max_pool_backward_rejects_an_argmax_outside_its_window():
+    dY, dX = np.zeros((1, 2, 2, 1)), np.zeros((1, 4, 4, 1))
+    idx = np.array([0, 2, 8, 10], np.int64).reshape(1, 2, 2, 1)  # each window's top-left pixel: fine
+    _core.max_pool2d_backward(dY, idx, dX, pool=(2, 2), stride=(2, 2))
+    idx[0, 1, 1, 0] = 5  # pixel (1, 1) is in window (0, 0), not (1, 1)
+    for fn in (_core.max_pool2d_backward, _core.max_pool2d_backward_reference):
+        with pytest.raises(ValueError, match=r"'argmax' holds 5 at flat position 3, pixel \(1, 1\), outside its window"):
+            fn(dY, idx, dX, pool=(2, 2), stride=(2, 2))

@@ -599,20 +599,81 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, std::int64_t*
   }
 }
 
+namespace {
+
+// acc[c] += idx[c] == flat ? d[c] : 0 for c < width (width <= 64, acc 64-byte aligned). Vectorized
+// 8 channels at a time: an int64 comparison gives the lane masks, narrowed to T's width, and the
+// select is a bitwise and (exact: the chosen value or +0).
+template <typename T>
+inline void add_where_chosen(std::int64_t width, const std::int64_t* idx, const T* d, std::int64_t flat, T* acc) {
+  std::int64_t c = 0;
+#if INITLAB_SIMD_LEVEL >= 2
+  typedef std::int64_t I64x8 __attribute__((vector_size(64)));
+  using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  typedef Bits Mask __attribute__((vector_size(8 * sizeof(T))));
+  typedef T V __attribute__((vector_size(8 * sizeof(T))));
+  for (; c + 8 <= width; c += 8) {
+    I64x8 iv;
+    std::memcpy(&iv, idx + c, sizeof(iv));
+    const Mask m = __builtin_convertvector(iv == flat, Mask);
+    V dv, av;
+    std::memcpy(&dv, d + c, sizeof(V));
+    std::memcpy(&av, acc + c, sizeof(V));
+    av += reinterpret_cast<V>(reinterpret_cast<Mask>(dv) & m);
+    std::memcpy(acc + c, &av, sizeof(V));
+  }
+#endif
+  for (; c < width; ++c) acc[c] += idx[c] == flat ? d[c] : T(0);
+}
+
+}  // namespace
+
 template <typename T>
 void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx) {
-  const std::int64_t out_per_image = g.out_h() * g.out_w() * g.c, in_per_image = g.h * g.w * g.c;
-  // Threads own whole images: overlapping windows add into one image in output order.
+  // dY, argmax (N, OH, OW, C) -> dX (N, H, W, C). Gather: each input pixel sums, channel by channel,
+  // the dY of the windows that contain it and chose it (argmax == its flat index), in increasing
+  // (oh, ow): the scatter's order, with +0 for the windows that chose another pixel (exact: the
+  // running sum starts at +0 and is never -0), so the twin's bits. Every element written once, no
+  // zero fill; threads own input rows (n, ih).
+  constexpr std::int64_t kChannels = 64;
+  const std::int64_t oh_count = g.out_h(), ow_count = g.out_w();
+  const std::int64_t rows = g.n * g.h;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (g.n > 1 && g.n * (out_per_image + in_per_image) >= detail::kParallelMinElements)
+    if (rows > 1 && rows * g.w * g.c >= detail::kParallelMinElements)
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const std::int64_t n = row / g.h, ih = row % g.h;
+    const std::int64_t oh_lo = ih >= g.ph ? (ih - g.ph) / g.stride_h + 1 : 0;
+    const std::int64_t oh_hi = std::min(oh_count - 1, ih / g.stride_h);
+    T* dx_row = dx + row * g.w * g.c;
+    for (std::int64_t iw = 0; iw < g.w; ++iw) {
+      const std::int64_t ow_lo = iw >= g.pw ? (iw - g.pw) / g.stride_w + 1 : 0;
+      const std::int64_t ow_hi = std::min(ow_count - 1, iw / g.stride_w);
+      const std::int64_t flat = ih * g.w + iw;
+      for (std::int64_t c0 = 0; c0 < g.c; c0 += kChannels) {
+        const std::int64_t width = std::min(kChannels, g.c - c0);
+        alignas(64) T acc[kChannels] = {};
+        for (std::int64_t oh = oh_lo; oh <= oh_hi; ++oh) {
+          for (std::int64_t ow = ow_lo; ow <= ow_hi; ++ow) {
+            const std::int64_t e = ((n * oh_count + oh) * ow_count + ow) * g.c + c0;
+            add_where_chosen(width, argmax + e, dy + e, flat, acc);
+          }
+        }
+        T* dst = dx_row + iw * g.c + c0;
+        for (std::int64_t c = 0; c < width; ++c) dst[c] = acc[c];
+      }
+    }
+  }
+}
+
+template <typename T>
+void max_pool2d_backward_reference(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx) {
+  // The scatter: dX := 0, then dX[n, argmax, c] += dY in output order; one thread.
+  const std::int64_t out_per_image = g.out_h() * g.out_w() * g.c, in_per_image = g.h * g.w * g.c;
+  std::fill(dx, dx + g.n * in_per_image, T(0));
   for (std::int64_t n = 0; n < g.n; ++n) {
     T* image = dx + n * in_per_image;
-    std::fill(image, image + in_per_image, T(0));
-    const T* dy_image = dy + n * out_per_image;
-    const std::int64_t* idx_image = argmax + n * out_per_image;
     for (std::int64_t e = 0; e < out_per_image; ++e) {
-      const std::int64_t c = e % g.c;
-      image[idx_image[e] * g.c + c] += dy_image[e];
+      image[argmax[n * out_per_image + e] * g.c + e % g.c] += dy[n * out_per_image + e];
     }
   }
 }
@@ -725,6 +786,7 @@ void global_avg_pool2d_backward(std::int64_t n, std::int64_t hw, std::int64_t c,
                                              const T*, Activation, T, T*, T*, T*);                    \
   template void max_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*, std::int64_t*);             \
   template void max_pool2d_backward<T>(const Pool2dGeometry&, const T*, const std::int64_t*, T*);      \
+  template void max_pool2d_backward_reference<T>(const Pool2dGeometry&, const T*, const std::int64_t*, T*); \
   template void avg_pool2d_forward<T>(const Pool2dGeometry&, const T*, T*);                           \
   template void avg_pool2d_backward<T>(const Pool2dGeometry&, const T*, T*);                          \
   template void global_avg_pool2d_forward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*); \

@@ -48,7 +48,8 @@
 //         row by row; an element replaces the running maximum when it is greater or NaN, so ties
 //         go to the first index and a NaN wins (as PyTorch's CPU kernel). Backward:
 //         dX := 0, then dX[n, argmax, c] += dY for every output in order (overlapping windows
-//         add up); threads own whole images.
+//         add up), computed as a gather: threads own input rows, each pixel sums the windows that
+//         contain it in that order.
 //   avg:  Y = sum over the window (in double) / (PH*PW); backward dX[window] += dY / (PH*PW),
 //         gathered per input row in a fixed order.
 //   global average: Y (N, C) = mean over the H*W pixels (in double, in order); backward
@@ -158,9 +159,14 @@ struct Pool2dGeometry {
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, std::int64_t* argmax);
 
-// dY, argmax are (N, OH, OW, C); dX is (N, H, W, C). Every argmax must be in [0, H*W).
+// dY, argmax are (N, OH, OW, C); dX is (N, H, W, C). Every argmax must be the flat index of a pixel
+// inside its own window (as max_pool2d_forward writes it): the fast kernel gathers, per input pixel,
+// from the windows that contain it (bitwise the scatter of the twin below).
 template <typename T>
 void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx);
+// The naive twin: dX := 0, then dX[n, argmax, c] += dY for every output in order (one thread).
+template <typename T>
+void max_pool2d_backward_reference(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx);
 
 // X is (N, H, W, C); Y is (N, OH, OW, C).
 template <typename T>
