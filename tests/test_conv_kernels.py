@@ -436,6 +436,7 @@ LARGE_CASES = {  # dW products past 2^20 multiply-adds: the backward lowers X tr
     100: ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), (1, 1), (2, 2, 2, 2)),  # LeNet's conv2, 4 images
     101: ((3, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),    # LeNet's conv1: C = 1
     102: ((8, 13, 11, 8), (3, 4, 8, 40), (2, 1), (1, 2), (0, 1, 3, 2)),    # strides, dilation, padding
+    103: ((32, 4, 4, 16), (3, 3, 16, 32), (1, 1), (1, 1), (1, 1, 1, 1)),   # the digits CNN's conv2: OW < a vector
 }
 
 

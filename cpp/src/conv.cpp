@@ -23,6 +23,21 @@ std::int64_t conv2d_workspace_size(const Conv2dGeometry& g) {
 namespace {
 // Few taps: the forward's direct kernel (below) instead of im2col + GEMM.
 constexpr std::int64_t kDirectMaxTaps = 32;
+
+// The vector width of the hand-vectorized loops (GCC vector extensions; 16 bytes on the baseline).
+#if INITLAB_SIMD_LEVEL >= 3
+constexpr int kDirectBytes = 64;
+#elif INITLAB_SIMD_LEVEL >= 2
+constexpr int kDirectBytes = 32;
+#else
+constexpr int kDirectBytes = 16;
+#endif
+
+template <typename T>
+struct DirectSimd {
+  typedef T type __attribute__((vector_size(kDirectBytes)));
+  static constexpr int kLanes = kDirectBytes / static_cast<int>(sizeof(T));
+};
 }  // namespace
 
 bool conv2d_forward_lowers(const Conv2dGeometry& g) { return !g.pointwise() && g.taps() > kDirectMaxTaps; }
@@ -90,15 +105,6 @@ void col2im_row(const Conv2dGeometry& g, const T* cols_image, std::int64_t ih, T
   }
 }
 
-// Output columns ow whose tap column j reads inside the image: [lo, hi) (empty when lo >= hi).
-inline void inside_columns(const Conv2dGeometry& g, std::int64_t j, std::int64_t* lo, std::int64_t* hi) {
-  const std::int64_t shift = j * g.dilation_w - g.pad_left;  // iw = ow*SW + shift
-  const std::int64_t ow_count = g.out_w();
-  *lo = shift >= 0 ? 0 : (-shift + g.stride_w - 1) / g.stride_w;
-  *hi = g.w - 1 - shift < 0 ? 0 : std::min(ow_count, (g.w - 1 - shift) / g.stride_w + 1);
-  *lo = std::min(*lo, ow_count);
-}
-
 }  // namespace
 
 // ---- the lowering and its inverse -------------------------------------------------------------
@@ -154,84 +160,83 @@ void conv2d_col2im(const Conv2dGeometry& g, const T* cols, T* dx) {
   }
 }
 
+namespace {
+
+// Copies len values from src to dst. With `overrun`, the last partial vector is copied whole: it
+// may read up to L-1 values past src + len and write up to L-1 past dst + len (the caller promises
+// both stay inside its buffers and that it writes those destination values again afterwards).
+template <typename T>
+inline void copy_run(const T* src, T* dst, std::int64_t len, bool overrun) {
+  using V = typename DirectSimd<T>::type;
+  constexpr std::int64_t kL = DirectSimd<T>::kLanes;
+  std::int64_t e = 0;
+  for (; e + kL <= len; e += kL) {
+    V v;
+    std::memcpy(&v, src + e, sizeof(V));
+    std::memcpy(dst + e, &v, sizeof(V));
+  }
+  if (e == len) return;
+  if (overrun) {
+    V v;
+    std::memcpy(&v, src + e, sizeof(V));
+    std::memcpy(dst + e, &v, sizeof(V));
+  } else {
+    for (; e < len; ++e) dst[e] = src[e];
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_im2col_transposed(const Conv2dGeometry& g, const T* x, T* cols_t) {
   // X (N, H, W, C) -> cols_t (K, P): row (i, j, c), column (n, oh, ow) = X[n, ih, iw, c] or 0.
-  const std::int64_t hw = g.h * g.w, p = g.positions(), k = g.taps();
+  // First the zero-padded channel planes (N, C, HP, WP) (top + H + bottom rows, left + W + right
+  // columns; L zeros of slack at the end), then each row of cols_t is, image by image and output
+  // row by output row, a run of OW values of one plane row: no bounds checks, no zero fills.
+  constexpr std::int64_t kL = DirectSimd<T>::kLanes;
+  const std::int64_t hp = g.h + g.pad_top + g.pad_bottom, wp = g.w + g.pad_left + g.pad_right;
+  const std::int64_t plane = hp * wp, p = g.positions(), k = g.taps();
   const std::int64_t oh_count = g.out_h(), ow_count = g.out_w();
-  const T* planes = x;  // (N, C, H, W): one channel's pixels contiguous; X itself when C == 1
-  if (g.c > 1) {
-    T* buffer = thread_scratch<T, 1>(g.n * g.c * hw);
+  T* planes = thread_scratch<T, 1>(g.n * g.c * plane + kL);
+  std::fill(planes + g.n * g.c * plane, planes + g.n * g.c * plane + kL, T(0));
 #pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (g.n > 1 && g.n * hw * g.c >= detail::kParallelMinElements)
-    for (std::int64_t n = 0; n < g.n; ++n) {
-      const T* image = x + n * hw * g.c;
-      T* out = buffer + n * g.c * hw;
-      constexpr std::int64_t kBlock = 16;  // pixels per pass: C lines read, C runs written
-      for (std::int64_t px0 = 0; px0 < hw; px0 += kBlock) {
-        const std::int64_t px1 = std::min(hw, px0 + kBlock);
+    if (g.n > 1 && g.n * g.c * plane >= detail::kParallelMinElements)
+  for (std::int64_t n = 0; n < g.n; ++n) {
+    const T* image = x + n * g.h * g.w * g.c;
+    T* out = planes + n * g.c * plane;
+    std::fill(out, out + g.c * plane, T(0));
+    constexpr std::int64_t kBlock = 16;  // pixels per pass: C lines read, C runs written
+    for (std::int64_t ih = 0; ih < g.h; ++ih) {
+      const T* src = image + ih * g.w * g.c;
+      T* dst = out + (g.pad_top + ih) * wp + g.pad_left;
+      for (std::int64_t iw0 = 0; iw0 < g.w; iw0 += kBlock) {
+        const std::int64_t iw1 = std::min(g.w, iw0 + kBlock);
         for (std::int64_t c = 0; c < g.c; ++c) {
-          for (std::int64_t px = px0; px < px1; ++px) out[c * hw + px] = image[px * g.c + c];
+          for (std::int64_t iw = iw0; iw < iw1; ++iw) dst[c * plane + iw] = src[iw * g.c + c];
         }
       }
     }
-    planes = buffer;
   }
   // Each thread owns whole rows of cols_t: one tap (i, j) of one channel c over every position.
 #pragma omp parallel for schedule(static) num_threads(num_threads()) \
     if (k > 1 && p * k >= detail::kParallelMinElements)
   for (std::int64_t row = 0; row < k; ++row) {
     const std::int64_t i = row / (g.kw * g.c), j = (row / g.c) % g.kw, c = row % g.c;
-    std::int64_t lo, hi;
-    inside_columns(g, j, &lo, &hi);
-    const std::int64_t shift = j * g.dilation_w - g.pad_left;
     T* dst_row = cols_t + row * p;
-    // Unit strides and OW == W: output row oh reads input row oh + dh, so the tap's whole image
-    // is one shifted run of the plane: copy the band of rows inside the image in one piece, then
-    // zero the columns outside it (there the run wrapped into the neighbouring row) and the rows.
-    const std::int64_t dh = i * g.dilation_h - g.pad_top;
-    if (g.stride_h == 1 && g.stride_w == 1 && ow_count == g.w) {
-      const std::int64_t oh_lo = std::min(oh_count, std::max<std::int64_t>(0, -dh));
-      const std::int64_t oh_hi = std::max(oh_lo, std::min(oh_count, g.h - dh));
-      for (std::int64_t n = 0; n < g.n; ++n) {
-        const T* plane = planes + (n * g.c + c) * hw;
-        T* dst = dst_row + n * oh_count * ow_count;
-        std::fill(dst, dst + oh_lo * ow_count, T(0));
-        std::fill(dst + oh_hi * ow_count, dst + oh_count * ow_count, T(0));
-        if (oh_lo == oh_hi) continue;
-        if (lo >= hi) {
-          std::fill(dst + oh_lo * ow_count, dst + oh_hi * ow_count, T(0));
-          continue;
-        }
-        // dst[oh*OW + ow] = plane[(oh + dh)*W + ow + shift] for oh in [oh_lo, oh_hi), ow in [lo, hi)
-        const std::int64_t first = oh_lo * ow_count + lo, last = (oh_hi - 1) * ow_count + hi;
-        const T* src = plane + (oh_lo + dh) * g.w + lo + shift;
-        std::copy(src, src + (last - first), dst + first);
-        for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-          T* out = dst + oh * ow_count;
-          for (std::int64_t ow = 0; ow < lo; ++ow) out[ow] = T(0);
-          for (std::int64_t ow = hi; ow < ow_count; ++ow) out[ow] = T(0);
-        }
-      }
-      continue;
-    }
     for (std::int64_t n = 0; n < g.n; ++n) {
-      const T* plane = planes + (n * g.c + c) * hw;
+      // (oh, ow) reads the padded plane at (oh*SH + i*DH, ow*SW + j*DW)
+      const T* src = planes + (n * g.c + c) * plane + i * g.dilation_h * wp + j * g.dilation_w;
+      T* dst = dst_row + n * oh_count * ow_count;
       for (std::int64_t oh = 0; oh < oh_count; ++oh) {
-        T* dst = dst_row + (n * oh_count + oh) * ow_count;
-        const std::int64_t ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
-        if (ih < 0 || ih >= g.h || lo >= hi) {
-          std::fill(dst, dst + ow_count, T(0));
-          continue;
-        }
-        const T* src = plane + ih * g.w + shift;  // src[ow*SW] is X[n, ih, ow*SW + shift, c]
-        std::fill(dst, dst + lo, T(0));
+        const T* s_row = src + oh * g.stride_h * wp;
+        T* d_row = dst + oh * ow_count;
         if (g.stride_w == 1) {
-          std::copy(src + lo, src + hi, dst + lo);
+          // An overrun lands on later runs of this row of cols_t (written afterwards), never past it.
+          const std::int64_t end = (n * oh_count + oh + 1) * ow_count;  // in the row, after this run
+          copy_run(s_row, d_row, ow_count, end + kL - 1 <= p);
         } else {
-          for (std::int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * g.stride_w];
+          for (std::int64_t ow = 0; ow < ow_count; ++ow) d_row[ow] = s_row[ow * g.stride_w];
         }
-        std::fill(dst + hi, dst + ow_count, T(0));
       }
     }
   }
@@ -273,19 +278,6 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* 
 // taps outside the image as 0 * w, as the lowered columns hold them), then + b: the same bits as
 // the im2col + GEMM path (the GEMM's K slice is whole for K <= kDirectMaxTaps).
 
-#if INITLAB_SIMD_LEVEL >= 3
-constexpr int kDirectBytes = 64;
-#elif INITLAB_SIMD_LEVEL >= 2
-constexpr int kDirectBytes = 32;
-#else
-constexpr int kDirectBytes = 16;
-#endif
-
-template <typename T>
-struct DirectSimd {
-  typedef T type __attribute__((vector_size(kDirectBytes)));
-  static constexpr int kLanes = kDirectBytes / static_cast<int>(sizeof(T));
-};
 
 namespace {
 
