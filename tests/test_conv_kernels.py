@@ -424,6 +424,14 @@ def test_conv_benchmark_rows():
     assert "| digits-conv2 | 32x4x4x16 | 3x3x16x32 | 1 |" in conv_bench.format_table(rows)
 
 
+def test_conv_breakdown_benchmark_rows():
+    from initlab.bench import conv as conv_bench
+    rows = conv_bench.run_breakdown(threads=(1,), quick=True)
+    assert [r["stage"] for r in rows][:2] == ["conv1 forward", "conv1 backward (dW, db)"] and len(rows) == 9
+    assert all(r["initlab_ms"] > 0 and r["threads"] == 1 for r in rows)
+    assert "| conv2 backward (dW, db, dX) | 1 |" in conv_bench.format_breakdown_table(rows)
+
+
 def test_conv_epoch_benchmark_rows():
     from initlab.bench import conv as conv_bench
 
