@@ -822,17 +822,20 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
                                 bool guard) {
   OptimizerArgs args;
   initlab::OptimizerConfig& c = args.c;
-  if (optimizer == "sgd") {
-    c.kind = initlab::OptimizerKind::kSgd;
-  } else if (optimizer == "adam") {
-    c.kind = initlab::OptimizerKind::kAdam;
-  } else if (optimizer == "adamw") {
-    c.kind = initlab::OptimizerKind::kAdamW;
-  } else if (optimizer == "rmsprop") {
-    c.kind = initlab::OptimizerKind::kRmsprop;
-  } else {
-    check.value_error("'optimizer' must be one of sgd, adam, adamw, rmsprop, got '" + optimizer + "'");
+  // The name, the state layout and which optimizers take momentum: the registry (optim.hpp).
+  const initlab::OptimizerInfo* info = initlab::find_optimizer(optimizer);
+  std::string all_names;
+  std::vector<std::string> with_momentum;
+  for (const auto& o : initlab::kOptimizers) {
+    all_names += std::string(all_names.empty() ? "" : ", ") + o.name;
+    if (o.uses_momentum) with_momentum.emplace_back(o.name);
   }
+  std::string momentum_names;  // "sgd and rmsprop"
+  for (std::size_t k = 0; k < with_momentum.size(); ++k) {
+    momentum_names += (k == 0 ? "" : k + 1 == with_momentum.size() ? " and " : ", ") + with_momentum[k];
+  }
+  if (info == nullptr) check.value_error("'optimizer' must be one of " + all_names + ", got '" + optimizer + "'");
+  c.kind = info->kind;
   c.lr = check.at_least(lr, 0.0, "lr");
   c.momentum = check.at_least(momentum, 0.0, "momentum");
   c.dampening = check.finite(dampening, "dampening");
@@ -847,8 +850,8 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
   if (step < 1) check.value_error("'step' is 1-based and must be >= 1, got " + std::to_string(step));
   c.step = step;
   c.guard = guard;
-  if (c.kind != initlab::OptimizerKind::kSgd && c.kind != initlab::OptimizerKind::kRmsprop && c.momentum != 0.0) {
-    check.value_error("'momentum' applies to sgd and rmsprop only, got momentum=" + Check::repr(momentum));
+  if (!info->uses_momentum && c.momentum != 0.0) {
+    check.value_error("'momentum' applies to " + momentum_names + " only, got momentum=" + Check::repr(momentum));
   }
   if (nesterov && (c.kind != initlab::OptimizerKind::kSgd || momentum <= 0.0 || dampening != 0.0)) {
     check.value_error("nesterov momentum requires sgd, momentum > 0 and dampening == 0 (as torch.optim.SGD)");
@@ -875,9 +878,10 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
     check.value_error("'params', 'grads' and 'states' must have the same length, got " + std::to_string(n) +
                       ", " + std::to_string(grads.size()) + ", " + std::to_string(states.size()));
   }
-  const bool needs_buffer = c.momentum != 0.0 && c.kind != initlab::OptimizerKind::kAdam &&
-                            c.kind != initlab::OptimizerKind::kAdamW;
-  const std::size_t n_states = c.kind == initlab::OptimizerKind::kSgd ? 1 : 2;
+  const bool needs_buffer = c.momentum != 0.0 && info->uses_momentum;
+  const std::size_t n_states = static_cast<std::size_t>(info->n_states);
+  // the momentum buffer (the last state array of an optimizer that uses momentum) may be None
+  const bool buffer_optional = info->uses_momentum && !needs_buffer;
   // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
   std::vector<Group>& groups = args.groups;
   std::vector<std::string> names;  // 4 per tensor
@@ -897,8 +901,8 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
     }
     const py::object param = params[i], grad = grads[i];
     const py::object s0 = st[0], s1 = n_states > 1 ? py::object(st[1]) : py::object(py::none());
-    const bool s0_optional = c.kind == initlab::OptimizerKind::kSgd && !needs_buffer;
-    const bool s1_optional = n_states == 1 || (c.kind == initlab::OptimizerKind::kRmsprop && !needs_buffer);
+    const bool s0_optional = n_states == 1 && buffer_optional;
+    const bool s1_optional = n_states == 1 || buffer_optional;
     Group g = group_args(check, {&param, &grad, &s0, &s1},
                          {names_i[0].c_str(), names_i[1].c_str(), names_i[2].c_str(), names_i[3].c_str()},
                          {true, c.has_clip_value || c.has_clip_norm, true, true},

@@ -320,7 +320,8 @@ def activation(name, z, param=None):
     if name == "gelu":
         return (0.5 * z * (1 + _erf(z / np.sqrt(2.0)))).astype(z.dtype)
     if name == "sigmoid":
-        return (1 / (1 + np.exp(-z))).astype(z.dtype)
+        with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709 gives the right 0
+            return (1 / (1 + np.exp(-z))).astype(z.dtype)
     if name == "tanh":
         return np.tanh(z)
     if name == "softplus":
@@ -354,6 +355,21 @@ def activation_derivative(name, z, param=None):
         bz = p * z
         return np.where(bz > 20, 1.0, 1 / (1 + np.exp(-np.minimum(bz, 20))))
     raise ValueError(f"unknown activation {name!r}")
+
+
+def torch_activation(name, z, param=None):
+    """act(z) on a torch tensor with torch.nn.functional (the torch twin of `activation`, for the
+    autograd tests; torch is imported here, so this module needs it only where this is called)."""
+    import torch
+    F = torch.nn.functional
+    p = ACTIVATION_DEFAULTS[name] if param is None else param
+    forms = {"linear": lambda: z, "relu": lambda: F.relu(z), "leaky_relu": lambda: F.leaky_relu(z, p),
+             "elu": lambda: F.elu(z, p), "selu": lambda: F.selu(z), "gelu": lambda: F.gelu(z),
+             "sigmoid": lambda: torch.sigmoid(z), "tanh": lambda: torch.tanh(z),
+             "softplus": lambda: F.softplus(z, beta=p, threshold=20)}
+    if name not in forms:
+        raise ValueError(f"unknown activation {name!r}")
+    return forms[name]()
 
 
 def dense_forward(X, W, b, name, param=None):

@@ -1,7 +1,9 @@
 """The `initlab` command line, end to end on tiny settings."""
+import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 import initlab as il
 from initlab import cli
 from initlab.inspect.diagnose import VERDICTS
+from initlab.nn.schedules import parse_schedule
 
 TINY_COMPARE = ["compare", "--depth", "2", "--width", "16", "--epochs", "2", "--max-samples", "300",
                 "--inits", "he_normal,xavier_normal", "--no-progress"]
@@ -296,16 +299,26 @@ def test_inits_with_parameters_split_outside_parentheses(capsys, tmp_path):
     assert cli._init_list("a(x=1,y=2), b ,c(z=3)") == ["a(x=1,y=2)", "b", "c(z=3)"]
 
 
-def test_lr_schedule_is_parsed_like_an_initializer():
+def test_lr_schedule_is_parsed_like_an_initializer(capsys):
     assert cli._lr_schedule("cosine(T_max=30)") == ("cosine", {"T_max": 30})
     assert cli._lr_schedule("step(step_size=10,gamma=0.5)") == ("step", {"step_size": 10, "gamma": 0.5})
     assert cli._lr_schedule("constant") == "constant"
     assert cli._lr_schedule("warmup(epochs=3)") == ("warmup", {"epochs": 3})
-    for bad, message in (("cosine(Tmax=3)", "unknown parameter 'Tmax'"), ("linear", "NAME one of constant"),
-                         ("step(gamma=0.5)", "step needs step_size"), ("exponential(gamma=fast)", "must be a number"),
-                         ("cosine(T_max=)", "T_max has no value")):
-        with pytest.raises(Exception, match=message.replace("(", r"\(")):
+    # one parser (nn.schedules.parse_schedule), so one message per mistake, naming --lr-schedule
+    for bad, message in (("cosine(Tmax=3)", "--lr-schedule 'cosine': unknown parameter 'Tmax'"),
+                         ("linear", "--lr-schedule: unknown schedule 'linear'; valid: constant, step"),
+                         ("step(gamma=0.5)", "--lr-schedule 'step': parameter 'step_size' is required"),
+                         ("exponential(gamma=fast)", "--lr-schedule: parameter 'gamma' must be a number"),
+                         ("cosine(T_max=)", "--lr-schedule: cannot read 'T_max='")):
+        with pytest.raises((TypeError, ValueError)) as fit_error:
+            parse_schedule(bad, "--lr-schedule")
+        assert str(fit_error.value).startswith(message), (bad, str(fit_error.value))
+        body = str(fit_error.value)[len("--lr-schedule"):].lstrip(": ")
+        with pytest.raises(argparse.ArgumentTypeError, match="^" + re.escape(body) + "$"):
             cli._lr_schedule(bad)
+        with pytest.raises(SystemExit):  # argparse names the option once, then the same message
+            cli.build_parser().parse_args(["train", "--lr-schedule", bad])
+        assert f"argument --lr-schedule: {body}" in capsys.readouterr().err
 
 
 def test_lr_schedule_reaches_fit(capsys, tmp_path):

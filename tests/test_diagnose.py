@@ -396,3 +396,18 @@ def test_a_loaded_network_is_diagnosed_with_its_initializers(tmp_path, digits):
     constant = il.Network([64, 32, 10], activation="tanh", init="constant(value=0.05)", seed=0)
     d = il.Network.load(constant.save(tmp_path / "constant.npz")).diagnose(X[:256], y[:256])
     assert d.verdict == "symmetric" and "initialized with constant(value=0.05)" in d.evidence
+
+
+def test_recommendation_for_an_activation_without_its_own_row_comes_from_the_registry_gain():
+    from initlab.inspect import diagnose as dg
+    # every registry activation gets a suggestion il.init.get can read; those without a hand-written
+    # row (a newly registered activation) get Var(W) = gain^2 / fan_in from the registry's gain
+    for name, entry in dg.REGISTRY.items():
+        rec = dg._RECOMMENDED.get(name) or dg._from_gain(name)
+        assert rec is not None, name
+        il.init.get(rec.initlab.format(param="0.01"))
+    rec = dg._from_gain("selu")
+    assert rec.initlab == "variance_scaling(scale=0.5625,mode=fan_in,distribution=normal)"
+    W = il.init.get(rec.initlab)((4000, 50), seed=0)
+    assert np.std(W) == pytest.approx(0.75 / np.sqrt(4000), rel=0.02)
+    assert dg._from_gain("softmax") is None  # an output activation: not in the registry

@@ -91,6 +91,31 @@ def test_run_one_records_init_statistics_and_history(small_data):
     assert run["epochs_to_target"] == first_ok
 
 
+def test_histograms_count_the_networks_own_layer_outputs(small_data):
+    # the at-init histograms are built from the buffers of the network's forward (the kernels that
+    # train it, which diagnose reads): its hidden outputs bitwise, so the counts are exactly theirs
+    import reference as ref
+    spec = RunSpec(init="he_normal", activation="tanh", **dict(TINY, epochs=0))
+    run = experiments.run_one(spec, small_data)
+    net = il.Network(run["widths"], activation="tanh", output="softmax", init="he_normal", seed=0)
+    X = small_data.X_train[:256]
+    outputs = net._activations(X)
+    assert len(outputs) == len(net.layers) == 3
+    # the last buffer is the logits: softmax of it is exactly net.forward
+    probabilities = net._output_values(net._pass(X.shape[0])).copy()
+    np.testing.assert_array_equal(probabilities, net.forward(X))
+    # each hidden output is act(A W + b) of the one below (float64 oracle, float32 tolerance)
+    A = X.astype(np.float64)
+    for layer, out in zip(net.layers[:-1], outputs[:-1]):
+        A = ref.dense_forward(A, layer.W, layer.b, "tanh")[1]
+        np.testing.assert_allclose(out, A, rtol=1e-5, atol=1e-6)
+    expected = runs_module._histograms(outputs[:-1], "tanh")
+    assert run["at_init"]["histograms"] == expected
+    edges = np.asarray(expected["edges"])
+    for counts, out in zip(run["at_init"]["histograms"]["counts"], outputs[:-1]):
+        assert counts == np.histogram(out.ravel(), bins=edges)[0].tolist()
+
+
 def test_run_one_is_deterministic_and_thread_independent(small_data):
     spec = RunSpec(init="xavier_uniform", activation="tanh", **TINY)
     a = experiments.run_one(replace(spec, threads=1), small_data)

@@ -250,3 +250,25 @@ def test_guarded_step_writes_nothing_when_an_update_overflows(clip):
     r = _core.optimizer_step([W, b], grads, bufs, optimizer="sgd", lr=1.0, momentum=0.9,
                              weight_decay=6606.0, **clip)
     assert r["written"] is True and r["nonfinite"] == [0] and not np.isfinite(W).all()
+
+
+def test_python_and_core_optimizer_registries_agree():
+    # nn/optimizers.py's OPTIMIZERS and optim.hpp's kOptimizers hold the same names, the same number
+    # of state arrays, and the same optimizers taking momentum (the bindings read kOptimizers)
+    from initlab.nn.optimizers import OPTIMIZERS
+    p, g = np.zeros(3), np.ones(3)
+    with pytest.raises(ValueError) as err:
+        _core.optimizer_step([p], [g], [()], optimizer="no_such", lr=0.1)
+    assert f"must be one of {', '.join(OPTIMIZERS)}, got 'no_such'" in str(err.value)
+    for name, opt in OPTIMIZERS.items():
+        states = [tuple(np.zeros(3) for _ in range(opt.n_buffers))]
+        assert _core.optimizer_step([p.copy()], [g.copy()], states, optimizer=name, lr=0.1)["written"]
+        wrong = [tuple(np.zeros(3) for _ in range(opt.n_buffers + 1))]
+        with pytest.raises(ValueError, match=f"must hold {opt.n_buffers} arrays for {name}"):
+            _core.optimizer_step([p.copy()], [g.copy()], wrong, optimizer=name, lr=0.1)
+        takes_momentum = "momentum" in opt.hyperparameters
+        if takes_momentum:
+            _core.optimizer_step([p.copy()], [g.copy()], states, optimizer=name, lr=0.1, momentum=0.5)
+        else:
+            with pytest.raises(ValueError, match="'momentum' applies to sgd and rmsprop only"):
+                _core.optimizer_step([p.copy()], [g.copy()], states, optimizer=name, lr=0.1, momentum=0.5)

@@ -150,9 +150,12 @@ def test_parse_errors_name_the_given_argument():
 def test_the_cli_reads_the_one_registry_and_checks_values():
     from initlab import cli
     from initlab.nn.schedules import SCHEDULES
-    assert set(cli.LR_SCHEDULES) == set(SCHEDULES)
-    assert all(cli.LR_SCHEDULES[name] == tuple(params) for name, (_, params) in SCHEDULES.items())
-    for bad, message in (("step(step_size=2,gamma=-1)", r"--lr-schedule 'step': parameter 'gamma' must be finite"),
-                         ("cosine(T_max=0)", r"--lr-schedule 'cosine': parameter 'T_max' must be an integer >= 1")):
-        with pytest.raises(Exception, match=message):
+    for name, (_, params) in SCHEDULES.items():  # every registry entry reads on the command line
+        text = f"{name}({','.join(f'{key}=2' for key in params)})" if params else name
+        assert cli._lr_schedule(text) == ("constant" if name == "constant" else (name, {k: 2 for k in params}))
+    for bad, message in (("step(step_size=2,gamma=-1)", r"'step': parameter 'gamma' must be finite"),
+                         ("cosine(T_max=0)", r"'cosine': parameter 'T_max' must be an integer >= 1")):
+        with pytest.raises(Exception, match=message):  # argparse puts "argument --lr-schedule: " first
             cli._lr_schedule(bad)
+        with pytest.raises(ValueError, match="--lr-schedule " + message):
+            parse_schedule(bad, "--lr-schedule")

@@ -7,26 +7,16 @@ import pytest
 from scipy import integrate, optimize
 
 import initlab as il
+import reference as ref
 from initlab import theory
 
 REGISTRY = [name for name, _, _ in il._core.activations()]
-# the registry's activations in plain numpy (PyTorch's definitions, default parameters)
-NUMPY = {
-    "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-    "selu": lambda x: 1.0507009873554804934193349852946 * np.where(
-        x > 0, x, 1.6732632423543772848170429916717 * np.expm1(np.minimum(x, 0.0))),
-    "gelu": lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))),
-    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),
-    "tanh": np.tanh,
-    "softplus": lambda x: np.logaddexp(0.0, x),
-}
+# the registry's activations in plain numpy at their default parameters: the oracles of reference.py
+NUMPY = {name: (lambda x, name=name: ref.activation(name, np.asarray(x, np.float64))) for name in REGISTRY}
 
 
-def test_registry_covered():
-    assert set(NUMPY) == set(REGISTRY)
+def test_registry_covered():  # every activation has its numpy oracle (reference.py)
+    assert set(ref.ACTIVATION_DEFAULTS) == set(REGISTRY)
 
 
 # ---- closed forms ------------------------------------------------------------------------------
@@ -261,6 +251,19 @@ def test_from_weights():
     assert r["trainable"] and "xi_c deep" in r["message"] and "trainable" in r["message"]
     deep = il.theory.from_weights([w * 2 for w in Ws], bs, "tanh", depth=300)
     assert not deep["trainable"] and "beyond the 6 xi_c" in deep["message"]
+
+
+def test_from_weights_message_names_the_bias_variance_it_read():
+    # relu, sigma_w2 = 3 > 2 (chi_1 = 1.5): xi_c is infinite with or without bias, but "without
+    # bias" is only true at sigma_b2 = 0; a small nonzero sigma_b2 is said as it is
+    W = [np.eye(50) * math.sqrt(3.0)] * 4
+    no_bias = il.theory.from_weights(W, [None] * 4, "relu")
+    assert math.isinf(no_bias["xi_c"]) and no_bias["sigma_b2"] == 0.0
+    assert "relu without bias" in no_bias["message"]
+    small = il.theory.from_weights(W, [np.full(50, 1e-3)] * 4, "relu")
+    assert math.isinf(small["xi_c"]) and small["sigma_b2"] == pytest.approx(1e-6)
+    assert "without bias" not in small["message"]
+    assert "sigma_b2 = 1e-06" in small["message"] and "grows without bound" in small["message"]
 
 
 # ---- bad input ----------------------------------------------------------------------------------

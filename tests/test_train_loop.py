@@ -208,6 +208,33 @@ def test_sigint_stops_the_native_loop_at_a_batch_boundary(monkeypatch):
     assert [w.tobytes() for w in ref.get_weights()] == [w.tobytes() for w in net.get_weights()]
 
 
+def test_a_keyboard_interrupt_at_the_native_call_is_reported_as_the_python_loop_reports_it(monkeypatch):
+    # a second Ctrl-C raises KeyboardInterrupt at once; landing in the Python around a native call
+    # (before it wrote anything) it must end fit as the Python step's does: the report, "during
+    # batch b", the weights untouched; it used to escape from fit on the native loop
+    X, y = data(n=64)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    reasons = []
+    for native in (False, True):
+        monkeypatch.setattr(training, "NATIVE_LOOP", native)
+        net = il.Network([6, 8, 3], seed=0, dtype="float64")
+        net.fit(X, y, epochs=1, batch_size=8, lr=0.1, progress=False, stats_every=0)  # mid-training
+        before, step = [w.tobytes() for w in net.get_weights()], net._step
+        with monkeypatch.context() as m:
+            if native:
+                m.setattr(training._core, "train_batches", interrupt)
+            else:
+                m.setattr(net, "_run_backward", interrupt)
+            report = net.fit(X, y, epochs=3, batch_size=8, lr=0.1, progress=False, stats_every=0)
+        assert [w.tobytes() for w in net.get_weights()] == before and net._step == step
+        assert report.history == [] and not report.diverged
+        reasons.append(report.stop_reason)
+    assert reasons[0] == reasons[1] == "interrupted (KeyboardInterrupt) at epoch 2, during batch 1 of 8"
+
+
 def test_a_raised_stop_flag_stops_before_the_next_batch():
     X, y = data(n=20)
     net = il.Network([6, 4, 3], seed=0)

@@ -42,16 +42,23 @@ void gemm_reference(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, 
 // panel of A stay in the 32 KiB L1. MC: rows of the packed A block, KC x MC (264 KiB float/double)
 // kept in the 512 KiB L2, and tall enough that a batch of 256 rows is one block. NC: columns of the
 // packed B block, KC x NC (4 MiB float) in L3.
+// Without AVX2 (the baseline x86-64 path: SSE2, 16 xmm registers; or another architecture) vectors
+// are 16 bytes and the tile is 6 x 2 vectors (12 accumulators).
+#if INITLAB_SIMD_LEVEL >= 2
+constexpr int kPackedVectorBytes = 32;
+#else
+constexpr int kPackedVectorBytes = 16;
+#endif
 template <typename T>
 struct Blocking;
 template <>
 struct Blocking<float> {
-  static constexpr int kMR = 6, kNR = 16;
+  static constexpr int kMR = 6, kNR = 2 * kPackedVectorBytes / 4;
   static constexpr std::int64_t kKC = 256, kMC = 264, kNC = 4080;
 };
 template <>
 struct Blocking<double> {
-  static constexpr int kMR = 6, kNR = 8;
+  static constexpr int kMR = 6, kNR = 2 * kPackedVectorBytes / 8;
   static constexpr std::int64_t kKC = 256, kMC = 132, kNC = 4080;
 };
 
@@ -81,11 +88,11 @@ int gemm_nr() {
 
 namespace {
 
-// A 256-bit vector of T (GCC/Clang vector extension): 8 floats or 4 doubles.
+// A vector of T (GCC/Clang vector extension): 256-bit with AVX2 (8 floats or 4 doubles), else 128-bit.
 template <typename T>
 struct Simd {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int kLanes = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(kPackedVectorBytes)));
+  static constexpr int kLanes = kPackedVectorBytes / sizeof(T);
 };
 
 // ---- the micro-kernel ----------------------------------------------------------------------------
@@ -164,8 +171,8 @@ void pack_a_panel(bool trans_a, const T* a, std::int64_t lda, std::int64_t i0, s
 }
 
 // rows[r][c] -> rows[c][r]: an L x L transpose in registers with the unpack / shuffle / 128-bit
-// permute sequence (each __builtin_shuffle below is one AVX instruction).
-#if defined(__GNUC__) && !defined(__clang__)
+// permute sequence (each __builtin_shuffle below is one AVX instruction). 256-bit vectors only.
+#if defined(__GNUC__) && !defined(__clang__) && INITLAB_SIMD_LEVEL >= 2
 template <typename T>
 inline void transpose_in_registers(typename Simd<T>::type* rows) {
   using V = typename Simd<T>::type;
@@ -226,10 +233,11 @@ void pack_b_panel(bool trans_b, const T* b, std::int64_t ldb, std::int64_t p0, s
       }
     }
   } else {  // B is (N, K): transpose L x L blocks in registers (L = lanes: 8 floats, 4 doubles)
+    std::int64_t p = 0;
+// __builtin_shuffle is GCC's; others, and 128-bit vectors, take the scalar loop
+#if defined(__GNUC__) && !defined(__clang__) && INITLAB_SIMD_LEVEL >= 2
     using V = typename Simd<T>::type;
     constexpr int kL = Simd<T>::kLanes;
-    std::int64_t p = 0;
-#if defined(__GNUC__) && !defined(__clang__)  // __builtin_shuffle is GCC's; others take the scalar loop
     for (; p + kL <= kc; p += kL) {
       for (int half = 0; half < kNR / kL; ++half) {
         V rows[kL];
@@ -344,15 +352,17 @@ inline void compute_tile(std::int64_t kc, const T* a_panel, const T* b_panel, T 
 // those of the packed path (tested).
 #if INITLAB_SIMD_LEVEL >= 3
 constexpr int kSmallVectorBytes = 64;
-#else
+#elif INITLAB_SIMD_LEVEL >= 2
 constexpr int kSmallVectorBytes = 32;
+#else
+constexpr int kSmallVectorBytes = 16;
 #endif
 template <typename T>
 struct SmallSimd {
   typedef T type __attribute__((vector_size(kSmallVectorBytes)));
   static constexpr int kLanes = kSmallVectorBytes / static_cast<int>(sizeof(T));
 };
-constexpr int kSmallMR = 8;   // rows of a small tile
+constexpr int kSmallMR = INITLAB_SIMD_LEVEL >= 2 ? 8 : 6;  // rows of a small tile (16 xmm registers: 6)
 constexpr int kSmallNV = 2;   // vectors per row of a small tile
 // Products up to this many multiply-adds take the direct path whatever their shape, and so does any
 // product whose K slice of op(B) (min(K, KC) x N) fits in kDirectMaxSliceBytes (it stays in L2 while

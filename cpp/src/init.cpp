@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "initlab/dense.hpp"
 #include "initlab/parallel.hpp"
 #include "initlab/random.hpp"
 
@@ -236,17 +237,38 @@ double plan_largest_value(const InitPlan& plan) {
   return 0.0;
 }
 
+namespace {
+// calculate_gain's names that are not activations of a network (those are kActivations, dense.hpp,
+// each with its own gain): PyTorch's linear-like layer names, and silu.
+struct GainOnlyName {
+  const char* name;
+  double gain;
+};
+constexpr GainOnlyName kGainOnlyNames[] = {
+    {"conv1d", 1.0}, {"conv2d", 1.0}, {"conv3d", 1.0}, {"conv_transpose1d", 1.0}, {"conv_transpose2d", 1.0},
+    {"conv_transpose3d", 1.0}, {"identity", 1.0},
+    {"silu", 1.67653247033109115860425754366},  // 1 / sqrt(E[silu(z)^2]), 30-digit quadrature (mpmath)
+};
+}  // namespace
+
 std::vector<std::string> gain_names() {
-  return {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-          "elu", "gelu", "identity", "leaky_relu", "linear", "relu", "selu", "sigmoid", "silu",
-          "softplus", "tanh"};
+  std::vector<std::string> names;
+  for (const ActivationInfo& info : kActivations) names.emplace_back(info.name);
+  for (const GainOnlyName& entry : kGainOnlyNames) names.emplace_back(entry.name);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());  // an activation named here too
+  return names;
 }
 
 double gain(const std::string& nonlinearity, std::optional<double> param) {
-  const auto names = gain_names();
-  if (std::find(names.begin(), names.end(), nonlinearity) == names.end()) {
+  const ActivationInfo* activation = find_activation(nonlinearity);
+  const GainOnlyName* other = nullptr;  // read only when the name is not an activation's
+  for (const GainOnlyName& entry : kGainOnlyNames) {
+    if (nonlinearity == entry.name) other = &entry;
+  }
+  if (activation == nullptr && other == nullptr) {
     std::string valid;
-    for (const auto& name : names) valid += (valid.empty() ? "" : ", ") + name;
+    for (const auto& name : gain_names()) valid += (valid.empty() ? "" : ", ") + name;
     throw std::invalid_argument("gain: unknown nonlinearity '" + nonlinearity +
                                 "'; valid: " + valid);
   }
@@ -254,30 +276,8 @@ double gain(const std::string& nonlinearity, std::optional<double> param) {
     throw std::invalid_argument("gain: param must be a finite number, got " +
                                 format_number(*param));
   }
-  if (nonlinearity == "tanh") return 5.0 / 3.0;
-  if (nonlinearity == "relu") return std::sqrt(2.0);
-  if (nonlinearity == "leaky_relu") {
-    const double slope = param.value_or(0.01);
-    // Past 1e150, slope^2 overflows to inf and the gain would read 0; there 1 + slope^2 == slope^2
-    // in double, so sqrt(2) / |slope| is the same formula without the overflow.
-    if (std::abs(slope) > 1e150) return std::sqrt(2.0) / std::abs(slope);
-    return std::sqrt(2.0 / (1.0 + slope * slope));
-  }
-  if (nonlinearity == "selu") return 3.0 / 4.0;  // PyTorch's choice (self-normalizing nets)
-  if (nonlinearity == "elu") {
-    const double alpha = param.value_or(1.0);
-    const double e2_phi_m2 = std::exp(2.0) * normal_cdf(-2.0);  // E[e^{2z}; z < 0]
-    const double e_phi_m1 = std::exp(0.5) * normal_cdf(-1.0);   // E[e^{z}; z < 0]
-    const double negative_part = e2_phi_m2 - 2.0 * e_phi_m1 + 0.5;  // E[(e^z - 1)^2; z < 0]
-    if (std::abs(alpha) > 1e150) return 1.0 / (std::abs(alpha) * std::sqrt(negative_part));  // as leaky_relu
-    const double second_moment = 0.5 + alpha * alpha * negative_part;
-    return 1.0 / std::sqrt(second_moment);
-  }
-  // 1 / sqrt(E[phi(z)^2]), z ~ N(0, 1), by 30-digit quadrature (mpmath).
-  if (nonlinearity == "gelu") return 1.53353044119553523376774550539;
-  if (nonlinearity == "softplus") return 1.04186683553530170804396059499;
-  if (nonlinearity == "silu") return 1.67653247033109115860425754366;
-  return 1.0;  // linear, identity, conv*, sigmoid
+  if (activation != nullptr) return activation->gain(param.value_or(activation->default_param));
+  return other->gain;
 }
 
 InitPlan plan_init(const InitRequest& r) {

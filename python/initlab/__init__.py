@@ -38,12 +38,20 @@ def get_num_threads() -> int:
 
 
 def info() -> dict:
-    """Build and runtime facts: version, compiler, SIMD set, OpenMP, threads."""
+    """Build and runtime facts: version, compiler, SIMD set, the instruction-set path in use, OpenMP,
+    threads.
+
+    ``simd_path`` is "native" for a build tuned to the CPU that built it (the default), else the path
+    a portable build (``-DINITLAB_NATIVE=OFF``) chose at import: "avx512", "avx2" or "baseline" (the
+    best this CPU runs, or the one the environment variable INITLAB_SIMD names); ``simd_paths`` lists
+    the paths this build can run on this CPU."""
     build = _core.build_info()
     return {
         "version": __version__,
         "compiler": build["compiler"],
         "simd": build["simd"],
+        "simd_path": _core.SIMD_PATH,
+        "simd_paths": list(_core.SIMD_PATHS),
         "openmp": build["openmp"],
         "threads": get_num_threads(),
         "hardware_threads": build["hardware_threads"],

@@ -30,6 +30,10 @@ class LayerSequence:
 
 MAX_THREADS: int
 
+SIMD_PATH: str
+
+SIMD_PATHS: tuple
+
 def activation_forward(Z: object, A: object, activation: str, param: object = None) -> None:
     """A := act(Z) elementwise (A may be Z)"""
     ...

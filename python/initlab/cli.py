@@ -25,13 +25,15 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .nn.schedules import SCHEDULES, check_schedule
+from .nn.optimizers import OPTIMIZERS, takes
+from .nn.schedules import parse_schedule
 
 BENCH_MODULES = ("init_fill", "gemm", "train_step", "conv")
 # What --quick passes to each module's run() (only the keywords its signature takes).
@@ -125,44 +127,17 @@ def _init_list(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-# fit's learning-rate schedules and the parameters each takes (API.md: lr_schedule), read from the
-# one registry, nn/schedules.py
-LR_SCHEDULES = {name: tuple(params) for name, (_, params) in SCHEDULES.items()}
-
-
 def _lr_schedule(text: str) -> Any:
     """``cosine(T_max=30)`` -> ``("cosine", {"T_max": 30})``; a bare name -> ``"constant"`` or
-    ``(name, {})``: the form `Network.fit(lr_schedule=...)` takes."""
-    from .init import _SPEC, _parse_value, _split_top_level
-    match = _SPEC.match(text)
-    if match is None or match.group(1) not in LR_SCHEDULES:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME or NAME(key=value, ...) with NAME one of {', '.join(LR_SCHEDULES)}, got {text!r}")
-    name, inner = match.group(1), match.group(2)
-    params: Dict[str, Any] = {}
+    ``(name, {})``: the form `Network.fit(lr_schedule=...)` takes. The one parser of the schedule
+    syntax is nn/schedules.py's parse_schedule (fit reads the same strings); its errors name
+    --lr-schedule and become argparse's."""
     try:
-        for item in (_split_top_level(inner, name) if inner and inner.strip() else []):
-            key, _, value = (part.strip() for part in item.partition("="))
-            if key not in LR_SCHEDULES[name]:
-                raise ValueError(f"{name}: unknown parameter {key!r}; {name} takes: "
-                                 f"{', '.join(LR_SCHEDULES[name]) or 'no parameters'}")
-            if not value:
-                raise ValueError(f"{name}: {key} has no value in {text!r}")
-            parsed = _parse_value(value, key, name)
-            if isinstance(parsed, str):
-                raise ValueError(f"{name}: {key} must be a number, got {value!r}")
-            params[key] = parsed
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if name == "step" and "step_size" not in params:
-        raise argparse.ArgumentTypeError(f"step needs step_size, e.g. step(step_size=10,gamma=0.5); got {text!r}")
-    try:  # the values as fit checks them (a negative gamma, T_max=0, ...), named as the option
-        check_schedule((name, params), "--lr-schedule")
-    except (TypeError, ValueError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if name == "constant":
-        return "constant"
-    return (name, params)
+        spec = parse_schedule(text, "--lr-schedule")
+    except (TypeError, ValueError) as e:  # argparse writes "argument --lr-schedule: " before it
+        raise argparse.ArgumentTypeError(re.sub(r"^--lr-schedule:? ", "", str(e))) from None
+    name, params = (spec, {}) if isinstance(spec, str) else spec
+    return "constant" if name == "constant" else (name, params)
 
 
 def _name_list(text: str) -> List[str]:
@@ -197,14 +172,20 @@ def _add_network_options(p: argparse.ArgumentParser, defaults: Dict[str, Any], *
                        help="initializer, NAME or NAME(key=value, ...) (default he_normal)")
 
 
+def _or_list(names: Sequence[str], word: str = "or") -> str:
+    """'a, b, c or d'"""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
 def _add_training_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=_non_negative_int, default=None, help=f"(default {defaults['epochs']})")
     g.add_argument("--batch-size", type=_positive_int, default=None, help=f"(default {defaults['batch_size']})")
-    g.add_argument("--optimizer", default=None, help=f"sgd, adam, adamw or rmsprop (default {defaults['optimizer']})")
+    g.add_argument("--optimizer", default=None,
+                   help=f"{_or_list(list(OPTIMIZERS))} (default {defaults['optimizer']})")
     g.add_argument("--lr", type=_non_negative_float, default=None, help=f"learning rate (default {defaults['lr']})")
     g.add_argument("--momentum", type=_non_negative_float, default=None,
-                   help=f"for sgd and rmsprop (default {defaults['momentum']})")
+                   help=f"for {_or_list(takes('momentum'), 'and')} (default {defaults['momentum']})")
     g.add_argument("--weight-decay", type=_non_negative_float, default=None,
                    help="L2 penalty (sgd, adam, rmsprop) or decoupled decay (adamw) (default 0)")
     g.add_argument("--dropout", type=_dropout_rate, default=None, help="dropout rate of the hidden layers (default 0)")
@@ -363,7 +344,7 @@ def _fit_options(args, defaults: Dict[str, Any]) -> Dict[str, Any]:
     optimizer = _pick(args.optimizer, defaults["optimizer"])
     options = dict(batch_size=_pick(args.batch_size, defaults["batch_size"]), optimizer=optimizer,
                    lr=_pick(args.lr, defaults["lr"]),
-                   momentum=_pick(args.momentum, defaults["momentum"]) if optimizer in ("sgd", "rmsprop") else 0.0,
+                   momentum=_pick(args.momentum, defaults["momentum"]) if optimizer in takes("momentum") else 0.0,
                    weight_decay=_pick(args.weight_decay, 0.0), clip_norm=args.clip_norm, clip_value=args.clip_value)
     if args.lr_schedule is not None:
         from .nn.network import Network

@@ -467,9 +467,14 @@ def from_weights(weights: Sequence[np.ndarray], biases: Sequence[Optional[np.nda
         message = ("at the edge of chaos (chi_1 = 1, xi_c infinite): trainable at any depth by the "
                    "mean-field criterion")
     elif math.isinf(mf.xi_c):
-        message = (f"xi_c is infinite ({mf.activation} without bias: correlations converge only "
-                   f"polynomially), so the correlation criterion limits no depth; chi_1 = "
-                   f"{mf.chi_1:.3g}: the signal's variance is multiplied by that per layer")
+        # a positively homogeneous activation whose bias is negligible: none at all, or a variance
+        # that grows without bound (q* = inf) past any sigma_b2
+        why = (f"{mf.activation} without bias" if sigma_b2 == 0.0 else
+               f"{mf.activation} with sigma_b2 = {sigma_b2:.3g}, negligible beside a variance that "
+               f"grows without bound")
+        message = (f"xi_c is infinite ({why}: correlations converge only polynomially), so the "
+                   f"correlation criterion limits no depth; chi_1 = {mf.chi_1:.3g}: the signal's "
+                   f"variance is multiplied by that per layer")
     else:
         message = (f"this net is {ratio:.1f} xi_c deep (depth {depth}, xi_c = {mf.xi_c:.3g} layers): "
                    + ("trainable by the mean-field criterion (<= 6 xi_c)" if trainable else

@@ -34,8 +34,11 @@
 //           overwritten, never accumulated. Outputs must not overlap inputs.
 #pragma once
 #include "initlab/isa.hpp"
+#include <cmath>
 #include <cstdint>
 #include <string>
+
+#include "initlab/random.hpp"  // normal_cdf (elu's gain)
 
 INITLAB_NAMESPACE_BEGIN
 
@@ -49,23 +52,54 @@ struct ActivationInfo {
   bool derivative_from_output;    // act' is computed from A (sigmoid, tanh), else from Z
   bool saturates;                 // bounded on both sides: act' -> 0 at both tails (tanh, sigmoid)
   bool zero_derivative_interval;  // act' is exactly 0 on an interval (relu: z < 0), so units can die
+  // The recommended init gain (PyTorch's calculate_gain, extended) at the parameter `param` (the
+  // caller passes default_param when none is given): init.hpp's gain() reads it from here.
+  double (*gain)(double param);
 };
 
+// The gains of the registry's entries: PyTorch's calculate_gain values where it has one, otherwise
+// the variance-preserving gain 1/sqrt(E[act(z)^2]), z ~ N(0, 1) (initlab.init.estimate_gain).
+namespace activation_gain {
+constexpr double one(double) { return 1.0; }  // linear, sigmoid (PyTorch's choice)
+constexpr double tanh(double) { return 5.0 / 3.0; }
+inline double relu(double) { return std::sqrt(2.0); }
+inline double leaky_relu(double slope) {  // sqrt(2 / (1 + slope^2))
+  // Past 1e150, slope^2 overflows to inf and the gain would read 0; there 1 + slope^2 == slope^2
+  // in double, so sqrt(2) / |slope| is the same formula without the overflow.
+  if (std::abs(slope) > 1e150) return std::sqrt(2.0) / std::abs(slope);
+  return std::sqrt(2.0 / (1.0 + slope * slope));
+}
+constexpr double selu(double) { return 3.0 / 4.0; }  // PyTorch's choice (self-normalizing nets)
+// 1 / sqrt(E[elu(z)^2]) in closed form: E = 1/2 + alpha^2 (e^2 Phi(-2) - 2 e^(1/2) Phi(-1) + 1/2).
+inline double elu(double alpha) {
+  const double e2_phi_m2 = std::exp(2.0) * normal_cdf(-2.0);  // E[e^{2z}; z < 0]
+  const double e_phi_m1 = std::exp(0.5) * normal_cdf(-1.0);   // E[e^{z}; z < 0]
+  const double negative_part = e2_phi_m2 - 2.0 * e_phi_m1 + 0.5;  // E[(e^z - 1)^2; z < 0]
+  if (std::abs(alpha) > 1e150) return 1.0 / (std::abs(alpha) * std::sqrt(negative_part));  // as leaky_relu
+  const double second_moment = 0.5 + alpha * alpha * negative_part;
+  return 1.0 / std::sqrt(second_moment);
+}
+// 1 / sqrt(E[act(z)^2]) by 30-digit quadrature (mpmath), at the default parameter.
+constexpr double gelu(double) { return 1.53353044119553523376774550539; }
+constexpr double softplus(double) { return 1.04186683553530170804396059499; }  // beta = 1
+}  // namespace activation_gain
+
 // The registry: every activation, in the order above, defined once. The kernels, the bindings
-// (_core.activation_registry, with each one's init gain from init.hpp), Python's ACTIVATIONS, the
-// CLI help, the diagnosis and the tests all read it. Adding an activation: one entry here, its
-// math in activation_math.hpp (activate/derivative), its oracle in tests/reference.py.
+// (_core.activation_registry), init's gain(), Python's ACTIVATIONS, the CLI help, the diagnosis and
+// the tests all read it. Adding an activation: its enum value and one entry here (its gain in
+// activation_gain above), its math in cpp/src/activation_math.hpp (activate/derivative), its oracle
+// in tests/reference.py.
 inline constexpr ActivationInfo kActivations[] = {
-    // name        id                     default  param_name        from_A saturates zero_on_interval
-    {"linear", Activation::kLinear, 0.0, "", false, false, false},
-    {"relu", Activation::kRelu, 0.0, "", false, false, true},
-    {"leaky_relu", Activation::kLeakyRelu, 0.01, "negative_slope", false, false, false},
-    {"elu", Activation::kElu, 1.0, "alpha", false, false, false},
-    {"selu", Activation::kSelu, 0.0, "", false, false, false},
-    {"gelu", Activation::kGelu, 0.0, "", false, false, false},
-    {"sigmoid", Activation::kSigmoid, 0.0, "", true, true, false},
-    {"tanh", Activation::kTanh, 0.0, "", true, true, false},
-    {"softplus", Activation::kSoftplus, 1.0, "beta", false, false, false},
+    // name       id                          default param_name      from_A saturates zero_on_interval gain
+    {"linear", Activation::kLinear, 0.0, "", false, false, false, activation_gain::one},
+    {"relu", Activation::kRelu, 0.0, "", false, false, true, activation_gain::relu},
+    {"leaky_relu", Activation::kLeakyRelu, 0.01, "negative_slope", false, false, false, activation_gain::leaky_relu},
+    {"elu", Activation::kElu, 1.0, "alpha", false, false, false, activation_gain::elu},
+    {"selu", Activation::kSelu, 0.0, "", false, false, false, activation_gain::selu},
+    {"gelu", Activation::kGelu, 0.0, "", false, false, false, activation_gain::gelu},
+    {"sigmoid", Activation::kSigmoid, 0.0, "", true, true, false, activation_gain::one},
+    {"tanh", Activation::kTanh, 0.0, "", true, true, false, activation_gain::tanh},
+    {"softplus", Activation::kSoftplus, 1.0, "beta", false, false, false, activation_gain::softplus},
 };
 
 // The registry entry of `act` (every enum value has one).

@@ -48,6 +48,8 @@ Fans compute_fans(const std::vector<std::int64_t>& shape, Layout layout);
 //     E = 1/2 + alpha^2 (e^2 Phi(-2) - 2 e^(1/2) Phi(-1) + 1/2), z ~ N(0, 1);
 //   gelu, softplus (beta 1), silu: 1 / sqrt(E[phi(z)^2]) (the variance-preserving gain, computed by
 //   quadrature to 30 digits; initlab.init.estimate_gain reproduces them).
+// An activation's gain is its registry entry's (kActivations in dense.hpp, at param or the entry's
+// default_param); init.cpp adds only the names that are not activations (conv*, identity, silu).
 // Throws std::invalid_argument for an unknown name (the message lists the valid ones).
 double gain(const std::string& nonlinearity, std::optional<double> param);
 std::vector<std::string> gain_names();

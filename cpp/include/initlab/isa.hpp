@@ -19,6 +19,9 @@
 #ifndef INITLAB_ISA
 #define INITLAB_ISA native
 #endif
+#ifndef INITLAB_PORTABLE_PATHS
+#define INITLAB_PORTABLE_PATHS 0
+#endif
 
 #ifndef INITLAB_SIMD_LEVEL
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \

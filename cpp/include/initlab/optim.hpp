@@ -32,6 +32,7 @@
 #pragma once
 #include "initlab/isa.hpp"
 #include <cstdint>
+#include <string>
 
 INITLAB_NAMESPACE_BEGIN
 
@@ -61,6 +62,35 @@ constexpr std::uint32_t kDropoutTag = 0x44524F50u;  // "DROP"
 // `written` is false and nonfinite/first_nonfinite name the tensors that would have overflowed.
 // It costs a read-only pass over the update's operands (about half the step again).
 enum class OptimizerKind { kSgd, kAdam, kAdamW, kRmsprop };
+
+// The registry: every optimizer, defined once. The bindings take `optimizer=` names and the state
+// layout from it (Python's OPTIMIZERS in nn/optimizers.py holds the same names and n_states).
+// Adding an optimizer: its OptimizerKind and entry here (+ OptimizerConfig fields if it has new
+// hyperparameters), its kernel in cpp/src/optim.cpp (the update range and its case in the
+// dispatch), its Python entry, and its test.
+struct OptimizerInfo {
+  const char* name;
+  OptimizerKind kind;
+  int n_states;         // state arrays per parameter (ParamTensor's state0, state1)
+  bool uses_momentum;   // takes `momentum`; its last state array is then the momentum buffer,
+                        // null (None) when momentum == 0
+};
+
+inline constexpr OptimizerInfo kOptimizers[] = {
+    // name      kind                     n_states uses_momentum
+    {"sgd", OptimizerKind::kSgd, 1, true},          // momentum_buffer
+    {"adam", OptimizerKind::kAdam, 2, false},       // exp_avg, exp_avg_sq
+    {"adamw", OptimizerKind::kAdamW, 2, false},     // exp_avg, exp_avg_sq
+    {"rmsprop", OptimizerKind::kRmsprop, 2, true},  // square_avg, momentum_buffer
+};
+
+// Looks a name up in kOptimizers; nullptr when unknown.
+inline const OptimizerInfo* find_optimizer(const std::string& name) {
+  for (const OptimizerInfo& info : kOptimizers) {
+    if (name == info.name) return &info;
+  }
+  return nullptr;
+}
 
 struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::kSgd;

@@ -9,8 +9,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .. import _core, datasets
+from .. import datasets
 from ..nn.callbacks import Callback
+from ..nn.optimizers import takes
 
 LN10 = math.log(10.0)
 
@@ -203,18 +204,6 @@ def _check_spec(spec: RunSpec) -> None:
         raise ValueError(f"threads must be an int >= 1 or None, got {spec.threads!r}")
 
 
-def _hidden_activations(net, X: np.ndarray) -> List[np.ndarray]:
-    """Each hidden layer's activations A_i on X (dropout off), with the core's activation kernel."""
-    outputs = []
-    A = np.ascontiguousarray(X, dtype=net.dtype)
-    for layer in net.layers[:-1]:
-        Z = np.ascontiguousarray(A @ layer.W + layer.b)
-        A = np.empty_like(Z)
-        _core.activation_forward(Z, A, layer.activation, layer.act_param)
-        outputs.append(A)
-    return outputs
-
-
 def _conv_stack_jacobian(spec: RunSpec, data: Data, net, samples: np.ndarray, eps: float = 1e-6) -> Dict[str, float]:
     """Singular values of d(output of the last convolution)/d(input image) at each sample (the
     Jacobian of the convolutional stack, as Xiao et al. 2018 study it), by central differences in
@@ -242,10 +231,10 @@ def _conv_stack_jacobian(spec: RunSpec, data: Data, net, samples: np.ndarray, ep
 
 
 def _layer_outputs(net, X: np.ndarray) -> List[np.ndarray]:
-    """Each hidden layer-with-weights' output on X (dropout off), from the network's own pass."""
-    ws = net._pass(X.shape[0])
-    net._run_forward(ws, np.ascontiguousarray(X, dtype=net.dtype), training=False)
-    return [buf.out.copy() for layer, buf in zip(net.layers[:-1], ws.layers[:-1]) if layer.has_weights]
+    """Each hidden layer-with-weights' output on X (dropout off): the buffers of the network's own
+    forward (the kernels that train it and that diagnose reads), not a recomputation."""
+    outputs = net._activations(X)
+    return [out for layer, out in zip(net.layers[:-1], outputs[:-1]) if layer.has_weights]
 
 
 def _histograms(activations: List[np.ndarray], activation: str) -> Dict[str, Any]:
@@ -353,7 +342,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     probe = slice(0, min(spec.probe_size, data.X_train.shape[0]))
     X_probe, y_probe = data.X_train[probe], data.y_train[probe]
     diagnosis = net.diagnose(X_probe, y_probe)
-    hidden = _layer_outputs(net, X_probe) if convolutional else _hidden_activations(net, X_probe)
+    hidden = _layer_outputs(net, X_probe)
     rows = diagnosis.layers
     grad_norms = [float(r["grad_norm"]) for r in rows]
     at_init = {
@@ -382,7 +371,7 @@ def run_one(spec: RunSpec, data: Data, *, on_epoch: Optional[Callable[[], Any]] 
     schedule = {} if spec.lr_schedule is None else {"lr_schedule": spec.lr_schedule}
     report = net.fit(data.X_train, data.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                      optimizer=spec.optimizer, lr=spec.lr,
-                     momentum=spec.momentum if spec.optimizer in ("sgd", "rmsprop") else 0.0,
+                     momentum=spec.momentum if spec.optimizer in takes("momentum") else 0.0,
                      weight_decay=spec.weight_decay, clip_norm=spec.clip_norm, clip_value=spec.clip_value,
                      validation_data=(data.X_val, data.y_val), stats_every=spec.stats_every,
                      progress=False, callbacks=callbacks, **schedule)

@@ -101,7 +101,7 @@ import numpy as np
 from .. import _core
 from ..init.random import check_seed
 from ..nn._checks import check_int
-from ..nn.activations import SATURATING, ZERO_DERIVATIVE_INTERVAL
+from ..nn.activations import REGISTRY, SATURATING, ZERO_DERIVATIVE_INTERVAL
 from .statistics import layer_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,6 +154,19 @@ _RECOMMENDED: Dict[str, Recommendation] = {
                              "orthogonal weights preserve norms exactly in a linear network "
                              "(Saxe et al. 2013)"),
 }
+
+
+def _from_gain(activation: str) -> Optional[Recommendation]:
+    """For a registry activation without a row above: Var(W) = gain^2/fan_in with the registry's
+    gain (the variance-preserving one where PyTorch has none), so a new activation gets a right
+    suggestion without an edit here."""
+    if activation not in REGISTRY:
+        return None
+    g = REGISTRY[activation]["gain"]
+    return Recommendation(f"variance_scaling(scale={g * g:.6g},mode=fan_in,distribution=normal)",
+                          f"torch.nn.init.normal_(w, std={g:.6g} / math.sqrt(fan_in))",
+                          f"Var(W) = gain^2/fan_in with {activation}'s gain {g:.6g} "
+                          f"(il.init.gain('{activation}')) keeps Var(Z) constant")
 
 
 @dataclass(frozen=True)
@@ -422,7 +435,7 @@ class _Advice:
         self.param = params[0] if params else 0.01
 
     def recommended(self) -> Tuple[str, str, str]:
-        rec = _RECOMMENDED.get(self.dominant, _RECOMMENDED["relu"])
+        rec = _RECOMMENDED.get(self.dominant) or _from_gain(self.dominant) or _RECOMMENDED["relu"]
         fill = {"param": f"{self.param:g}"}
         return rec.initlab.format(**fill), rec.torch.format(**fill), rec.why
 

@@ -3,7 +3,9 @@ layer's own `stats_row`. `Report.layer_stats` (the training loop's probe batch) 
 read these rows, so both hold the same numbers for the same batch.
 
 The output layer's act_mean/act_std are those of the output activation's values: probabilities for
-softmax and sigmoid outputs, the values themselves for a linear (MSE) output.
+softmax and sigmoid outputs, the values themselves for a linear (MSE) output; its row's
+`output_activation` says which ("softmax", "sigmoid", "linear"), while its `activation` is the
+kernel's ("linear": the output activation belongs to the loss).
 """
 from __future__ import annotations
 
@@ -35,8 +37,10 @@ def layer_rows(net: "Network", X: np.ndarray, y: Optional[np.ndarray] = None, *,
         output = net._output_values(ws)
     net._run_backward(ws, X)
     last = len(net.layers) - 1
-    return [dict(layer=i, **layer.stats_row(buf, output if i == last else None))
+    rows = [dict(layer=i, **layer.stats_row(buf, output if i == last else None))
             for i, (layer, buf) in enumerate(zip(net.layers, ws.layers)) if layer.has_weights]
+    rows[-1]["output_activation"] = net.output  # what its act_mean/act_std are of (see above)
+    return rows
 
 
 def probe_rows(net: "Network", X: np.ndarray, y: np.ndarray, epoch: int,

@@ -26,6 +26,8 @@ Internal API for the instruments (inspect/) and the training loop; the public AP
                                     ws.output_grad when with_grad
     net._run_backward(ws, X, need_dX=False)   from ws.output_grad down; dL/dX to ws.X_grad
     net._output_values(ws)          the output activation's values (N, K) after a forward
+    net._activations(X)             a copy of every layer's output on X (dropout off), in layer
+                                    order, from the forward above (the last is the logits)
 
 >>> import initlab as il, numpy as np
 >>> X = np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32)
@@ -380,6 +382,14 @@ class Network:
         else:
             np.copyto(out, ws.logits)
         return out
+
+    def _activations(self, X: np.ndarray) -> List[np.ndarray]:
+        """A copy of each layer's output on X (validated, dropout off), in `self.layers` order:
+        the buffers the network's own forward writes (Dense: act(XW + b); the last is the logits)."""
+        X = self._check_X(X)
+        ws = self._pass(X.shape[0])
+        self._run_forward(ws, X, training=False)
+        return [buf.out.copy() for buf in ws.layers]
 
     def _chunks(self, n: int, chunk: int = EVAL_CHUNK):
         for start in range(0, n, chunk):

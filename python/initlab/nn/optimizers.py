@@ -7,13 +7,14 @@ and maps the fit hyperparameters to the call's arguments.
 (SGD's momentum buffer exists), `buffers` (one tuple of arrays per parameter). It is what
 `Network.save` writes, so `fit` after `load` continues exactly.
 
-Adding an optimizer: its range function in cpp/src/optim.cpp (+ the binding's name), one
-`Optimizer(...)` entry below, and its test.
+Adding an optimizer: its `kOptimizers` entry in cpp/include/initlab/optim.hpp (name, kind, state
+arrays, whether it takes momentum; the bindings read it), its kernel in cpp/src/optim.cpp, one
+`Optimizer(...)` entry below, and its test (tests/reference.py's update and a torch.optim check).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -25,9 +26,11 @@ Hyper = Mapping[str, Any]
 @dataclass(frozen=True)
 class Optimizer:
     name: str
-    n_buffers: int   # state arrays per parameter, each shaped like it
+    n_buffers: int   # state arrays per parameter, each shaped like it (optim.hpp's n_states)
     # the keyword arguments of _core.optimizer_step for this optimizer, from the fit hyperparameters
     arguments: Callable[[Dict[str, Any], Hyper], Dict[str, Any]]
+    # the fit hyperparameters besides lr it reads (the CLI passes --momentum only where it is one)
+    hyperparameters: Tuple[str, ...] = ()
 
 
 def _sgd(state, h):
@@ -46,11 +49,16 @@ def _rmsprop(state, h):
 
 
 OPTIMIZERS: Dict[str, Optimizer] = {
-    "sgd": Optimizer("sgd", 1, _sgd),
-    "adam": Optimizer("adam", 2, _adam),
-    "adamw": Optimizer("adamw", 2, _adam),
-    "rmsprop": Optimizer("rmsprop", 2, _rmsprop),
+    "sgd": Optimizer("sgd", 1, _sgd, ("momentum", "dampening", "nesterov", "weight_decay")),
+    "adam": Optimizer("adam", 2, _adam, ("betas", "eps", "weight_decay")),
+    "adamw": Optimizer("adamw", 2, _adam, ("betas", "eps", "weight_decay")),
+    "rmsprop": Optimizer("rmsprop", 2, _rmsprop, ("alpha", "eps", "momentum", "weight_decay")),
 }
+
+
+def takes(hyperparameter: str) -> List[str]:
+    """The optimizers that read `hyperparameter` (e.g. "momentum": sgd, rmsprop)."""
+    return [name for name, opt in OPTIMIZERS.items() if hyperparameter in opt.hyperparameters]
 
 
 def new_state(name: str, params: Sequence[np.ndarray]) -> Dict[str, Any]:

@@ -159,7 +159,8 @@ def check_schedule(lr_schedule: ScheduleSpec, argname: str = "lr_schedule") -> _
             given[key] = _check_param(name, key, spec, given[key], argname)
         elif spec.default is _REQUIRED:
             raise ValueError(f"{argname} {name!r}: parameter {key!r} is required, as in "
-                             f"({name!r}, {{{key!r}: ...}}); got {dict(lr_schedule[1])!r}")
+                             f"({name!r}, {{{key!r}: ...}}) or '{name}({key}=...)'; "
+                             f"got {dict(lr_schedule[1])!r}")
     return _Checked(name, given, None)
 
 

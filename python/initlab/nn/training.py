@@ -348,7 +348,11 @@ def _train_epoch(run: _Run) -> Optional[str]:
         if net._interrupted:
             return "interrupted (KeyboardInterrupt) " + where.format("before")
         if batch < native_end:
-            stop, batch, sums = _native_batches(run, epoch, batch, native_end, sums)
+            try:
+                stop, batch, sums = _native_batches(run, epoch, batch, native_end, sums)
+            except KeyboardInterrupt:  # a second Ctrl-C in the Python around the native call:
+                # as in the Python step, the batch it was preparing is not applied
+                return "interrupted (KeyboardInterrupt) " + where.format("during")
             if stop is not None:
                 return stop
             continue

@@ -6,7 +6,9 @@ activation module records, per layer call (in call order):
     A  the output of the activation module that consumes Z (Z itself when none does: an
        activation written as a function call inside forward); for the output layer, what the loss
        reads: softmax probabilities for cross-entropy (integer y, nn.CrossEntropyLoss), sigmoid
-       for nn.BCEWithLogitsLoss, the logits otherwise (MSE, no y), as Network.diagnose reports
+       for nn.BCEWithLogitsLoss, the logits otherwise (MSE, no y), as Network.diagnose reports;
+       the output row's `output_activation` names it ("softmax", "sigmoid", or the activation of
+       the layer's own output, "linear" for logits: without y no loss says what they mean)
 One backward pass (torch.autograd.grad, so the model's .grad fields stay untouched) gives dL/dZ
 and dL/dW; the loss is loss_fn(model(X), y), or a unit-variance random output gradient without y,
 as in Network.diagnose. Every statistic is one of initlab's kernels on the hooked tensors:
@@ -89,15 +91,19 @@ def _loss(out: torch.Tensor, y: torch.Tensor, loss_fn: Optional[Callable]) -> to
     return loss.reshape(())
 
 
-def _loss_activation(loss_fn: Optional[Callable], y: torch.Tensor) -> Optional[Callable]:
-    """The output activation a loss applies to the logits (None: it reads them as they are)."""
+def _loss_activation(loss_fn: Optional[Callable], y: torch.Tensor) -> Optional[str]:
+    """The output activation a loss applies to the logits, "softmax" or "sigmoid" (None: it reads
+    them as they are)."""
     if loss_fn is None:
-        return (lambda z: torch.softmax(z, dim=1)) if not y.is_floating_point() else None
+        return "softmax" if not y.is_floating_point() else None
     if isinstance(loss_fn, nn.CrossEntropyLoss):
-        return lambda z: torch.softmax(z, dim=1)
+        return "softmax"
     if isinstance(loss_fn, nn.BCEWithLogitsLoss) or loss_fn is F.binary_cross_entropy_with_logits:
-        return torch.sigmoid
+        return "sigmoid"
     return None
+
+
+_OUTPUT_ACTIVATIONS = {"softmax": lambda z: torch.softmax(z, dim=1), "sigmoid": torch.sigmoid}
 
 
 class _Recorder:
@@ -186,6 +192,10 @@ def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Calla
             if all(w is not rec["module"].weight for w in weights) and rec["module"].weight.requires_grad:
                 weights.append(rec["module"].weight)
         targets = [rec["Z"] for rec in calls] + weights
+        # what the output row's act_mean/act_std are of: the loss's output activation (softmax,
+        # sigmoid) where one reads the logits; otherwise (no y: no loss says what the model's
+        # output means) the layer's own activation, "linear" for the logits themselves
+        output_activation: Optional[str] = None
         if y is None:
             G = np.random.default_rng(seed).standard_normal(tuple(out.shape))
             grads = torch.autograd.grad(out, targets, grad_outputs=torch.from_numpy(G).to(out),
@@ -200,7 +210,8 @@ def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Calla
             read_out = _loss_activation(loss_fn, y_t)
             if read_out is not None and final["act"] is None and final["out"] is out:
                 with torch.no_grad():
-                    final["A"] = read_out(out.detach())
+                    final["A"] = _OUTPUT_ACTIVATIONS[read_out](out.detach())
+                output_activation = read_out
     dZ = grads[:len(calls)]
     dW = {id(w): g for w, g in zip(weights, grads[len(calls):])}
 
@@ -240,6 +251,8 @@ def collect(module: nn.Module, X: Any, y: Any = None, *, loss_fn: Optional[Calla
                          "position": rec["position"]})
             if label == "leaky_relu":
                 rows[-1]["param"] = param
+            if k == len(calls) - 1:
+                rows[-1]["output_activation"] = output_activation or label
     with ModuleState(module):
         jacobian = _jacobian(module, X, min(int(jacobian_samples), X.shape[0]))
     return {"rows": rows, "jacobian": jacobian, "layers": [rec["module"] for rec in calls]}
