@@ -439,11 +439,11 @@ def test_conv_epoch_benchmark_rows():
     assert "| digits-cnn | 256 | 1 |" in conv_bench.format_epoch_table(rows)
 
 
-LARGE_CASES = {  # dW products past 2^20 multiply-adds: the backward lowers X transposed, (K, P)
-    100: ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), (1, 1), (2, 2, 2, 2)),  # LeNet's conv2, 4 images
-    101: ((3, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),    # LeNet's conv1: C = 1
-    102: ((8, 13, 11, 8), (3, 4, 8, 40), (2, 1), (1, 2), (0, 1, 3, 2)),    # strides, dilation, padding
-    103: ((32, 4, 4, 16), (3, 3, 16, 32), (1, 1), (1, 1), (1, 1, 1, 1)),   # the digits CNN's conv2: OW < a vector
+LARGE_CASES = {  # dW products past 2^23 multiply-adds: the backward lowers X transposed, (K, P)
+    100: ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), (1, 1), (2, 2, 2, 2)),   # LeNet's conv2, 4 images
+    101: ((14, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),    # LeNet's conv1: C = 1
+    102: ((40, 13, 11, 8), (3, 4, 8, 40), (2, 1), (1, 2), (0, 1, 3, 2)),    # strides, dilation, padding
+    103: ((128, 4, 4, 16), (3, 3, 16, 32), (1, 1), (1, 1), (1, 1, 1, 1)),  # the digits CNN's conv2: OW < a vector
 }
 
 
@@ -463,6 +463,7 @@ def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dty
     size = _core.conv2d_workspace_size(x_shape, w_shape, **geometry)
     R = gen.standard_normal(shape).astype(dtype)
     before = initlab.get_num_threads()
+    by_threads = {}
     try:
         for threads in (1, 2):
             initlab.set_num_threads(threads)
@@ -491,6 +492,9 @@ def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dty
                         assert cols.tobytes() == kept_cols.tobytes()  # read only
                     outs.append([dA, dW, db] + ([dX] if with_dx else []))
                 for got, want in zip(outs[1], outs[0]):
+                    assert got.tobytes() == want.tobytes()
+                first = by_threads.setdefault(with_dx, outs[0])  # and the same bits on 1 and 2 threads
+                for got, want in zip(outs[0], first):
                     assert got.tobytes() == want.tobytes()
     finally:
         initlab.set_num_threads(before)

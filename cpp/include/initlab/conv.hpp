@@ -28,7 +28,7 @@
 //           for this product: the same dot products in the same order as cols^T read from cols);
 //           conv2d_backward_lowered takes columns (P, K) the caller kept from the forward instead
 //           (and conv2d_backward itself lowers to (P, K) and takes that path for products dW of
-//           fewer than 2^20 multiply-adds: both paths give the same bits at every size).
+//           fewer than 2^23 multiply-adds: both paths give the same bits at every size).
 //           dX (skipped when dX is null; conv2d_backward_input): per chunk of whole images
 //           (256 output positions, at least one image), dcols := dZ * W^T into a per-thread
 //           scratch that stays in cache, then dX := col2im(dcols) of those images.
