@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <ctime>
 #include <string>
@@ -62,13 +64,19 @@ template <typename T>
 double microkernel_peak_gflops() {
   const int mr = initlab::gemm_mr<T>(), nr = initlab::gemm_nr<T>();
   const std::int64_t kc = 256, repeats = 2000;
-  std::vector<T, std::allocator<T>> a = random_matrix<T>(kc * mr, 1);
-  alignas(64) static T b_store[256 * 16];
+  std::vector<T> a = random_matrix<T>(kc * mr, 1);
+  // The packed B panel is read with aligned vector loads: a 64-byte aligned copy.
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  const std::size_t b_bytes = (sizeof(T) * kc * nr + 63) / 64 * 64, c_bytes = (sizeof(T) * mr * nr + 63) / 64 * 64;
+  std::unique_ptr<T, Free> b_store(static_cast<T*>(std::aligned_alloc(64, b_bytes)));
+  std::unique_ptr<T, Free> c(static_cast<T*>(std::aligned_alloc(64, c_bytes)));
   std::vector<T> b_src = random_matrix<T>(kc * nr, 2);
-  std::memcpy(b_store, b_src.data(), sizeof(T) * kc * nr);
-  alignas(64) static T c[6 * 16];
+  std::memcpy(b_store.get(), b_src.data(), sizeof(T) * kc * nr);
+  std::memset(c.get(), 0, sizeof(T) * mr * nr);
   const double seconds = median_seconds(
-      [&] { initlab::gemm_microkernel_bench<T>(kc, a.data(), b_store, c, repeats); }, 9);
+      [&] { initlab::gemm_microkernel_bench<T>(kc, a.data(), b_store.get(), c.get(), repeats); }, 9);
   return 2.0 * mr * nr * kc * repeats / seconds / 1e9;
 }
 

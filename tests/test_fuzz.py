@@ -517,9 +517,31 @@ def test_core_binding(name, data):
         np.testing.assert_allclose(args["Z"], Z, rtol=tol, atol=tol * 100)
     if name in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error"):
         assert isinstance(out, float)
-        if np.isfinite(args["Z"]).all() and np.isfinite(args["y"]).all():
-            assert np.isfinite(out) and out >= 0
+        Z, y = args["Z"], args["y"]
+        if np.isfinite(Z).all() and np.isfinite(y).all():
+            # Finite inputs give a loss >= 0, never NaN. It is +inf only where the true loss lies beyond
+            # the largest double (test_loss_beyond_the_largest_double_is_inf); inputs of moderate size,
+            # whose squares and differences the dtype holds, give a finite loss.
+            assert out >= 0
+            moderate = np.sqrt(np.finfo(Z.dtype).max) / 4
+            if np.abs(Z).max(initial=0) <= moderate and np.abs(y).max(initial=0) <= moderate:
+                assert np.isfinite(out)
     del written
+
+
+def test_loss_beyond_the_largest_double_is_inf():
+    """Found by the long fuzz profile (test_core_binding[mean_squared_error], Z = 0, y = the double after
+    sqrt(DBL_MAX)): the true mean of (Z - y)^2 lies beyond the largest double, so +inf is the correctly
+    rounded loss (not NaN, not an error), while one double lower the loss is finite and exact."""
+    edge = np.sqrt(np.finfo(np.float64).max)
+    past = np.nextafter(edge, np.inf)
+    Z, dZ = np.zeros((1, 1)), np.empty((1, 1))
+    assert _core.mean_squared_error(Z, np.array([[edge]]), dZ) == edge * edge < np.inf
+    assert _core.mean_squared_error(Z, np.array([[past]]), dZ) == np.inf
+    np.testing.assert_array_equal(dZ, [[-2 * past]])  # the gradient 2 (Z - y) / 1 is still finite
+    # Logits 2e308 apart: the cross-entropy log(sum exp z) - z_y is 2e308, beyond the largest double too.
+    P = np.empty((1, 2))
+    assert _core.softmax_cross_entropy(np.array([[1e308, -1e308]]), np.array([1]), P) == np.inf
 
 
 @FUZZ

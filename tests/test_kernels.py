@@ -122,11 +122,12 @@ def test_gemm_fast_equals_reference_closely(dtype):
     np.testing.assert_allclose(C1, C2, rtol=tol, atol=tol)
 
 
-# Edge shapes of the packed path (M*N*K >= 2048): around MR = 6, NR = 16 (float) / 8 (double),
-# KC = 256, and MC = 264 (float) / 132 (double), where the single row-block path gives way to the
-# blocked one; and N = 4081 > NC = 4080.
-FAST_M = [1, 5, 7, 131, 133, 263, 265]
-FAST_N = [1, 7, 9, 15, 17]
+# Edge shapes of the packed path (M*N*K >= 2048): around the register tile (AVX2: MR = 6, NR = 16
+# float / 8 double; AVX-512: MR = 8, NR = 32 float / 16 double), KC = 256, and MC = 264 (float) /
+# 132 (double; AVX-512: 136), where the single row-block path gives way to the blocked one; and
+# N = 4081 > NC = 4080 (AVX2), N = 4097 > NC = 4096 (AVX-512).
+FAST_M = [1, 5, 7, 9, 13, 131, 133, 137, 263, 265]
+FAST_N = [1, 7, 9, 15, 17, 31, 33]
 FAST_K = [255, 257, 600]
 
 
@@ -177,17 +178,27 @@ def test_gemm_small_path_against_the_naive_twin(dtype, trans_a, trans_b):
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
 def test_gemm_small_path_is_bitwise_the_packed_path(dtype, trans_a, trans_b):
     # Each C element is the same sequence of FMA chains (one per K slice of KC = 256) on both paths:
-    # the first m rows of a 700-row product equal the m-row product alone. In these shapes the
-    # m-row product takes the direct path (<= 2^18 multiply-adds) and the 700-row one the packed
-    # path (its K slice of B, min(K, 256) x N, is over 256 KiB); K = 300 and 370 cross a slice.
-    for m, n, k in [(3, 300, 256), (2, 400, 300), (1, 700, 370), (3, 270, 257)]:
-        A, B = _operands(700, n, k, dtype, trans_a, trans_b, seed=k)
-        C_big = np.empty((700, n), dtype)
-        _core.gemm(A, B, C_big, trans_a=trans_a, trans_b=trans_b)
-        A_m = np.ascontiguousarray(A[:, :m] if trans_a else A[:m])
-        C = np.empty((m, n), dtype)
-        _core.gemm(A_m, B, C, trans_a=trans_a, trans_b=trans_b)
-        assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k}"
+    # the first m rows of a tall product equal the m-row product alone. In these shapes the m-row
+    # product takes the direct path (<= 2^18 multiply-adds) and the tall one the packed path (its K
+    # slice of B, min(K, 256) x N, is over 256 KiB): with 100 rows (<= MC) its single row-block
+    # loop, with 700 rows (> MC) its blocked loop; K = 300 and 370 cross a slice.
+    for tall in (100, 700):
+        for m, n, k in [(3, 300, 256), (2, 400, 300), (1, 700, 370), (3, 270, 257)]:
+            A, B = _operands(tall, n, k, dtype, trans_a, trans_b, seed=k)
+            C_big = np.empty((tall, n), dtype)
+            _core.gemm(A, B, C_big, trans_a=trans_a, trans_b=trans_b)
+            A_m = np.ascontiguousarray(A[:, :m] if trans_a else A[:m])
+            C = np.empty((m, n), dtype)
+            _core.gemm(A_m, B, C, trans_a=trans_a, trans_b=trans_b)
+            assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k} within {tall} rows"
+            # alpha and beta too: edge tiles (N = 300, 400, 700, 270 are not whole NR panels) get
+            # the same arithmetic as whole ones, alpha*acc + beta*C, on both paths.
+            C0 = rand((tall, n), dtype, 9)
+            C_big = C0.copy()
+            _core.gemm(A, B, C_big, alpha=0.7, beta=0.3, trans_a=trans_a, trans_b=trans_b)
+            C = C0[:m].copy()
+            _core.gemm(A_m, B, C, alpha=0.7, beta=0.3, trans_a=trans_a, trans_b=trans_b)
+            assert C.tobytes() == C_big[:m].tobytes(), f"{m}x{n}x{k} within {tall} rows, alpha and beta"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
