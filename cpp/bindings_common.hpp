@@ -10,8 +10,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -179,10 +181,23 @@ class Check {
 
   void shape(const py::array& a, const char* name, const std::vector<std::int64_t>& expected,
              const char* dims) const {
-    if (shape_of(a) != expected) {
+    if (!same_shape(a, expected.data(), expected.size())) {
       value_error(std::string("argument '") + name + "' must have shape " + dims + " = " +
                   shape_str(expected) + ", got " + shape_str(shape_of(a)));
     }
+  }
+  // The same for a braced list: no vector is built unless the shape is wrong (a kernel call checks
+  // a dozen shapes; their allocations were a visible part of a small layer's call).
+  void shape(const py::array& a, const char* name, std::initializer_list<std::int64_t> expected,
+             const char* dims) const {
+    if (!same_shape(a, expected.begin(), expected.size())) shape(a, name, std::vector<std::int64_t>(expected), dims);
+  }
+  static bool same_shape(const py::array& a, const std::int64_t* expected, std::size_t ndim) {
+    if (static_cast<std::size_t>(a.ndim()) != ndim) return false;
+    for (std::size_t d = 0; d < ndim; ++d) {
+      if (a.shape(static_cast<py::ssize_t>(d)) != expected[d]) return false;
+    }
+    return true;
   }
 
   void nonempty(const py::array& a, const char* name) const {
@@ -221,6 +236,35 @@ class Check {
         }
       }
     }
+  }
+
+  // The byte range [begin, end) of an argument and whether the call writes it (any_overlap).
+  struct Span {
+    const char* begin;
+    const char* end;
+    bool written;
+  };
+  static Span span(const py::array& a, bool written) {
+    const char* b = static_cast<const char*>(a.data());
+    return {b, b + a.nbytes(), written};
+  }
+  // Whether any two non-empty spans overlap where at least one is written: one sort and one sweep,
+  // O(n log n) instead of no_overlap over every pair. It only says whether a conflict exists; the
+  // caller then runs its pairwise no_overlap checks, which raise with the names (the error path).
+  static bool any_overlap(std::vector<Span>& spans) {
+    spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& x) { return x.begin == x.end; }),
+                spans.end());
+    std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.begin < y.begin; });
+    const char* end_any = nullptr;      // the furthest end of the spans before this one
+    const char* end_written = nullptr;  // ... of the written ones
+    for (const Span& x : spans) {
+      // A span overlaps an earlier one (begin <= x.begin) exactly when that one ends after x.begin.
+      if (end_written && x.begin < end_written) return true;
+      if (x.written && end_any && x.begin < end_any) return true;
+      if (!end_any || x.end > end_any) end_any = x.end;
+      if (x.written && (!end_written || x.end > end_written)) end_written = x.end;
+    }
+    return false;
   }
 
   double finite(double v, const char* name) const {

@@ -81,14 +81,43 @@ initlab::Conv2dGeometry conv_geometry(const Check& check, const std::vector<std:
   g.pad_bottom = p[1];
   g.pad_left = p[2];
   g.pad_right = p[3];
-  const std::int64_t span_h = g.dilation_h * (g.kh - 1) + 1, span_w = g.dilation_w * (g.kw - 1) + 1;
-  if (span_h > g.h + g.pad_top + g.pad_bottom || span_w > g.w + g.pad_left + g.pad_right) {
+  // Every extent the kernels compute must fit int64 (shapes arrive as plain integers in
+  // conv2d_output_shape): the arrays' element counts, the padded input, the dilated kernel's span,
+  // the output Z and the lowered columns P*K.
+  auto too_large = [&](const char* what) {
+    check.value_error("'X' " + shape_str(x_shape) + " and 'W' " + shape_str(w_shape) + " with stride " +
+                      std::string(py::repr(stride)) + ", dilation " + std::string(py::repr(dilation)) +
+                      " and padding " + std::string(py::repr(padding)) + ": " + what +
+                      " would have 2^63 or more elements");
+  };
+  auto product = [&](std::initializer_list<std::int64_t> factors, const char* what) {
+    std::int64_t out = 1;
+    for (const std::int64_t f : factors) {
+      if (__builtin_mul_overflow(out, f, &out)) too_large(what);
+    }
+    return out;
+  };
+  product({g.n, g.h, g.w, g.c}, "X");
+  product({g.kh, g.kw, g.c, g.o}, "W");
+  std::int64_t padded_h = 0, padded_w = 0, span_h = 0, span_w = 0;
+  if (__builtin_add_overflow(g.h, g.pad_top + g.pad_bottom, &padded_h) ||
+      __builtin_add_overflow(g.w, g.pad_left + g.pad_right, &padded_w)) {
+    too_large("the padded input");
+  }
+  if (__builtin_mul_overflow(g.dilation_h, g.kh - 1, &span_h) || __builtin_mul_overflow(g.dilation_w, g.kw - 1, &span_w)) {
+    too_large("the dilated kernel");
+  }
+  span_h += 1;
+  span_w += 1;
+  if (span_h > padded_h || span_w > padded_w) {
     check.value_error("the kernel " + shape_str({g.kh, g.kw}) + " with dilation " +
                       shape_str({g.dilation_h, g.dilation_w}) + " spans " + shape_str({span_h, span_w}) +
                       " pixels, more than the padded input " +
                       shape_str({g.h + g.pad_top + g.pad_bottom, g.w + g.pad_left + g.pad_right}) +
                       " ('X' " + shape_str(x_shape) + ", padding " + std::string(py::repr(padding)) + ")");
   }
+  product({g.n, g.out_h(), g.out_w(), g.o}, "the output Z");
+  product({g.n, g.out_h(), g.out_w(), g.kh, g.kw, g.c}, "the lowered columns (conv2d_workspace_size)");
   return g;
 }
 
@@ -411,6 +440,10 @@ std::vector<std::int64_t> image_shape(const Check& check, const std::vector<std:
   if (shape.size() != 3 || shape[0] < 1 || shape[1] < 1 || shape[2] < 1) {
     check.value_error("'input_shape' must be (H, W, C) with every entry >= 1, got " + shape_str(shape));
   }
+  std::int64_t size = 0;  // the layer's in_size H*W*C (and every product of fewer entries) fits int64
+  if (__builtin_mul_overflow(shape[0], shape[1], &size) || __builtin_mul_overflow(size, shape[2], &size)) {
+    check.value_error("'input_shape' " + shape_str(shape) + " has 2^63 or more elements per sample");
+  }
   return shape;
 }
 
@@ -471,7 +504,9 @@ std::shared_ptr<NativeLayer> reshape_layer_binding(const std::vector<std::int64_
   if (kFlatten) {
     for (std::int64_t v : input_shape) {
       if (v < 1) check.value_error("'input_shape' entries must be >= 1, got " + shape_str(input_shape));
-      pixels *= v;
+      if (__builtin_mul_overflow(pixels, v, &pixels)) {
+        check.value_error("'input_shape' " + shape_str(input_shape) + " has 2^63 or more elements per sample");
+      }
     }
   } else {
     const auto shape = image_shape(check, input_shape);

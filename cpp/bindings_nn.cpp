@@ -392,6 +392,8 @@ Group group_args(const Check& check, std::initializer_list<const py::object*> ob
   const auto* out = writeable.begin();
   const auto* opt = optional.begin();
   std::vector<const char*> kept_names;
+  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::size_t first = kNone;  // index of the first array given
   for (; obj != objs.end(); ++obj, ++name, ++out, ++opt) {
     if ((*obj)->is_none()) {
       if (!*opt) check.type_error(std::string("argument '") + *name + "' must be a numpy.ndarray, got None");
@@ -405,13 +407,16 @@ Group group_args(const Check& check, std::initializer_list<const py::object*> ob
     }
     const int ndim = static_cast<int>(py::reinterpret_borrow<py::array>(**obj).ndim());
     py::array a = *out ? check.output(**obj, *name, ndim) : check.array(**obj, *name, ndim);
-    if (g.arrays.empty()) {
+    if (first == kNone) {  // the reference array: names[0] unless that one was None
+      first = g.arrays.size();
       g.t = check.float_type(a, *name);
       g.count = a.size();
     } else {
-      check.same_type(a, *name, g.t, names.begin()[0]);
-      check.shape(a, *name, shape_of(py::reinterpret_borrow<py::array>(*objs.begin()[0])),
-                  (std::string(names.begin()[0]) + ".shape").c_str());
+      check.same_type(a, *name, g.t, kept_names[first]);
+      const py::array& ref = g.arrays[first];
+      if (!Check::same_shape(a, ref.shape(), static_cast<std::size_t>(ref.ndim()))) {
+        check.shape(a, *name, shape_of(ref), (std::string(kept_names[first]) + ".shape").c_str());
+      }
     }
     g.arrays.push_back(a);
     kept_names.push_back(*name);
@@ -573,6 +578,8 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
   // Validated per tensor as the per-tensor bindings do; names like "params[2]" in the messages.
   std::vector<Group>& groups = args.groups;
   std::vector<std::string> names;  // 4 per tensor
+  names.reserve(4 * n);
+  groups.reserve(n);
   FloatType& t = args.t;
   for (std::size_t i = 0; i < n; ++i) {
     const std::string at = "[" + std::to_string(i) + "]";
@@ -603,8 +610,18 @@ OptimizerArgs optimizer_args(const Check& check, const py::object& params_obj, c
     groups.push_back(std::move(g));
     for (const auto& name : names_i) names.push_back(name);
   }
-  // No output may share memory with an array of another tensor either.
+  // No output may share memory with an array of another tensor either: one sweep over all of them
+  // (every tensor's own arrays passed group_args' checks), and the pairwise checks, which name the
+  // two arguments, only when it finds a conflict.
+  std::vector<Check::Span> spans;
+  spans.reserve(4 * n);
   for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t a = 0; a < 4; ++a) {
+      if (groups[i].arrays[a]) spans.push_back(Check::span(groups[i].arrays[a], a != 1 || c.has_clip_value || c.has_clip_norm));
+    }
+  }
+  const bool conflict = Check::any_overlap(spans);
+  for (std::size_t i = 0; conflict && i < n; ++i) {
     for (std::size_t a = 0; a < 4; ++a) {
       py::array& out = groups[i].arrays[a];
       const bool written = a != 1 || c.has_clip_value || c.has_clip_norm;
@@ -1167,6 +1184,7 @@ py::dict train_batches_binding(NativeSequence& seq, const py::tuple& workspace, 
   out["loss"] = result.loss;
   out["in_update"] = result.in_update;
   out["bad_layers"] = py::cast(result.bad_layers);
+  out["dry_runs_skipped"] = result.dry_runs_skipped;
   if (raised_type != nullptr) {
     PyErr_NormalizeException(&raised_type, &raised_value, &raised_tb);
     if (raised_tb != nullptr && raised_value != nullptr) PyException_SetTraceback(raised_value, raised_tb);

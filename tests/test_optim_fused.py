@@ -252,6 +252,39 @@ def test_guarded_step_writes_nothing_when_an_update_overflows(clip):
     assert r["written"] is True and r["nonfinite"] == [0] and not np.isfinite(W).all()
 
 
+@pytest.mark.parametrize("optimizer,clip", [("sgd", False), ("adam", False), ("adam", True)])
+def test_fused_step_refuses_exactly_the_overlapping_outputs(optimizer, clip):
+    # Views into one buffer, placed at random: the step must refuse a call exactly when an array it
+    # writes (params, states, grads when clipping) shares bytes with any other array of the call,
+    # as the pairwise check over every pair says (the binding sorts and sweeps instead).
+    gen = np.random.default_rng(7)
+    refused = accepted = 0
+    for _ in range(300):
+        buf = np.zeros(96, np.float32)
+        n = int(gen.integers(1, 5))
+        sizes = gen.integers(1, 6, n)
+        arrays = []  # per tensor: param, grad, states...
+        for k in sizes:
+            count = 2 if optimizer == "sgd" else 4
+            starts = gen.integers(0, 96 - k, count)
+            arrays.append([buf[s:s + k] for s in starts])
+        written = [[True, clip] + [True] * (len(t) - 2) for t in arrays]
+        flat = [(a, w) for t, ws in zip(arrays, written) for a, w in zip(t, ws)]
+        expect = any(np.shares_memory(flat[i][0], flat[j][0]) and (flat[i][1] or flat[j][1])
+                     for i in range(len(flat)) for j in range(i + 1, len(flat)))
+        states = [(None,) if optimizer == "sgd" else tuple(t[2:]) for t in arrays]
+        kwargs = dict(optimizer=optimizer, lr=0.1, clip_value=1.0 if clip else None)
+        try:
+            _core.optimizer_step([t[0] for t in arrays], [t[1] for t in arrays], states, **kwargs)
+        except ValueError as exc:
+            assert expect and "shares memory" in str(exc)
+            refused += 1
+        else:
+            assert not expect
+            accepted += 1
+    assert refused > 20 and accepted > 20  # both sides exercised
+
+
 def test_python_and_core_optimizer_registries_agree():
     # nn/optimizers.py's OPTIMIZERS and optim.hpp's kOptimizers hold the same names, the same number
     # of state arrays, and the same optimizers taking momentum (the bindings read kOptimizers)

@@ -26,11 +26,14 @@ class Calls:
 
     def __init__(self, monkeypatch):
         self.n = 0
+        self.dry_runs_skipped = 0
         real = _core.train_batches
 
         def counted(*args, **kwargs):
             self.n += 1
-            return real(*args, **kwargs)
+            out = real(*args, **kwargs)
+            self.dry_runs_skipped += out["dry_runs_skipped"]
+            return out
 
         monkeypatch.setattr(training._core, "train_batches", counted)
 
@@ -295,3 +298,49 @@ def test_native_loop_runs_convolutional_networks_bitwise(monkeypatch, dtype):
     py, native = both(monkeypatch, build, X, y, epochs=2, batch_size=8, optimizer="adam", lr=1e-2,
                       clip_norm=1.0)
     assert native == py
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_native_loop_skips_only_dry_runs_it_proves_needless(monkeypatch, case):
+    # Within one native call the loop owns the arrays, so after its first step a guarded update of
+    # sgd, adam or adamw is proven finite from magnitudes (optim.hpp UpdateBounds) and runs once
+    # instead of twice: the same bits as the Python loop, which always runs the guard's dry run.
+    X, y = data()
+    results, skipped = [], []
+    for native in (False, True):
+        monkeypatch.setattr(training, "NATIVE_LOOP", native)
+        calls = Calls(monkeypatch)
+        net = il.Network([6, 16, 8, 3], seed=1)
+        results.append(outcome(net, net.fit(X, y, epochs=3, batch_size=16, progress=False, **CASES[case])))
+        skipped.append(calls.dry_runs_skipped)
+    assert results[0] == results[1]
+    steps_per_call = 101 // 16  # the full batches of an epoch run in one call, the partial one alone
+    if CASES[case]["optimizer"] == "rmsprop":
+        assert skipped[1] == 0  # no bound for rmsprop: always the dry run
+    elif "validation_split" in CASES[case]:
+        assert skipped[1] > 0  # fewer rows, and a statistics epoch's last batch runs in Python
+    else:
+        assert skipped[1] == 3 * (steps_per_call - 1)  # every step of a call but its first
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_native_loop_growing_weights_fall_back_to_the_dry_run(monkeypatch, optimizer):
+    # Weight decay of 6606 at lr 1 multiplies W by -6605 a step (adamw: by 1 - 6606 = -6605 too):
+    # the magnitudes pass the bound for a few steps, then fail it long before float32 overflows, and
+    # the run diverges as the Python loop's does, bit for bit.
+    X, y = data()
+    results, skipped = [], []
+    for native in (False, True):
+        monkeypatch.setattr(training, "NATIVE_LOOP", native)
+        calls = Calls(monkeypatch)
+        net = il.Network([6, 3], seed=1)
+        report = net.fit(X, y, epochs=2, batch_size=4, optimizer=optimizer, lr=1.0, weight_decay=6606.0,
+                         progress=False)
+        results.append(outcome(net, report))
+        skipped.append(calls.dry_runs_skipped)
+        assert report.diverged  # (the logits overflow first: a non-finite loss)
+        assert all(np.isfinite(w).all() for w in net.get_weights())
+    assert repr(results[0]) == repr(results[1])  # (repr: the loss is NaN, which equals nothing)
+    # one native call: its first step and the steps after the bound failed ran the dry run
+    assert 0 < skipped[1] < results[1]["opt_step"] - 1
+

@@ -5,6 +5,8 @@
 #include "initlab/isa.hpp"
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "initlab/parallel.hpp"
 
@@ -103,6 +105,39 @@ double sum_of_squares_chunk(std::int64_t count, T* __restrict x, T clip = T(0)) 
     s += d * d;
   }
   return s;
+}
+
+// The magnitude of x as an unsigned integer: its bits without the sign. For every finite x these
+// are ordered as |x|, and inf and NaN lie above every finite value, so the largest magnitude over
+// an array (inf when it holds inf or NaN) is an integer max: a reduction GCC vectorizes, where a
+// float max with NaN's semantics stays scalar without -ffast-math.
+template <typename T>
+struct MagnitudeBits;
+template <>
+struct MagnitudeBits<float> {
+  using type = std::uint32_t;
+  static constexpr type kMask = 0x7FFFFFFFu, kInf = 0x7F800000u;
+};
+template <>
+struct MagnitudeBits<double> {
+  using type = std::uint64_t;
+  static constexpr type kMask = 0x7FFFFFFFFFFFFFFFull, kInf = 0x7FF0000000000000ull;
+};
+
+template <typename T>
+inline typename MagnitudeBits<T>::type magnitude_bits(T x) {
+  typename MagnitudeBits<T>::type u;
+  std::memcpy(&u, &x, sizeof u);
+  return u & MagnitudeBits<T>::kMask;
+}
+
+// The magnitude such bits stand for: inf for inf and NaN.
+template <typename T>
+inline double magnitude_of(typename MagnitudeBits<T>::type u) {
+  if (u >= MagnitudeBits<T>::kInf) return std::numeric_limits<double>::infinity();
+  T x;
+  std::memcpy(&x, &u, sizeof x);
+  return static_cast<double>(x);
 }
 
 }  // namespace detail

@@ -48,21 +48,33 @@ SgdFactors<T> sgd_factors(double lr, double momentum, double dampening, double w
 }
 
 // param, grad, momentum_buffer are (count).
-template <typename T, bool kStore, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov>
+// kTrack: also the largest magnitudes written, into peak[0..2] (param, state0, state1; inf when one
+// is not finite), for UpdateBounds: integer maxima of the bits (detail::magnitude_bits), so the loop
+// stays vectorized; the stored values are the same.
+
+template <typename T, bool kStore, bool kWeightDecay, bool kMomentum, bool kFirst, bool kNesterov, bool kTrack>
 unsigned sgd_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict momentum_buffer,
-                   const SgdFactors<T> f) {
+                   const SgdFactors<T> f, double* __restrict peak) {
   unsigned bad = 0;
+  typename detail::MagnitudeBits<T>::type peak_w = 0, peak_buf = 0;
   for (std::int64_t e = 0; e < count; ++e) {
     T g = grad[e];
     if (kWeightDecay) g = g + f.wd * param[e];
     if (kMomentum) {
       const T buf = kFirst ? g : f.mu * momentum_buffer[e] + f.one_minus_dampening * g;
       if (kStore) momentum_buffer[e] = buf;
+      if (kTrack) peak_buf = std::max(peak_buf, detail::magnitude_bits(buf));
       g = kNesterov ? g + f.mu * buf : buf;
     }
     const T w = param[e] - f.lr * g;
     if (kStore) param[e] = w;
+    if (kTrack) peak_w = std::max(peak_w, detail::magnitude_bits(w));
     bad |= not_finite(w);
+  }
+  if (kTrack) {
+    peak[0] = detail::magnitude_of<T>(peak_w);
+    peak[1] = detail::magnitude_of<T>(peak_buf);
+    peak[2] = 0.0;
   }
   return bad;
 }
@@ -89,10 +101,11 @@ AdamFactors<T> adam_factors(double lr, double beta1, double beta2, double eps, d
 
 // param, grad, exp_avg, exp_avg_sq are (count). kL2: Adam's g += wd*param; kShrink: AdamW's
 // param *= 1 - lr*wd; kLerpLow: weight1 < 0.5 (torch.lerp's two formulas).
-template <typename T, bool kStore, bool kL2, bool kShrink, bool kLerpLow>
+template <typename T, bool kStore, bool kL2, bool kShrink, bool kLerpLow, bool kTrack>
 unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict grad, T* __restrict exp_avg,
-                    T* __restrict exp_avg_sq, const AdamFactors<T> f) {
+                    T* __restrict exp_avg_sq, const AdamFactors<T> f, double* __restrict peak) {
   unsigned bad = 0;
+  typename detail::MagnitudeBits<T>::type peak_w = 0, peak_m = 0, peak_v = 0;
   for (std::int64_t e = 0; e < count; ++e) {
     T g = grad[e];
     T w = param[e];
@@ -107,7 +120,17 @@ unsigned adam_range(std::int64_t count, T* __restrict param, const T* __restrict
     const T denom = std::sqrt(v) / f.bias_correction2_sqrt + f.eps;
     w = w - f.step_size * (m / denom);
     if (kStore) param[e] = w;
+    if (kTrack) {
+      peak_w = std::max(peak_w, detail::magnitude_bits(w));
+      peak_m = std::max(peak_m, detail::magnitude_bits(m));
+      peak_v = std::max(peak_v, detail::magnitude_bits(v));
+    }
     bad |= not_finite(w);
+  }
+  if (kTrack) {
+    peak[0] = detail::magnitude_of<T>(peak_w);
+    peak[1] = detail::magnitude_of<T>(peak_m);
+    peak[2] = detail::magnitude_of<T>(peak_v);
   }
   return bad;
 }
@@ -164,9 +187,11 @@ struct RangeRunner {
   AdamFactors<T> adam;
   RmspropFactors<T> rmsprop;
 
-  // kStore false: computes and checks the update without writing anything (the guard's dry run)
-  template <bool kStore = true>
-  unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1) const {
+  // kStore false: computes and checks the update without writing anything (the guard's dry run).
+  // kTrack (sgd, adam, adamw): the largest magnitudes written go to peak[0..2].
+  template <bool kStore = true, bool kTrack = false>
+  unsigned operator()(std::int64_t count, T* param, const T* grad, T* state0, T* state1,
+                      double* peak = nullptr) const {
     switch (kind) {
       case OptimizerKind::kSgd:
         return with_flag(flags[0], [&](auto wd) {
@@ -174,8 +199,8 @@ struct RangeRunner {
             return with_flag(flags[2], [&](auto first) {
               return with_flag(flags[3], [&](auto nesterov) {
                 return sgd_range<T, kStore, decltype(wd)::value, decltype(mom)::value,
-                                 decltype(first)::value, decltype(nesterov)::value>(count, param, grad, state0,
-                                                                                    sgd);
+                                 decltype(first)::value, decltype(nesterov)::value, kTrack>(count, param, grad,
+                                                                                            state0, sgd, peak);
               });
             });
           });
@@ -186,7 +211,8 @@ struct RangeRunner {
           return with_flag(flags[1], [&](auto shrink) {
             return with_flag(flags[2], [&](auto lerp_low) {
               return adam_range<T, kStore, decltype(l2)::value, decltype(shrink)::value,
-                                decltype(lerp_low)::value>(count, param, grad, state0, state1, adam);
+                                decltype(lerp_low)::value, kTrack>(count, param, grad, state0, state1, adam,
+                                                                   peak);
             });
           });
         });
@@ -294,9 +320,43 @@ void rmsprop_step(std::int64_t count, T* param, const T* grad, T* square_avg, T*
   run_single<T>(c, count, param, grad, square_avg, momentum_buffer);
 }
 
+// Whether the guarded update is certainly finite, from UpdateBounds alone: each bound over-estimates
+// a magnitude the update computes (clipping and norm scaling only shrink a finite gradient), and
+// all must stay 2^20 below T's largest value, far beyond any rounding. False when unsure (then the
+// dry run decides), and always for rmsprop.
+template <typename T>
+bool update_certainly_finite(const OptimizerConfig& c, const UpdateBounds& b) {
+  const double limit = std::ldexp(static_cast<double>(std::numeric_limits<T>::max()), -20);
+  auto small = [limit](double x) { return x < limit; };  // false for inf and NaN
+  if (!b.valid || !small(b.param) || !small(b.grad) || !small(b.state0) || !small(b.state1)) return false;
+  const double w = b.param;
+  if (c.kind == OptimizerKind::kSgd) {
+    const double g = b.grad + c.weight_decay * w;
+    double step = g;
+    if (c.momentum != 0.0) {
+      const double buf = c.first_step ? g : c.momentum * b.state0 + std::abs(1.0 - c.dampening) * g;
+      step = c.nesterov ? g + c.momentum * buf : buf;
+    }
+    return small(g) && small(step) && small(w + 2.0 * c.lr * step);
+  }
+  if (c.kind == OptimizerKind::kAdam || c.kind == OptimizerKind::kAdamW) {
+    const AdamFactors<T> f = adam_factors<T>(c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c.step);
+    const double eps = static_cast<double>(f.eps);
+    if (!(eps > 0.0)) return false;  // sqrt(v)/bc2 + eps may be 0
+    const bool decoupled = c.kind == OptimizerKind::kAdamW;
+    const double shrunk = decoupled ? w * std::abs(static_cast<double>(f.decay)) : w;
+    const double g = decoupled ? b.grad : b.grad + c.weight_decay * w;
+    const double m = 3.0 * std::max(b.state0, g);  // |m + a(g - m)| <= 2|m| + |g|, either lerp form
+    const double v = b.state1 + g * g;               // finite v >= 0: the denominator is >= eps
+    return small(g) && small(m) && small(v) &&
+           small(shrunk + 2.0 * std::abs(static_cast<double>(f.step_size)) * m / eps);
+  }
+  return false;
+}
+
 template <typename T>
 OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* list, const OptimizerConfig& c,
-                                   std::uint8_t* nonfinite) {
+                                   std::uint8_t* nonfinite, UpdateBounds* bounds) {
   // The work is a list of chunks: every tensor cut into kChunk pieces (as the per-tensor kernels
   // cut it), chunk k of tensor t at global index first_chunk[t] + k. Each chunk is one thread's.
   std::vector<std::int64_t> first_chunk(static_cast<std::size_t>(tensors) + 1, 0);
@@ -306,7 +366,12 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
     total += list[t].count;
   }
   const std::int64_t chunks = first_chunk[tensors];
-  const bool parallel = chunks > 1 && total >= detail::kParallelMinElements;
+  // An update reads 2-4 arrays and (adam, rmsprop) takes a square root and divides per element:
+  // a second thread pays from kParallelMinUpdates elements on, a quarter of the memory-bound loops'
+  // kParallelMinElements (the digits net's 84k parameters: 2 x 18 us serial per guarded adam step).
+  // Chunks differ in size (a tensor's last one, biases), so threads take them one by one (dynamic).
+  constexpr std::int64_t kParallelMinUpdates = detail::kParallelMinElements / 4;
+  const bool parallel = chunks > 1 && total >= kParallelMinUpdates;
   // tensor of global chunk k (first_chunk is sorted; empty tensors own no chunk)
   auto tensor_of = [&](std::int64_t k) {
     return static_cast<std::int64_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), k) -
@@ -325,7 +390,7 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
     const T clip = prep.clip;
     const bool clip_value = c.has_clip_value;
     const bool store = !c.guard;
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (parallel)
     for (std::int64_t k = 0; k < chunks; ++k) {
       const std::int64_t t = tensor_of(k);
       const std::int64_t begin = (k - first_chunk[t]) * kChunk;
@@ -355,13 +420,16 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
   // parameter it would write is finite.
   const RangeRunner<T> run = make_runner<T>(c);
   std::vector<std::uint8_t> chunk_bad(static_cast<std::size_t>(chunks), 0);
+  // With the loop's bounds, the writing pass measures what it writes (per chunk, then the largest).
+  const bool track = bounds != nullptr && c.guard && c.kind != OptimizerKind::kRmsprop;
+  std::vector<double> peaks(track ? 3 * static_cast<std::size_t>(chunks) : 0);
   auto update_pass = [&](auto store) {
     constexpr bool kStore = decltype(store)::value;
 #pragma omp parallel num_threads(num_threads()) if (parallel)
     {
       thread_local std::vector<T> scratch;  // grown once per thread: a steady state allocates nothing
       if (!kStore && scratch.size() < static_cast<std::size_t>(kChunk)) scratch.resize(kChunk);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
       for (std::int64_t k = 0; k < chunks; ++k) {
         const std::int64_t t = tensor_of(k);
         const ParamTensor<T>& p = list[t];
@@ -376,18 +444,33 @@ OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* l
         } else if (scale) {
           prepare_range<T, false, true>(n, p.grad + begin, prep, g);
         }
-        chunk_bad[k] = run.template operator()<kStore>(n, p.param + begin, g,
-                                                        p.state0 ? p.state0 + begin : nullptr,
-                                                        p.state1 ? p.state1 + begin : nullptr) != 0;
+        T* s0 = p.state0 ? p.state0 + begin : nullptr;
+        T* s1 = p.state1 ? p.state1 + begin : nullptr;
+        chunk_bad[k] = (kStore && track ? run.template operator()<kStore, true>(n, p.param + begin, g, s0, s1,
+                                                                                 peaks.data() + 3 * k)
+                                        : run.template operator()<kStore, false>(n, p.param + begin, g, s0, s1)) != 0;
       }
     }
   };
-  if (c.guard) {
+  if (c.guard && track && update_certainly_finite<T>(c, *bounds)) {
+    update_pass(std::true_type{});  // proven finite: the dry run could only have said "write"
+    bounds->dry_runs_skipped += 1;
+  } else if (c.guard) {
     update_pass(std::false_type{});
     result.written = std::none_of(chunk_bad.begin(), chunk_bad.end(), [](std::uint8_t b) { return b != 0; });
     if (result.written) update_pass(std::true_type{});
   } else {
     update_pass(std::true_type{});
+  }
+  if (track && result.written) {  // what this step wrote is what the next one starts from
+    double peak[3] = {0.0, 0.0, 0.0};
+    for (std::int64_t k = 0; k < chunks; ++k) {
+      for (int q = 0; q < 3; ++q) peak[q] = std::max(peak[q], peaks[3 * k + q]);
+    }
+    bounds->param = peak[0];
+    bounds->state0 = peak[1];
+    bounds->state1 = peak[2];
+    bounds->valid = true;
   }
   for (std::int64_t t = 0; t < tensors; ++t) {
     bool bad = false;
@@ -452,9 +535,9 @@ template void rmsprop_step<float>(std::int64_t, float*, const float*, float*, fl
 template void rmsprop_step<double>(std::int64_t, double*, const double*, double*, double*, double,
                                    double, double, double, double);
 template OptimizerStepResult optimizer_step<float>(std::int64_t, const ParamTensor<float>*,
-                                                   const OptimizerConfig&, std::uint8_t*);
+                                                   const OptimizerConfig&, std::uint8_t*, UpdateBounds*);
 template OptimizerStepResult optimizer_step<double>(std::int64_t, const ParamTensor<double>*,
-                                                    const OptimizerConfig&, std::uint8_t*);
+                                                    const OptimizerConfig&, std::uint8_t*, UpdateBounds*);
 template void clip_by_value<float>(std::int64_t, float*, float);
 template void clip_by_value<double>(std::int64_t, double*, double);
 template void dropout_forward<float>(std::int64_t, float*, float*, double, std::uint64_t,

@@ -2,9 +2,13 @@
 // (training.py _train_step), which calls the same kernels one by one.
 #include "initlab/train.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
+#include "chunked.hpp"
 #include "initlab/loss.hpp"
 #include "initlab/stats.hpp"
 
@@ -44,6 +48,29 @@ double batch_loss(OutputLoss loss, std::int64_t rows, std::int64_t k, TrainWorks
   return mean_squared_error<T>(rows, k, z, ws.targets, dz, weights);
 }
 
+// The largest |x| over x (count), or inf when x holds an inf or a NaN: all_finite's answer and the
+// magnitude UpdateBounds needs, in the same one pass. Chunks run in parallel from
+// kParallelMinElements on; the largest value does not depend on the order.
+template <typename T>
+double chunk_max_abs(std::int64_t n, const T* x) {
+  typename detail::MagnitudeBits<T>::type peak = 0;  // an integer max: vectorized (chunked.hpp)
+  for (std::int64_t e = 0; e < n; ++e) peak = std::max(peak, detail::magnitude_bits(x[e]));
+  return detail::magnitude_of<T>(peak);
+}
+
+template <typename T>
+double max_abs(std::int64_t count, const T* x) {
+  const std::int64_t chunks = (count + kChunk - 1) / kChunk;
+  if (count < detail::kParallelMinElements || chunks < 2) return chunk_max_abs<T>(count, x);
+  std::vector<double> part(static_cast<std::size_t>(chunks));
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t begin = c * kChunk;
+    part[c] = chunk_max_abs<T>(std::min(kChunk, count - begin), x + begin);
+  }
+  return *std::max_element(part.begin(), part.end());
+}
+
 }  // namespace
 
 template <typename T>
@@ -75,11 +102,16 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
   std::vector<std::uint8_t> nonfinite(ws.tensors.size(), 0);
   OptimizerConfig opt = config.optimizer;
   opt.guard = config.check_divergence;
+  // The arrays are this loop's from step to step: after its first step, a guarded update is proven
+  // finite from magnitudes when it can be (optim.hpp UpdateBounds), skipping the dry run.
+  UpdateBounds bounds;
+  std::vector<double> grad_peak(ws.tensors.size(), 0.0);
   T* dz = ws.buffers->back().dout;
   for (std::int64_t b = config.first; b < config.end; ++b) {
     result.next = b;
     if (should_stop && should_stop()) {
       result.status = TrainStatus::kStopped;
+      result.dry_runs_skipped = bounds.dry_runs_skipped;
       return result;
     }
     // 1. gather the batch's rows
@@ -117,12 +149,18 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
     sequence_forward<T>(rows, ws.x, ws.layers, *ws.buffers, pass);
     const double loss = batch_loss<T>(config.loss, rows, k, ws, dz, w);
     sequence_backward<T>(rows, ws.x, ws.layers, *ws.buffers, nullptr, pass);
-    // 4. the gradients' divergence check, layers in backward order
+    // 4. the gradients' divergence check, layers in backward order (the largest magnitude of each
+    // gradient: inf when it is not finite)
     if (config.check_divergence) {
       std::vector<std::int64_t> bad;
+      for (std::int64_t t = n_tensors; t-- > 0;) {
+        grad_peak[t] = max_abs<T>(ws.tensors[t].count, ws.tensors[t].grad);
+      }
+      bounds.grad = 0.0;
+      for (std::int64_t t = 0; t < n_tensors; ++t) bounds.grad = std::max(bounds.grad, grad_peak[t]);
       for (std::size_t l = ws.layers.size(); l-- > 0;) {
-        for (const ParameterView<T>& v : ws.layers[l]->parameters()) {
-          if (!all_finite<T>(v.count, v.grad)) {
+        for (std::int64_t t = 0; t < n_tensors; ++t) {
+          if (owner[t] == static_cast<std::int64_t>(l) && !std::isfinite(grad_peak[t])) {
             bad.push_back(static_cast<std::int64_t>(l));
             break;
           }
@@ -133,6 +171,7 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
         result.status = TrainStatus::kDiverged;
         result.loss = loss;
         result.bad_layers = bad;
+        result.dry_runs_skipped = bounds.dry_runs_skipped;
         return result;
       }
     }
@@ -140,7 +179,8 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
     opt.step = state.optimizer_step + 1;
     opt.first_step = !state.started;
     std::fill(nonfinite.begin(), nonfinite.end(), std::uint8_t{0});
-    const OptimizerStepResult step = optimizer_step<T>(n_tensors, ws.tensors.data(), opt, nonfinite.data());
+    const OptimizerStepResult step = optimizer_step<T>(n_tensors, ws.tensors.data(), opt, nonfinite.data(),
+                                                       config.check_divergence ? &bounds : nullptr);
     if (step.written) {
       state.optimizer_step += 1;
       if (opt.kind == OptimizerKind::kSgd) state.started = state.started || opt.momentum != 0.0;
@@ -155,6 +195,7 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
           result.bad_layers.push_back(owner[t]);
         }
       }
+      result.dry_runs_skipped = bounds.dry_runs_skipped;
       return result;
     }
     // 6. the epoch's sums
@@ -163,6 +204,7 @@ TrainLoopResult train_batches(const TrainData<T>& data, TrainWorkspace<T>& ws, c
     state.correct_sum += count_correct<T>(config.loss, rows, k, ws.p, ws.labels, ws.targets);
   }
   result.next = config.end;
+  result.dry_runs_skipped = bounds.dry_runs_skipped;
   return result;
 }
 

@@ -127,10 +127,25 @@ struct OptimizerStepResult {
   bool written = true;                 // false only when guard found a non-finite parameter
 };
 
-// list is (tensors); nonfinite is (tensors) or null. No array may overlap another.
+// What a loop that owns the arrays from one step to the next (the native batch loop) knows about a
+// guarded step's inputs. With it, optimizer_step may prove every updated parameter finite from
+// magnitudes alone (sgd, adam, adamw: each bound a few products of maxima, kept 2^20 below T's
+// largest value) and skip the guard's dry run: the same stores, the same bits, one pass instead of
+// two. valid: param/state0/state1 are the largest magnitudes over every tensor's arrays as the
+// previous step of this loop wrote them (its update measures them; inf when one held inf or NaN);
+// grad: the largest gradient magnitude of this step (the caller's finiteness check measures it).
+struct UpdateBounds {
+  bool valid = false;
+  double param = 0.0, state0 = 0.0, state1 = 0.0;
+  double grad = 0.0;
+  std::int64_t dry_runs_skipped = 0;  // guarded steps written without their dry run
+};
+
+// list is (tensors); nonfinite is (tensors) or null; bounds is null or the loop's (read and
+// updated, guard only). No array may overlap another.
 template <typename T>
 OptimizerStepResult optimizer_step(std::int64_t tensors, const ParamTensor<T>* list, const OptimizerConfig& config,
-                                   std::uint8_t* nonfinite);
+                                   std::uint8_t* nonfinite, UpdateBounds* bounds = nullptr);
 
 // param, grad, momentum_buffer (null when momentum == 0) are (count).
 template <typename T>

@@ -94,6 +94,7 @@ struct TrainLoopResult {
   double loss = 0.0;
   bool in_update = false;
   std::vector<std::int64_t> bad_layers;
+  std::int64_t dry_runs_skipped = 0;  // guarded updates proven finite without a dry run (optim.hpp)
 };
 
 template <typename T>

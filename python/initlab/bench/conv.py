@@ -25,7 +25,6 @@ forward and backward, each pooling's), initlab's kernels against PyTorch's ops, 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
@@ -128,11 +127,8 @@ def gemm_peak(case: ConvCase, repeats: int) -> float:
     A = gen.standard_normal((p, k)).astype(np.float32)
     B = gen.standard_normal((k, case.filters)).astype(np.float32)
     C = np.empty((p, case.filters), np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _core.gemm(A, B, C)
-        best = min(best, time.perf_counter() - t0)
+    best = time_interleaved({"gemm": lambda: _core.gemm(A, B, C)}, 0.0, statistic="min", rounds=1,
+                            warmup=1, calls=repeats)["gemm"]
     return 2.0 * p * k * case.filters / best / 1e9
 
 

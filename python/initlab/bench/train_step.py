@@ -8,6 +8,11 @@ The initlab step uses preallocated buffers only (a steady-state step allocates n
 one fused ``optimizer_step`` (SGD) for every parameter. PyTorch runs ``nn.Sequential`` + ``F.cross_entropy`` + ``torch.optim.SGD``
 under ``torch.set_num_threads``; numpy runs the textbook formulas under threadpoolctl's limit when
 threadpoolctl is installed (otherwise numpy's BLAS uses its own thread count, noted in the table).
+JAX, when installed, runs the whole step (forward, the same loss, ``jax.value_and_grad``, the SGD
+update) as one ``jax.jit``-compiled function with the parameters donated (updated in place, as a
+JAX training loop does), waiting for the new parameters (``block_until_ready``) inside the timed
+call. Each thread count runs in its own process pinned to that many CPUs (timing.run_pinned):
+that is what gives XLA, which has no thread-count setting, its thread count.
 
 >>> from initlab.bench import train_step
 >>> rows = train_step.run(threads=(1,), quick=True)   # doctest: +SKIP
@@ -23,7 +28,7 @@ import numpy as np
 
 from initlab import _core
 
-from .timing import time_interleaved
+from .timing import allowed_cpus, run_pinned, time_interleaved
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,9 @@ def torch_step(spec: NetSpec):
 
 
 def jax_step(spec: NetSpec):
-    """The same step as one ``jax.jit``-compiled function (forward, loss, gradients, SGD update),
-    or None when JAX is not installed. XLA's CPU thread pool is not limited by `threads`."""
+    """The same step as one ``jax.jit``-compiled function (forward, loss, gradients, SGD update; the
+    parameters donated), or None when JAX is not installed. XLA's thread pool follows the process's
+    CPU affinity, not `threads` (run() pins a process per thread count)."""
     try:
         import jax
         import jax.numpy as jnp
@@ -179,18 +185,19 @@ def jax_step(spec: NetSpec):
         log_p = jax.nn.log_softmax(h, axis=1)
         return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
 
-    @jax.jit
     def update(params, X, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, X, y)
         new = [(W - LEARNING_RATE * dW, b - LEARNING_RATE * db) for (W, b), (dW, db) in zip(params, grads)]
         return new, loss
 
+    update = jax.jit(update, donate_argnums=0)
     state = {"params": [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]}
     tX, ty = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
 
     def step() -> float:
         state["params"], loss = update(state["params"], tX, ty)
-        return float(loss)  # waits for the result
+        jax.block_until_ready((state["params"], loss))
+        return float(loss)
 
     return step
 
@@ -223,10 +230,15 @@ def thread_limits(threads: int) -> Iterator[str]:
 
 
 def run(threads: Sequence[int] = (1, 2), quick: bool = False,
-        networks: Sequence[str] | None = None) -> list[dict]:
+        networks: Sequence[str] | None = None, pinned: bool = True) -> list[dict]:
     """Time every network in NETWORKS for each thread count; one dict per (network, threads) with
     the median milliseconds per step for initlab, torch, numpy and JAX (NaN when not installed) and
-    the ratio initlab/torch."""
+    the ratio initlab/torch. pinned: each thread count in a fresh process pinned to that many CPUs
+    (timing.run_pinned: JAX's thread count); False: in this process, where JAX uses every CPU it may.
+    row["cpus"]: the CPUs the measuring process could run on."""
+    if pinned:
+        return [row for t in threads for row in run_pinned("initlab.bench.train_step", "run", t, quick=quick,
+                                                           networks=networks, pinned=False)]
     min_seconds = 0.3 if quick else 1.5
     rows = []
     for spec in NETWORKS:
@@ -243,23 +255,36 @@ def run(threads: Sequence[int] = (1, 2), quick: bool = False,
             rows.append({
                 "network": spec.name, "widths": widths, "batch": spec.batch, "threads": t,
                 "initlab_ms": ms["initlab"], "torch_ms": ms["torch"], "numpy_ms": ms["numpy"],
-                "jax_ms": ms["jax"],
-                "ratio_vs_torch": ms["initlab"] / ms["torch"], "note": note,
+                "jax_ms": ms["jax"], "ratio_vs_torch": ms["initlab"] / ms["torch"],
+                "ratio_vs_jax": ms["initlab"] / ms["jax"], "note": note, "cpus": allowed_cpus(),
             })
     return rows
 
 
+def jax_note(rows: Sequence[dict]) -> str:
+    """How JAX's thread count was obtained in these rows ("" when no row has JAX)."""
+    jax_rows = [r for r in rows if r.get("jax_ms") is not None and r["jax_ms"] == r["jax_ms"]]  # not NaN
+    if not jax_rows:
+        return ""
+    if all(r.get("cpus") is not None and len(r["cpus"]) == r["threads"] for r in jax_rows):
+        return ("JAX: each thread count ran in its own process pinned to that many CPUs (XLA sizes its "
+                "thread pool from the CPU affinity; every library of that row ran in the same process)")
+    return "JAX: its thread count not limited (XLA used every CPU the process could use)"
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    """A markdown table of run()'s rows."""
-    with_jax = any(r.get("jax_ms") == r.get("jax_ms") and r.get("jax_ms") is not None for r in rows)  # not NaN
+    """A markdown table of run()'s rows (the JAX columns only when some row has JAX)."""
+    with_jax = bool(jax_note(rows))
     lines = ["| network | widths | batch | threads | initlab ms | torch ms | numpy ms |"
-             + (" jax ms |" if with_jax else "") + " initlab/torch |",
-             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if with_jax else "") + "---:|"]
+             + (" jax ms |" if with_jax else "") + " initlab/torch |" + (" initlab/jax |" if with_jax else ""),
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if with_jax else "") + "---:|"
+             + ("---:|" if with_jax else "")]
     for r in rows:
         jax_cell = f" {r['jax_ms']:.3f} |" if with_jax else ""
+        jax_ratio = f" {r['initlab_ms'] / r['jax_ms']:.2f} |" if with_jax else ""
         lines.append(f"| {r['network']} | {r['widths']} | {r['batch']} | {r['threads']} | {r['initlab_ms']:.3f} | "
-                     f"{r['torch_ms']:.3f} | {r['numpy_ms']:.3f} |{jax_cell} {r['ratio_vs_torch']:.2f} |")
-    notes = sorted({r["note"] for r in rows if r.get("note")})
+                     f"{r['torch_ms']:.3f} | {r['numpy_ms']:.3f} |{jax_cell} {r['ratio_vs_torch']:.2f} |{jax_ratio}")
+    notes = sorted({r["note"] for r in rows if r.get("note")} | ({jax_note(rows)} - {""}))
     return "\n".join(lines + [f"\n{n}" for n in notes])
 
 

@@ -11,8 +11,9 @@
   then every `stats_every` epochs), with one dict per layer: `epoch, layer, pre_mean, pre_std,
   act_mean, act_std, saturated, dead, grad_norm, weight_norm, update_ratio`. They are measured on a
   fixed probe batch with dropout off; `grad_norm` = ||dL/dW||_F on the probe batch, `weight_norm` =
-  ||W||_F, `update_ratio` = ||dW_step||_F / ||W||_F for the epoch's last optimizer step (Karpathy's
-  rule of thumb: around 1e-3 is healthy), None at epoch 0.
+  ||W||_F, `update_ratio` = ||dW_step||_F / ||W||_F for the epoch's last batch (Karpathy's
+  rule of thumb: around 1e-3 is healthy; 0 when that batch's sample weights sum to 0, so it makes
+  no step), None at epoch 0.
 - `diverged`, `stop_reason` (None when every epoch ran), `divergence` (epoch, step, layers, loss of
   the first non-finite step, or None), `stats_seconds` (time spent on layer statistics),
   `train_seconds` (the whole fit), `config` (fit's arguments).

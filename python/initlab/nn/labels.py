@@ -241,6 +241,18 @@ def check_sample_weight(sample_weight: Any, n: int, argname: str = "sample_weigh
     return arr
 
 
+def _exactly_rescaled(w: np.ndarray) -> np.ndarray:
+    """`w` times a power of two that puts its largest value in [0.5, 1), when that value is beyond
+    2**64 or below 2**-64 (else `w` itself). The weighted losses are sums of w*l over sums of w, on
+    which a power-of-two factor changes no bit; it keeps huge weights finite in float32 and their
+    sums finite in double (1e308 summed to inf: a NaN loss), and keeps 1 / sum(w) finite for tiny
+    ones (5e-324 gave an inf row scale)."""
+    top = float(w.max(initial=0.0))
+    if top == 0.0 or 2.0 ** -64 <= top <= 2.0 ** 64:
+        return w
+    return np.ldexp(w, -math.frexp(top)[1])
+
+
 def row_weights(y: np.ndarray, class_weight: Optional[np.ndarray],
                 sample_weight: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """float64 (n,): class_weight[y_i] * sample_weight[i]; None when neither is given.
@@ -250,12 +262,19 @@ def row_weights(y: np.ndarray, class_weight: Optional[np.ndarray],
     """
     if class_weight is None and sample_weight is None:
         return None
+    # each factor, then the product, rescaled exactly (so 1e200 * 1e200 does not overflow either)
+    class_weight = None if class_weight is None else _exactly_rescaled(class_weight)
+    sample_weight = None if sample_weight is None else _exactly_rescaled(sample_weight)
     if class_weight is None:
         w, given = sample_weight, "sample_weight"
     else:
         w = class_weight[y] if y.ndim == 1 else np.asarray(y, np.float64) @ class_weight
         w, given = (w, "class_weight") if sample_weight is None else (w * sample_weight,
                                                                       "class_weight * sample_weight")
+    w = _exactly_rescaled(w)
+    # A weight below the smallest normal double (2**-1022, at most 2**-958 of the largest) counts as 0:
+    # a batch of only such rows would have 1 / sum(w) = inf; it makes no step instead.
+    w = np.where(w < np.finfo(np.float64).tiny, 0.0, w)
     if not w.sum() > 0:  # nothing would ever be learned; a single batch summing to 0 is skipped instead
         raise ValueError(f"{given}: the weights of all {w.size} rows sum to 0, so no step could change "
                          f"the network; give some rows a weight > 0")

@@ -238,7 +238,7 @@ def _from_v2(cls: "Type[Network]", arrays: Dict[str, np.ndarray], where: str) ->
     for key, param in list(expected.items()) + list(buffer_keys.items()):
         _check_array(where, key, arrays[key], net.dtype, param.shape)
     classes = arrays.get("classes_")
-    if classes is not None and (classes.ndim != 1 or classes.dtype.kind not in "biufU" or classes.size < 1):
+    if classes is not None and (classes.ndim != 1 or classes.dtype.kind not in "biufUS" or classes.size < 1):
         raise ValueError(f"{where}: classes_ must be a non-empty 1-D array of labels, got dtype "
                          f"{classes.dtype} shape {classes.shape}")
     pending = arrays["lsuv_pending"]

@@ -175,6 +175,18 @@ def _check_value(value: Any, epoch: int, argname: str) -> float:
     return value
 
 
+def _call(fn: Callable[[int], Any], epoch: int, argname: str) -> Any:
+    """fn(epoch); what the user's callable raises comes back as a TypeError (a wrong signature) or
+    ValueError naming the argument and the epoch, the original chained."""
+    try:
+        return fn(epoch)
+    except TypeError as e:
+        raise TypeError(f"{argname}: calling it with epoch={epoch} raised TypeError: {e} (a schedule "
+                        f"callable takes the epoch, counted from 0, and returns the lr)") from e
+    except Exception as e:  # noqa: BLE001 - any failure of user code is a bad lr_schedule
+        raise ValueError(f"{argname}: calling it with epoch={epoch} raised {type(e).__name__}: {e}") from e
+
+
 def schedule_values(lr_schedule: ScheduleSpec, lr: float, epochs: int,
                     argname: str = "lr_schedule") -> List[float]:
     """The learning rate of each epoch ``0 .. epochs - 1`` of one fit, every value checked.
@@ -184,7 +196,7 @@ def schedule_values(lr_schedule: ScheduleSpec, lr: float, epochs: int,
     """
     checked = check_schedule(lr_schedule, argname)
     if checked.fn is not None:
-        return [_check_value(checked.fn(e), e, argname) for e in range(epochs)]
+        return [_check_value(_call(checked.fn, e, argname), e, argname) for e in range(epochs)]
     recurrence, table = SCHEDULES[checked.name]
     params = {}
     for key, spec in table.items():

@@ -44,6 +44,8 @@ DIVERGENCE_POLICIES = ("stop", "raise", "ignore")
 # NATIVE_CHUNK batches (and at Ctrl-C, which it sees between batches).
 NATIVE_LOOP = True
 NATIVE_CHUNK = 64
+# fit computes and checks the lr of every epoch up front (lr_schedule): a list of that length
+MAX_EPOCHS = 10 ** 7
 
 
 class DivergenceError(FloatingPointError):
@@ -100,6 +102,9 @@ def validate_fit(net: "Network", X: Any, y: Any, *, epochs: Any, batch_size: Any
         classes, _ = encode_fit_labels(y, net.output_dim, net.classes_)
     y = net._check_y(y, X.shape[0], classes=classes)  # y=None is an error here, not "no labels"
     epochs = check_int("epochs", epochs, 0)
+    if epochs > MAX_EPOCHS:  # every epoch's lr is computed (and checked) before the first step
+        raise ValueError(f"epochs must be at most {MAX_EPOCHS:_} (one fit call; call fit again to go on, "
+                         f"or stop early with a callback), got {epochs:_}")
     batch_size = check_int("batch_size", batch_size, 1)
     optimizer = check_name("optimizer", optimizer, list(optimizers.OPTIMIZERS))
     lr = check_float("lr", lr)
@@ -432,6 +437,12 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
     np.take(cfg.X_train, run.order[lo:hi], axis=0, out=ws.X)
     yb = ws.y_int if run.y_is_int else ws.y_float
     np.take(cfg.y_train, run.order[lo:hi], axis=0, out=yb)
+    if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
+        # update_ratio measures what the epoch's last batch changes: W before it, saved even when the
+        # batch weighs 0 and makes no step (the ratio is then 0; W_before is never left unwritten)
+        for before, layer in zip(run.W_before, net.layers):
+            if before is not None:
+                np.copyto(before, layer.parameters()[0][0])
     wb, weight = None, float(rows)
     if cfg.w_train is not None:
         wb = ws.w
@@ -458,10 +469,6 @@ def _train_step(run: _Run, epoch: int, batch: int) -> Tuple[Optional[float], flo
         run.divergence = _mark_divergence(run.report, epoch, batch + 1, cfg.steps_per_epoch,
                                           net._step, batch_loss, bad)
         return None, weight, 0.0
-    if run.stats_epoch and batch == cfg.steps_per_epoch - 1:
-        for before, layer in zip(run.W_before, net.layers):
-            if before is not None:
-                np.copyto(before, layer.parameters()[0][0])
     # ---- the update, guarded (optimizers.step): an update that would overflow (e.g. weight decay
     # multiplying W by 1 - lr*wd = -6605) writes nothing, so the weights stay the last finite ones.
     overflow = optimizers.step(net._optimizer, net._params, net._grads, cfg.hyper,
