@@ -159,6 +159,12 @@ std::int64_t conv2d_workspace_size_binding(const std::vector<std::int64_t>& x_sh
   return initlab::conv2d_workspace_size(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
 }
 
+bool conv2d_forward_lowers_binding(const std::vector<std::int64_t>& x_shape, const std::vector<std::int64_t>& w_shape,
+                                   const py::object& stride, const py::object& dilation, const py::object& padding) {
+  const Check check("conv2d_forward_lowers");
+  return initlab::conv2d_forward_lowers(conv_geometry(check, x_shape, w_shape, stride, dilation, padding));
+}
+
 std::vector<std::int64_t> conv2d_output_shape_binding(const std::vector<std::int64_t>& x_shape,
                                                       const std::vector<std::int64_t>& w_shape,
                                                       const py::object& stride, const py::object& dilation,
@@ -312,9 +318,10 @@ void max_pool2d_forward_binding(const py::object& x_obj, const py::object& y_obj
   });
 }
 
+template <bool kReference>
 void max_pool2d_backward_binding(const py::object& dy_obj, const py::object& idx_obj, const py::object& dx_obj,
                                  const py::object& pool, const py::object& stride) {
-  const Check check("max_pool2d_backward");
+  const Check check(kReference ? "max_pool2d_backward_reference" : "max_pool2d_backward");
   py::array dy = check.array(dy_obj, "dY", 4), idx = check.array(idx_obj, "argmax", 4);
   py::array dx = check.output(dx_obj, "dX", 4);
   const FloatType t = check.float_type(dy, "dY");
@@ -326,19 +333,34 @@ void max_pool2d_backward_binding(const py::object& dy_obj, const py::object& idx
   check.shape(dy, "dY", pool_out_shape(g), "(N, OH, OW, C)");
   check.shape(idx, "argmax", pool_out_shape(g), "(N, OH, OW, C)");
   check.no_overlaps({{&dx, "dX"}}, {{&dy, "dY"}, {&idx, "argmax"}});
-  // Every index must address a pixel of its image: a wrong one would write outside dX.
+  // Every index must address a pixel of its image (a wrong one would write outside dX) inside its
+  // own window (the fast kernel gathers from the windows that contain a pixel).
   const std::int64_t pixels = g.h * g.w;
   const auto* idx_ptr = static_cast<const std::int64_t*>(idx.data());
+  const std::int64_t ow_count = g.out_w(), oh_count = g.out_h();
   for (std::int64_t e = 0; e < idx.size(); ++e) {
-    if (idx_ptr[e] < 0 || idx_ptr[e] >= pixels) {
-      check.value_error("'argmax' holds " + std::to_string(idx_ptr[e]) + " at flat position " + std::to_string(e) +
+    const std::int64_t v = idx_ptr[e];
+    if (v < 0 || v >= pixels) {
+      check.value_error("'argmax' holds " + std::to_string(v) + " at flat position " + std::to_string(e) +
                         "; indices must be in [0, H*W) = [0, " + std::to_string(pixels) + ")");
+    }
+    const std::int64_t ow = (e / g.c) % ow_count, oh = (e / (g.c * ow_count)) % oh_count;
+    const std::int64_t ih = v / g.w, iw = v % g.w;
+    if (ih < oh * g.stride_h || ih >= oh * g.stride_h + g.ph || iw < ow * g.stride_w || iw >= ow * g.stride_w + g.pw) {
+      check.value_error("'argmax' holds " + std::to_string(v) + " at flat position " + std::to_string(e) +
+                        ", pixel (" + std::to_string(ih) + ", " + std::to_string(iw) + "), outside its window (" +
+                        std::to_string(oh) + ", " + std::to_string(ow) + "): indices must be as max_pool2d_forward "
+                        "writes them");
     }
   }
   py::gil_scoped_release release;
   with_float_type(t, [&](auto tag) {
     using T = decltype(tag);
-    initlab::max_pool2d_backward<T>(g, in_ptr<T>(dy), idx_ptr, out_ptr<T>(dx));
+    if (kReference) {
+      initlab::max_pool2d_backward_reference<T>(g, in_ptr<T>(dy), idx_ptr, out_ptr<T>(dx));
+    } else {
+      initlab::max_pool2d_backward<T>(g, in_ptr<T>(dy), idx_ptr, out_ptr<T>(dx));
+    }
   });
 }
 
@@ -504,6 +526,9 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_workspace_size", &conv2d_workspace_size_binding, py::arg("x_shape"), py::arg("w_shape"),
         py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
         "elements the conv2d workspace must hold (P*K; 0 for a pointwise kernel)");
+  m.def("conv2d_forward_lowers", &conv2d_forward_lowers_binding, py::arg("x_shape"), py::arg("w_shape"),
+        py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"),
+        "whether conv2d_forward leaves im2col(X) (the columns) in its workspace: not when pointwise or K <= 32");
   m.def("conv2d_output_shape", &conv2d_output_shape_binding, py::arg("x_shape"), py::arg("w_shape"),
         py::kw_only(), py::arg("stride"), py::arg("dilation"), py::arg("padding"), "(N, OH, OW, O)");
   m.def("conv2d_forward", &conv2d_forward_binding<false>, py::arg("X"), py::arg("W"), py::arg("b"), py::arg("Z"),
@@ -530,8 +555,12 @@ void bind_conv(py::module_& m) {
   m.def("max_pool2d_forward", &max_pool2d_forward_binding, py::arg("X"), py::arg("Y"), py::arg("argmax"),
         py::kw_only(), py::arg("pool"), py::arg("stride"),
         "Y := window max; argmax := flat index ih*W + iw (first on ties, NaN wins)");
-  m.def("max_pool2d_backward", &max_pool2d_backward_binding, py::arg("dY"), py::arg("argmax"), py::arg("dX"),
-        py::kw_only(), py::arg("pool"), py::arg("stride"), "dX := 0; dX[argmax] += dY");
+  m.def("max_pool2d_backward", &max_pool2d_backward_binding<false>, py::arg("dY"), py::arg("argmax"), py::arg("dX"),
+        py::kw_only(), py::arg("pool"), py::arg("stride"),
+        "dX := 0; dX[argmax] += dY (each argmax inside its own window; computed as a gather)");
+  m.def("max_pool2d_backward_reference", &max_pool2d_backward_binding<true>, py::arg("dY"), py::arg("argmax"),
+        py::arg("dX"), py::kw_only(), py::arg("pool"), py::arg("stride"),
+        "the naive twin of max_pool2d_backward: the scatter, one thread");
   m.def("avg_pool2d_forward", &avg_pool2d_forward_binding, py::arg("X"), py::arg("Y"), py::kw_only(),
         py::arg("pool"), py::arg("stride"), "Y := window mean (no padding, floor output size)");
   m.def("avg_pool2d_backward", &avg_pool2d_backward_binding, py::arg("dY"), py::arg("dX"), py::kw_only(),

@@ -423,6 +423,14 @@ def test_conv_benchmark_rows():
     assert "| digits-conv2 | 32x4x4x16 | 3x3x16x32 | 1 |" in conv_bench.format_table(rows)
 
 
+def test_conv_breakdown_benchmark_rows():
+    from initlab.bench import conv as conv_bench
+    rows = conv_bench.run_breakdown(threads=(1,), quick=True)
+    assert [r["stage"] for r in rows][:2] == ["conv1 forward", "conv1 backward (dW, db)"] and len(rows) == 9
+    assert all(r["initlab_ms"] > 0 and r["threads"] == 1 for r in rows)
+    assert "| conv2 backward (dW, db, dX) | 1 |" in conv_bench.format_breakdown_table(rows)
+
+
 def test_conv_epoch_benchmark_rows():
     from initlab.bench import conv as conv_bench
 
@@ -431,18 +439,31 @@ def test_conv_epoch_benchmark_rows():
     assert "| digits-cnn | 256 | 1 |" in conv_bench.format_epoch_table(rows)
 
 
+LARGE_CASES = {  # dW products past 2^23 multiply-adds: the backward lowers X transposed, (K, P)
+    100: ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), (1, 1), (2, 2, 2, 2)),   # LeNet's conv2, 4 images
+    101: ((14, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),    # LeNet's conv1: C = 1
+    102: ((40, 13, 11, 8), (3, 4, 8, 40), (2, 1), (1, 2), (0, 1, 3, 2)),    # strides, dilation, padding
+    103: ((128, 4, 4, 16), (3, 3, 16, 32), (1, 1), (1, 1), (1, 1, 1, 1)),  # the digits CNN's conv2: OW < a vector
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("seed", range(40, 52))
+@pytest.mark.parametrize("seed", list(range(40, 52)) + list(LARGE_CASES))
 def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dtype):
     """conv2d_backward(columns=...) (the forward's im2col kept) gives the very bits of the backward
     that lowers X again, with dX and without, on 1 and 2 threads; the columns are only read."""
-    gen, x_shape, w_shape, stride, dilation, padding = random_case(seed)
+    if seed in LARGE_CASES:
+        gen = np.random.default_rng(seed)
+        x_shape, w_shape, stride, dilation, padding = LARGE_CASES[seed]
+    else:
+        gen, x_shape, w_shape, stride, dilation, padding = random_case(seed)
     X, W, b = conv_arrays(gen, x_shape, w_shape, dtype)
     geometry = dict(stride=stride, dilation=dilation, padding=padding)
     shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geometry))
     size = _core.conv2d_workspace_size(x_shape, w_shape, **geometry)
     R = gen.standard_normal(shape).astype(dtype)
     before = initlab.get_num_threads()
+    by_threads = {}
     try:
         for threads in (1, 2):
             initlab.set_num_threads(threads)
@@ -452,6 +473,13 @@ def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dty
                     Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
                     cols = np.full(max(size, 1), np.nan, dtype)  # the forward lowers X into it
                     _core.conv2d_forward(X, W, b, Z, A, "elu", 0.7, workspace=cols if size else None, **geometry)
+                    if size:  # the forward's columns, or (few taps: it reads X in place) numpy's im2col
+                        lowered = lowered_columns(X, w_shape, stride, dilation, padding).reshape(-1)
+                        if _core.conv2d_forward_lowers(x_shape, w_shape, **geometry):
+                            assert cols.tobytes() == lowered.tobytes()
+                        else:
+                            assert np.isnan(cols).all()  # the workspace is left alone
+                            cols[:] = lowered
                     kept_cols = cols.copy()
                     dA, dW, db = R.copy(), np.full_like(W, np.nan), np.full_like(b, np.nan)
                     dX = np.full_like(X, np.nan) if with_dx else None
@@ -464,6 +492,9 @@ def test_backward_from_kept_columns_is_bitwise_the_relowering_backward(seed, dty
                         assert cols.tobytes() == kept_cols.tobytes()  # read only
                     outs.append([dA, dW, db] + ([dX] if with_dx else []))
                 for got, want in zip(outs[1], outs[0]):
+                    assert got.tobytes() == want.tobytes()
+                first = by_threads.setdefault(with_dx, outs[0])  # and the same bits on 1 and 2 threads
+                for got, want in zip(outs[0], first):
                     assert got.tobytes() == want.tobytes()
     finally:
         initlab.set_num_threads(before)
@@ -484,3 +515,111 @@ def test_kept_columns_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="workspace"):  # dX still needs the workspace for dcols
         _core.conv2d_backward(Z.copy(), X, W, Z, A, "relu", None, dW, db, np.empty_like(X),
                               columns=np.zeros((18, 27), np.float32), **geometry)
+
+
+# ---- the fast paths of the convolution ---------------------------------------------------------
+
+def lowered_columns(X, w_shape, stride, dilation, padding):
+    """im2col in numpy: (P, K) with column (i, j, c), zeros outside the image."""
+    N, H, Wd, C = X.shape
+    KH, KW = w_shape[:2]
+    (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, padding
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wd + left + right - dw * (KW - 1) - 1) // sw + 1
+    taps = [Xp[:, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw, :]
+            for i in range(KH) for j in range(KW)]
+    return np.ascontiguousarray(np.stack(taps, axis=3).reshape(N * OH * OW, KH * KW * C))
+
+
+DIRECT_CASES = [  # K = KH*KW*C <= 32: the forward runs the direct kernel straight on X
+    ((3, 28, 28, 1), (5, 5, 1, 32), (1, 1), (1, 1), (2, 2, 2, 2)),   # LeNet's conv1
+    ((4, 8, 8, 1), (3, 3, 1, 16), (1, 1), (1, 1), (1, 1, 1, 1)),     # the digits CNN's conv1
+    ((2, 9, 11, 3), (3, 3, 3, 70), (2, 1), (1, 2), (0, 2, 1, 0)),    # RGB, 4 vectors + a tail of 6
+    ((2, 7, 6, 2), (2, 4, 2, 5), (1, 3), (2, 1), (1, 1, 2, 2)),      # fewer channels than a vector
+    ((1, 5, 5, 32), (1, 1, 32, 17), (1, 1), (1, 1), (1, 0, 0, 1)),   # 1x1 with padding: not pointwise
+    ((3, 6, 6, 1), (1, 1, 1, 48), (2, 2), (1, 1), (0, 0, 0, 0)),     # strided 1x1, 3 vectors
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(DIRECT_CASES)))
+@pytest.mark.parametrize("name", ["relu", "tanh", "linear"])
+def test_direct_forward_is_bitwise_the_lowered_gemm_and_close_to_the_twin(case, dtype, name):
+    """For few taps conv2d_forward skips the lowering: Z and A are still the very bits of
+    dense_forward on the im2col columns (0, one multiply-add per tap in order, the taps outside the
+    image as 0 * w, then + b), and within rounding of the direct-loop twin (which skips those taps)."""
+    x_shape, w_shape, stride, dilation, padding = DIRECT_CASES[case]
+    gen = np.random.default_rng(300 + case)
+    X, W, b = conv_arrays(gen, x_shape, w_shape, dtype)
+    geometry = dict(stride=stride, dilation=dilation, padding=padding)
+    shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geometry))
+    size = _core.conv2d_workspace_size(x_shape, w_shape, **geometry)
+    Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
+    _core.conv2d_forward(X, W, b, Z, A, name, workspace=np.empty(max(size, 1), dtype) if size else None, **geometry)
+    cols = lowered_columns(X, w_shape, stride, dilation, padding)
+    Zl, Al = np.empty((cols.shape[0], w_shape[3]), dtype), np.empty((cols.shape[0], w_shape[3]), dtype)
+    _core.dense_forward(cols, W.reshape(-1, w_shape[3]), b, Zl, Al, name)
+    assert Z.reshape(Zl.shape).tobytes() == Zl.tobytes()
+    assert A.reshape(Al.shape).tobytes() == Al.tobytes()
+    Zt, At = np.empty(shape, dtype), np.empty(shape, dtype)
+    _core.conv2d_forward_reference(X, W, b, Zt, At, name, **geometry)
+    tol = 2e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(Z, Zt, rtol=tol, atol=tol)
+    np.testing.assert_allclose(A, At, rtol=tol, atol=tol)
+    Z64, A64 = ref.conv2d_forward(X, W, b, name, None, stride, dilation, padding)
+    np.testing.assert_allclose(A, A64, rtol=10 * tol, atol=10 * tol)
+
+
+def test_direct_forward_propagates_nan_and_inf_as_the_lowered_path():
+    """An Inf weight meets the zero padding as 0 * Inf = NaN in the lowered GEMM; the direct kernel
+    multiplies the same zeros, so border outputs are NaN there too (the twin skips padding taps)."""
+    gen = np.random.default_rng(9)
+    X, W, b = conv_arrays(gen, (2, 6, 6, 1), (3, 3, 1, 16), np.float32)
+    W[0, 0, 0, 3] = np.inf
+    X[1, 2, 3, 0] = np.nan
+    geometry = dict(stride=(1, 1), dilation=(1, 1), padding=(1, 1, 1, 1))
+    Z, A = np.empty((2, 6, 6, 16), np.float32), np.empty((2, 6, 6, 16), np.float32)
+    _core.conv2d_forward(X, W, b, Z, A, "relu", **geometry, workspace=np.empty(2 * 36 * 9, np.float32))
+    cols = lowered_columns(X, W.shape, (1, 1), (1, 1), (1, 1, 1, 1))
+    Zl, Al = np.empty((72, 16), np.float32), np.empty((72, 16), np.float32)
+    _core.dense_forward(cols, W.reshape(9, 16), b, Zl, Al, "relu")
+    assert Z.reshape(72, 16).tobytes() == Zl.tobytes() and A.reshape(72, 16).tobytes() == Al.tobytes()
+    assert np.isnan(Z[0, 0, 0, 3]) and np.isnan(Z[1, 2, 3, 0]) and np.isinf(Z[0, 3, 3, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool,stride", POOL_CASES + [((3, 3), (1, 1)), ((2, 2), (3, 3))])
+def test_max_pool_backward_gather_is_bitwise_the_scatter_twin(pool, stride, dtype):
+    """The fast backward gathers per input pixel; the twin scatters per output: the same sums in the
+    same order (overlapping windows, ties, NaN, -0 in dY), on 1 and 2 threads."""
+    gen = np.random.default_rng(21)
+    X = gen.integers(-2, 3, (5, 11, 10, 70)).astype(dtype)  # ties; 70 channels: a block of 64 and 6
+    X[0, 3, 4, 5] = np.nan
+    out_shape = (5, (11 - pool[0]) // stride[0] + 1, (10 - pool[1]) // stride[1] + 1, 70)
+    Y, idx = np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
+    _core.max_pool2d_forward(X, Y, idx, pool=pool, stride=stride)
+    dY = gen.standard_normal(out_shape).astype(dtype)
+    dY[1, 0, 0, :3] = -0.0
+    want = np.full_like(X, np.nan)
+    _core.max_pool2d_backward_reference(dY, idx, want, pool=pool, stride=stride)
+    np.testing.assert_allclose(want, ref.max_pool2d_backward(dY, idx, X.shape), rtol=1e-6, atol=1e-6)
+    before = initlab.get_num_threads()
+    try:
+        for threads in (1, 2):
+            initlab.set_num_threads(threads)
+            got = np.full_like(X, np.nan)
+            _core.max_pool2d_backward(dY, idx, got, pool=pool, stride=stride)
+            assert got.tobytes() == want.tobytes()
+    finally:
+        initlab.set_num_threads(before)
+
+
+def test_max_pool_backward_rejects_an_argmax_outside_its_window():
+    dY, dX = np.zeros((1, 2, 2, 1)), np.zeros((1, 4, 4, 1))
+    idx = np.array([0, 2, 8, 10], np.int64).reshape(1, 2, 2, 1)  # each window's top-left pixel: fine
+    _core.max_pool2d_backward(dY, idx, dX, pool=(2, 2), stride=(2, 2))
+    idx[0, 1, 1, 0] = 5  # pixel (1, 1) is in window (0, 0), not (1, 1)
+    for fn in (_core.max_pool2d_backward, _core.max_pool2d_backward_reference):
+        with pytest.raises(ValueError, match=r"'argmax' holds 5 at flat position 3, pixel \(1, 1\), outside its window"):
+            fn(dY, idx, dX, pool=(2, 2), stride=(2, 2))

@@ -380,6 +380,7 @@ def test_kept_columns_train_bitwise_as_relowering(monkeypatch):
     """Training that keeps each forward's im2col columns for the backward (native sequence and the
     layer-by-layer Python path) gives the very weights of training that lowers X again."""
     from initlab.nn.layers import conv2d
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 1 << 24)  # the option on (off by default)
     X, y = digits_images(200)
     kept = _train_bytes(_kept_columns_net(3), X, y)
     python_path = _kept_columns_net(3)
@@ -393,11 +394,15 @@ def test_kept_columns_train_bitwise_as_relowering(monkeypatch):
 
 def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(monkeypatch):
     from initlab.nn.layers import conv2d
+    assert conv2d.COLUMN_CACHE_LIMIT == 0  # off by default: no columns in a training batch's buffers
+    assert [len(b.cache) for b in _kept_columns_net(5)._pass(16).layers[:4]] == [3, 1, 1, 1]
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 1 << 24)
     net = _kept_columns_net(5)
     X = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
     ws = net._pass(16)
-    assert [len(b.cache) for b in ws.layers[:4]] == [4, 1, 2, 1]  # Z, A, mask, columns; argmax; Z, columns; Z
-    assert ws.layers[0].cache[-1].shape == (16, 8 * 8 * 9) and ws.layers[2].cache[-1].shape == (16, 4 * 2 * 6 * 6)
+    # Z, A, mask (3x3x1: the forward's direct kernel makes no columns); argmax; Z, columns; Z
+    assert [len(b.cache) for b in ws.layers[:4]] == [3, 1, 2, 1]
+    assert ws.layers[2].cache[-1].shape == (16, 4 * 2 * 6 * 6)
     net._run_forward(ws, X, training=True)
     grads = []
     for _ in range(2):  # backward twice after one forward: the columns are not overwritten
@@ -405,5 +410,5 @@ def test_kept_columns_only_for_batches_that_fit_and_survive_a_second_backward(mo
         net._run_backward(ws, X, need_dX=True)
         grads.append(b"".join(g.tobytes() for g in net._grads) + ws.X_grad.tobytes())
     assert grads[0] == grads[1]
-    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 16 * 8 * 8 * 9 - 1)  # too many: no kept columns
-    assert [len(b.cache) for b in net._pass(17).layers[:3]] == [3, 1, 2]
+    monkeypatch.setattr(conv2d, "COLUMN_CACHE_LIMIT", 17 * 4 * 2 * 6 * 6 - 1)  # 17 rows: too many columns
+    assert [len(b.cache) for b in net._pass(17).layers[:3]] == [3, 1, 1]

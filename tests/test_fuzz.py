@@ -2164,6 +2164,65 @@ def test_regression_update_overflow_is_divergence_with_last_finite_weights():
     assert not report.diverged and not np.isfinite(net.layers[0].W).all()
 
 
+# ---- convolution kernels: the fast paths against their twins ----------------------------------------
+
+@st.composite
+def conv_cases(draw):
+    """A small geometry whose kernel fits (direct, lowered, pointwise and transposed-lowering paths)."""
+    n, c, o = draw(st.integers(1, 4)), draw(st.integers(1, 9)), draw(st.integers(1, 40))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - padding[0] - padding[1]), 16))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - padding[2] - padding[3]), 16))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    act = draw(st.sampled_from(["relu", "tanh", "linear", "elu"]))
+    return (n, h, w, c), (kh, kw, c, o), stride, dilation, padding, dtype, act, draw(st.integers(0, 2**32 - 1))
+
+
+@FUZZ
+@given(case=conv_cases(), threads=st.sampled_from([1, 2]))
+def test_conv_kernels_fast_paths_match_their_twins(case, threads):
+    x_shape, w_shape, stride, dilation, padding, dtype, act, seed = case
+    gen = np.random.default_rng(seed)
+    X = gen.standard_normal(x_shape).astype(dtype)
+    W = (gen.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[:3]))).astype(dtype)
+    b = gen.standard_normal(w_shape[3]).astype(dtype)
+    geo = dict(stride=stride, dilation=dilation, padding=padding)
+    shape = tuple(_core.conv2d_output_shape(x_shape, w_shape, **geo))
+    size = _core.conv2d_workspace_size(x_shape, w_shape, **geo)
+    R = gen.standard_normal(shape).astype(dtype)
+    outs = []
+    before = il.get_num_threads()
+    try:
+        il.set_num_threads(threads)
+        for twin in (False, True):
+            Z, A = np.empty(shape, dtype), np.empty(shape, dtype)
+            fwd = _core.conv2d_forward_reference if twin else _core.conv2d_forward
+            bwd = _core.conv2d_backward_reference if twin else _core.conv2d_backward
+            ws = None if twin or not size else np.empty(size, dtype)
+            fwd(X, W, b, Z, A, act, workspace=ws, **geo)
+            dA, dW, db, dX = R.copy(), np.empty_like(W), np.empty_like(b), np.empty_like(X)
+            bwd(dA, X, W, Z, A, act, None, dW, db, dX, workspace=ws, **geo)
+            outs.append((Z, A, dA, dW, db, dX))
+    finally:
+        il.set_num_threads(before)
+    tol = 3e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(*outs):
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max(initial=0))))
+    if x_shape[1] >= 2 and x_shape[2] >= 2:  # max pooling: the gather backward is the scatter's bits
+        pool = (min(2, x_shape[1]), min(3, x_shape[2]))
+        out = (x_shape[0], (x_shape[1] - pool[0]) // stride[0] + 1, (x_shape[2] - pool[1]) // stride[1] + 1, x_shape[3])
+        Y, idx = np.empty(out, dtype), np.empty(out, np.int64)
+        _core.max_pool2d_forward(X, Y, idx, pool=pool, stride=stride)
+        fast, twin = np.empty_like(X), np.empty_like(X)
+        _core.max_pool2d_backward(Y, idx, fast, pool=pool, stride=stride)
+        _core.max_pool2d_backward_reference(Y, idx, twin, pool=pool, stride=stride)
+        assert fast.tobytes() == twin.tobytes()
+
+
 def test_regression_conv2d_sizes_beyond_int64_are_refused():
     # P*K = 2 * 2**31 * 2 * 2 * 2... wrapped to -2**63 (conv2d_workspace_size returned a negative size).
     geometry = dict(stride=(1, 1), dilation=(1, 1), padding=(0, 2**30, 0, 2**30))

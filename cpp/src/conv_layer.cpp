@@ -11,7 +11,7 @@ template <typename T>
 Conv2dLayer<T>::Conv2dLayer(const Conv2dGeometry& geometry, const T* w, const T* b, T* dw, T* db, Activation act,
                             T param, double dropout, std::uint32_t stream, bool keep_columns)
     : g_(geometry), w_(w), b_(b), dw_(dw), db_(db), act_(act), param_(param), dropout_(dropout), stream_(stream),
-      keep_columns_(keep_columns && !geometry.pointwise()) {}
+      keep_columns_(keep_columns && conv2d_forward_lowers(geometry)) {}
 
 template <typename T>
 std::vector<std::int64_t> Conv2dLayer<T>::cache_sizes() const {
@@ -59,9 +59,9 @@ void Conv2dLayer<T>::backward(std::int64_t n, const T* x, LayerBuffers<T>& buf, 
     dropout_backward<T>(n * out_size(), buf.dout, buf.cache[2]);
     a = buf.cache[1];
   }
-  if (keep_columns_) {  // the forward's columns: no second lowering; the workspace takes dcols
+  if (keep_columns_) {  // the forward's columns: no second lowering, no workspace
     conv2d_backward_lowered<T>(g, buf.dout, buf.cache.back(), w_, buf.cache[0], a, act_, param_, dw_, db_, dx,
-                               dx != nullptr ? workspace(n) : nullptr);
+                               nullptr);
   } else {
     conv2d_backward<T>(g, buf.dout, x, w_, buf.cache[0], a, act_, param_, dw_, db_, dx, workspace(n));
   }

@@ -96,6 +96,10 @@ def conv2d_output_shape(x_shape: collections.abc.Sequence[typing.SupportsInt | t
     """(N, OH, OW, O)"""
     ...
 
+def conv2d_forward_lowers(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> bool:
+    """whether conv2d_forward leaves im2col(X) (the columns) in its workspace: not when pointwise or K <= 32"""
+    ...
+
 def conv2d_workspace_size(x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], *, stride: object, dilation: object, padding: object) -> int:
     """elements the conv2d workspace must hold (P*K; 0 for a pointwise kernel)"""
     ...
@@ -168,8 +172,12 @@ def layer_stats(Z: object, A: object, activation: str, param: object = None) -> 
     """{pre_mean, pre_std, act_mean, act_std, saturated, dead} over the whole batch"""
     ...
 
+def max_pool2d_backward_reference(dY: object, argmax: object, dX: object, *, pool: object, stride: object) -> None:
+    """the naive twin of max_pool2d_backward: the scatter, one thread"""
+    ...
+
 def max_pool2d_backward(dY: object, argmax: object, dX: object, *, pool: object, stride: object) -> None:
-    """dX := 0; dX[argmax] += dY"""
+    """dX := 0; dX[argmax] += dY (each argmax inside its own window; computed as a gather)"""
     ...
 
 def max_pool2d_forward(X: object, Y: object, argmax: object, *, pool: object, stride: object) -> None:

@@ -18,17 +18,27 @@
 //           GEMM: cols (P, K) := im2col(X) in a caller-provided workspace, then
 //           Z (P, O) := cols * W (K, O) with bias and activation in the GEMM epilogue: it is
 //           dense_forward on the lowered matrix. A 1x1 kernel with unit stride and no padding
-//           needs no lowering (cols is X) and no workspace. Cached for backward: Z and A.
-// Backward: dZ := dA * act'(.) written over dA (in place); dW := cols^T * dZ; db := column sums
-//           of dZ (in double, rows in order); dcols := dZ * W^T into the workspace, then
-//           dX := col2im(dcols) (skipped when dX is null). The backward lowers X again into the
-//           workspace (it does not trust the workspace to still hold the forward's columns);
-//           conv2d_backward_lowered takes columns the caller kept from the forward instead.
+//           needs no lowering (cols is X) and no workspace. Few taps (K <= 32: a first layer on
+//           gray or RGB images) run conv2d_forward_direct instead, straight on X, with the very
+//           bits of the lowered path. Cached for backward: Z and A.
+// Backward: dZ := dA * act'(.) written over dA (in place); db := column sums of dZ (in double,
+//           rows in order); dW := cols^T * dZ, where the backward lowers X again, transposed, into
+//           the workspace: cols^T (K, P) (conv2d_im2col_transposed; it does not trust the workspace
+//           to still hold the forward's columns, and a (K, P) operand is what the GEMM reads fastest
+//           for this product: the same dot products in the same order as cols^T read from cols);
+//           conv2d_backward_lowered takes columns (P, K) the caller kept from the forward instead
+//           (and conv2d_backward itself lowers to (P, K) and takes that path for products dW of
+//           fewer than 2^23 multiply-adds: both paths give the same bits at every size).
+//           dX (skipped when dX is null; conv2d_backward_input): per chunk of whole images
+//           (256 output positions, at least one image), dcols := dZ * W^T into a per-thread
+//           scratch that stays in cache, then dX := col2im(dcols) of those images.
 //           dW, db, dX are overwritten, never accumulated. Outputs must not overlap inputs.
-// Determinism: im2col threads own rows of cols (output rows (n, oh)); col2im threads own rows of
-//           dX (input rows (n, ih)) and gather every contribution to them in a fixed order (tap
-//           row, output column, tap column), so no two threads write one element and no atomics
-//           are needed; the GEMMs split output tiles only. Bitwise the same on any thread count.
+// Determinism: im2col threads own rows of cols (output rows (n, oh)), the transposed lowering rows
+//           of cols^T (taps); col2im threads own rows of dX (input rows (n, ih)) and gather every
+//           contribution to them in a fixed order (tap row, output column, tap column), so no two
+//           threads write one element and no atomics are needed; the backward's dX threads own
+//           chunks of images of a fixed size; the GEMMs split output tiles only. Bitwise the same
+//           on any thread count.
 // NaN/Inf propagate as in the GEMM (a NaN in X reaches every output position that reads it).
 //
 // Pooling (no padding; OH = (H - PH) / SH + 1, floor, as PyTorch; the caller guarantees
@@ -38,7 +48,8 @@
 //         row by row; an element replaces the running maximum when it is greater or NaN, so ties
 //         go to the first index and a NaN wins (as PyTorch's CPU kernel). Backward:
 //         dX := 0, then dX[n, argmax, c] += dY for every output in order (overlapping windows
-//         add up); threads own whole images.
+//         add up), computed as a gather: threads own input rows, each pixel sums the windows that
+//         contain it in that order.
 //   avg:  Y = sum over the window (in double) / (PH*PW); backward dX[window] += dY / (PH*PW),
 //         gathered per input row in a fixed order.
 //   global average: Y (N, C) = mean over the H*W pixels (in double, in order); backward
@@ -72,6 +83,11 @@ struct Conv2dGeometry {
 // Elements the workspace of conv2d_forward / conv2d_backward must hold: P*K, or 0 when pointwise.
 std::int64_t conv2d_workspace_size(const Conv2dGeometry& g);
 
+// Whether conv2d_forward lowers X into its workspace (then it holds im2col(X), the columns that
+// conv2d_backward_lowered takes, after the call): not for a pointwise kernel (cols is X) and not
+// for few taps (K <= 32: the direct kernel reads X in place and leaves the workspace alone).
+bool conv2d_forward_lowers(const Conv2dGeometry& g);
+
 // X is (N, H, W, C); cols is (P, K): row (n, oh, ow), column (i, j, c) = X[n, ih, iw, c] or 0.
 template <typename T>
 void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols);
@@ -80,6 +96,25 @@ void conv2d_im2col(const Conv2dGeometry& g, const T* x, T* cols);
 // from (the adjoint of im2col). Overwrites dX.
 template <typename T>
 void conv2d_col2im(const Conv2dGeometry& g, const T* cols, T* dx);
+
+// The direct forward for few taps: X (N, H, W, C), W (KH, KW, C, O), b (O); Z, A (N, OH, OW, O).
+// Each Z element is 0, then one multiply-add per tap (i, j, c) in order (a tap outside the image
+// multiplies 0, as the lowered columns hold it), then + b: bitwise the im2col + GEMM result when
+// K = KH*KW*C fits one K slice of the GEMM (K <= 32 here). Vectorized over output channels, R output
+// positions of a row at a time; threads own output rows. A may be Z only for activation linear.
+template <typename T>
+void conv2d_forward_direct(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* z, T* a,
+                           Activation act, T param);
+
+// X is (N, H, W, C); cols_t is (K, P): the transpose of im2col's cols. Uses a per-thread scratch of
+// N*C*H*W elements (the channel planes) when C > 1.
+template <typename T>
+void conv2d_im2col_transposed(const Conv2dGeometry& g, const T* x, T* cols_t);
+
+// dZ is (N, OH, OW, O), W is (KH, KW, C, O); dX (N, H, W, C) := col2im(dZ * W^T), chunk by chunk of
+// images through a per-thread scratch (min(N, max(1, 256 / (OH*OW))) * OH*OW*K elements).
+template <typename T>
+void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* dx);
 
 // X is (N, H, W, C), W is (KH, KW, C, O), b is (O); Z, A are (N, OH, OW, O);
 // workspace holds conv2d_workspace_size(g) elements (unused and may be null when pointwise).
@@ -95,9 +130,9 @@ void conv2d_backward(const Conv2dGeometry& g, T* da, const T* x, const T* w, con
                      Activation act, T param, T* dw, T* db, T* dx, T* workspace);
 
 // As conv2d_backward, but cols (P, K) already holds im2col(X) (the forward's lowering,
-// kept by the caller; X itself when pointwise), so X is not lowered again: the same GEMM calls on the same numbers, bitwise the
-// same results. cols is only read unless it is the workspace itself; the workspace (P*K elements)
-// receives dcols and is used only when dX is not null (then it may be null otherwise).
+// kept by the caller; X itself when pointwise), so X is not lowered again: the same dot products
+// in the same order, bitwise the same results. cols is only read; the workspace is not used (it may
+// be null): dX goes through conv2d_backward_input's per-thread scratch.
 template <typename T>
 void conv2d_backward_lowered(const Conv2dGeometry& g, T* da, const T* cols, const T* w, const T* z, const T* a,
                              Activation act, T param, T* dw, T* db, T* dx, T* workspace);
@@ -124,9 +159,14 @@ struct Pool2dGeometry {
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, std::int64_t* argmax);
 
-// dY, argmax are (N, OH, OW, C); dX is (N, H, W, C). Every argmax must be in [0, H*W).
+// dY, argmax are (N, OH, OW, C); dX is (N, H, W, C). Every argmax must be the flat index of a pixel
+// inside its own window (as max_pool2d_forward writes it): the fast kernel gathers, per input pixel,
+// from the windows that contain it (bitwise the scatter of the twin below).
 template <typename T>
 void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx);
+// The naive twin: dX := 0, then dX[n, argmax, c] += dY for every output in order (one thread).
+template <typename T>
+void max_pool2d_backward_reference(const Pool2dGeometry& g, const T* dy, const std::int64_t* argmax, T* dx);
 
 // X is (N, H, W, C); Y is (N, OH, OW, C).
 template <typename T>

@@ -5,7 +5,7 @@
 // input (H, W, C), output (OH, OW, O or C). Buffers as in layer.hpp; the layer-owned scratch:
 //   Conv2dLayer: the im2col workspace, one per thread (thread_local), grown to the largest need and
 //     reused: safe to share between layers because conv2d_backward lowers its input again.
-//   With keep_columns (and a kernel that is not pointwise), the forward lowers X into its own last
+//   With keep_columns (and a forward that lowers: conv2d_forward_lowers), the forward lowers X into its own last
 //     cache buffer (OH*OW*K per row: the columns) instead, and the backward reads them from there
 //     (conv2d_backward_lowered) rather than lowering X again; only dX's dcols use the workspace.
 // Pool2dLayer (max): cache[0] holds the arg-max (N, OH, OW, C) as int64 values in a buffer of the

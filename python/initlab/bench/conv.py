@@ -2,8 +2,9 @@
 
 Two tables. `run` (each layer): For each convolution of the two benchmark CNNs (the digits CNN: 8x8x1 images, 3x3 convolutions of
 16 and 32 channels; a LeNet-like net: 28x28x1 images, 5x5 convolutions of 32 and 64 channels),
-one training pass of the layer: forward (im2col + GEMM with bias and ReLU in the epilogue) and
-backward (dW, db and dX), on preallocated buffers. PyTorch runs ``F.relu(F.conv2d(...))`` and
+one training pass of the layer: forward (im2col + GEMM with bias and ReLU in the epilogue; the
+direct kernel for the first layers, K <= 32 taps) and backward (dW, db and dX), on preallocated
+buffers. PyTorch runs ``F.relu(F.conv2d(...))`` and
 ``backward`` on NCHW tensors (its default) and on ``channels_last`` tensors. Figures are the
 median milliseconds per pass and GFLOP/s (3 products of 2*P*K*O flops each: forward, dW, dX;
 the first layer has no dX, as in training), and "GEMM peak": the GFLOP/s of initlab's GEMM alone
@@ -15,6 +16,9 @@ Conv2d(32, 3, same, relu), Flatten, Dense(10)) on the 1797 digits images, and of
 (Conv2d(32, 5, same, relu), MaxPool2d(2), Conv2d(64, 5, same, relu), MaxPool2d(2), Flatten,
 Dense(10)) on random 28x28x1 images: `Network.fit(epochs=1, stats_every=0)` against the same
 loop in PyTorch (torch.optim.SGD) on NCHW tensors and on channels_last tensors.
+
+`run_breakdown` (`--only breakdown`): one LeNet training step stage by stage (each convolution's
+forward and backward, each pooling's), initlab's kernels against PyTorch's ops, fastest calls.
 
 >>> from initlab.bench import conv
 >>> print(conv.format_table(conv.run(threads=(1,), quick=True)))   # doctest: +SKIP
@@ -284,6 +288,121 @@ def format_epoch_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines + [f"\n{n}" for n in notes])
 
 
+# ---- one LeNet step, stage by stage ---------------------------------------------------------------
+
+def _lenet_stages(fmt=None):
+    """Callables per stage of one LeNet training step (batch 32): initlab's kernels on preallocated
+    buffers (fmt None), or PyTorch's ops on NCHW / channels_last tensors (autograd.grad of each op alone)."""
+    gen = np.random.default_rng(0)
+    f32 = np.float32
+    geo = dict(stride=(1, 1), dilation=(1, 1), padding=(2, 2, 2, 2))
+    X1 = gen.standard_normal((BATCH, 28, 28, 1)).astype(f32)
+    W1 = (gen.standard_normal((5, 5, 1, 32)) * 0.2).astype(f32)
+    X2 = gen.standard_normal((BATCH, 14, 14, 32)).astype(f32)
+    W2 = (gen.standard_normal((5, 5, 32, 64)) * 0.05).astype(f32)
+    b1, b2 = np.zeros(32, f32), np.zeros(64, f32)
+    R1 = gen.standard_normal((BATCH, 28, 28, 32)).astype(f32)
+    R2 = gen.standard_normal((BATCH, 14, 14, 64)).astype(f32)
+    dP1 = gen.standard_normal((BATCH, 14, 14, 32)).astype(f32)
+    dP2 = gen.standard_normal((BATCH, 7, 7, 64)).astype(f32)
+    if fmt is None:
+        Z1, A1, dA1 = (np.empty(R1.shape, f32) for _ in range(3))
+        Z2, A2, dA2 = (np.empty(R2.shape, f32) for _ in range(3))
+        ws = np.empty(_core.conv2d_workspace_size(X2.shape, W2.shape, **geo), f32)
+        dW1, db1, dW2, db2, dX2 = np.empty_like(W1), np.empty_like(b1), np.empty_like(W2), np.empty_like(b2), np.empty_like(X2)
+        P1, I1 = np.empty(dP1.shape, f32), np.empty(dP1.shape, np.int64)
+        P2, I2 = np.empty(dP2.shape, f32), np.empty(dP2.shape, np.int64)
+        _core.conv2d_forward(X1, W1, b1, Z1, A1, "relu", workspace=ws, **geo)
+        _core.conv2d_forward(X2, W2, b2, Z2, A2, "relu", workspace=ws, **geo)
+        pool = dict(pool=(2, 2), stride=(2, 2))
+        _core.max_pool2d_forward(A1, P1, I1, **pool)
+        _core.max_pool2d_forward(A2, P2, I2, **pool)
+
+        def conv_bwd(dA, R, X, W, Z, A, dW, db, dX):
+            np.copyto(dA, R)
+            _core.conv2d_backward(dA, X, W, Z, A, "relu", None, dW, db, dX, workspace=ws, **geo)
+
+        return {
+            "conv1 forward": lambda: _core.conv2d_forward(X1, W1, b1, Z1, A1, "relu", workspace=ws, **geo),
+            "conv1 backward (dW, db)": lambda: conv_bwd(dA1, R1, X1, W1, Z1, A1, dW1, db1, None),
+            "pool1 forward": lambda: _core.max_pool2d_forward(A1, P1, I1, **pool),
+            "pool1 backward": lambda: _core.max_pool2d_backward(dP1, I1, dA1, **pool),
+            "conv2 forward": lambda: _core.conv2d_forward(X2, W2, b2, Z2, A2, "relu", workspace=ws, **geo),
+            "conv2 backward (dW, db)": lambda: conv_bwd(dA2, R2, X2, W2, Z2, A2, dW2, db2, None),
+            "conv2 backward (dW, db, dX)": lambda: conv_bwd(dA2, R2, X2, W2, Z2, A2, dW2, db2, dX2),
+            "pool2 forward": lambda: _core.max_pool2d_forward(A2, P2, I2, **pool),
+            "pool2 backward": lambda: _core.max_pool2d_backward(dP2, I2, dA2, **pool),
+        }
+    import torch
+    F = torch.nn.functional
+
+    def t(a, grad=False):
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(memory_format=fmt).requires_grad_(grad)
+
+    tW1 = torch.from_numpy(W1).permute(3, 2, 0, 1).contiguous(memory_format=fmt).requires_grad_()
+    tW2 = torch.from_numpy(W2).permute(3, 2, 0, 1).contiguous(memory_format=fmt).requires_grad_()
+    tb1, tb2 = torch.zeros(32, requires_grad=True), torch.zeros(64, requires_grad=True)
+    tX1, tX2, tA1, tA2 = t(X1), t(X2, True), t(R1, True), t(R2, True)
+    y1, y2 = F.relu(F.conv2d(tX1, tW1, tb1, 1, 2)), F.relu(F.conv2d(tX2, tW2, tb2, 1, 2))
+    q1, q2 = F.max_pool2d(tA1, 2), F.max_pool2d(tA2, 2)
+    tR1, tR2, tdP1, tdP2 = t(R1), t(R2), t(dP1), t(dP2)
+
+    def no_grad(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+        return run
+
+    def grad(y, inputs, dy):
+        return lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True)
+
+    return {
+        "conv1 forward": no_grad(lambda: F.relu(F.conv2d(tX1, tW1, tb1, 1, 2))),
+        "conv1 backward (dW, db)": grad(y1, (tW1, tb1), tR1),
+        "pool1 forward": no_grad(lambda: F.max_pool2d(tA1, 2)),
+        "pool1 backward": grad(q1, (tA1,), tdP1),
+        "conv2 forward": no_grad(lambda: F.relu(F.conv2d(tX2, tW2, tb2, 1, 2))),
+        "conv2 backward (dW, db)": grad(y2, (tW2, tb2), tR2),
+        "conv2 backward (dW, db, dX)": grad(y2, (tW2, tb2, tX2), tR2),
+        "pool2 forward": no_grad(lambda: F.max_pool2d(tA2, 2)),
+        "pool2 backward": grad(q2, (tA2,), tdP2),
+    }
+
+
+def run_breakdown(threads: Sequence[int] = (1, 2), quick: bool = False) -> list:
+    """One row per (stage, threads) of a LeNet training step (batch 32): the fastest call's
+    milliseconds for initlab's kernel, torch NCHW and torch channels_last, taking turns. initlab's
+    backward includes refilling dA (its kernels overwrite dA with dZ); torch's includes ReLU's."""
+    rows = []
+    for t in threads:
+        with thread_limits(t) as note:
+            sides = {"initlab": _lenet_stages()}
+            try:
+                import torch
+                sides["torch"] = _lenet_stages(torch.contiguous_format)
+                sides["torch_cl"] = _lenet_stages(torch.channels_last)
+            except ImportError:
+                pass
+            for stage in sides["initlab"]:
+                seconds = time_interleaved({name: fns[stage] for name, fns in sides.items()}, 0.05 if quick else 0.6,
+                                           statistic="min", rounds=1 if quick else 3)
+                best_torch = min(seconds.get("torch", float("nan")), seconds.get("torch_cl", float("nan")))
+                rows.append({"stage": stage, "threads": t, "initlab_ms": seconds["initlab"] * 1e3,
+                             "torch_ms": seconds.get("torch", float("nan")) * 1e3,
+                             "torch_cl_ms": seconds.get("torch_cl", float("nan")) * 1e3,
+                             "ratio_vs_torch": seconds["initlab"] / best_torch, "note": note})
+    return rows
+
+
+def format_breakdown_table(rows: Sequence[dict]) -> str:
+    lines = ["| LeNet stage (batch 32) | threads | initlab ms | torch ms (NCHW) | torch ms (channels_last) | initlab/torch |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['threads']} | {r['initlab_ms']:.3f} | {r['torch_ms']:.3f} | "
+                     f"{r['torch_cl_ms']:.3f} | {r['ratio_vs_torch']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import argparse
 
@@ -292,8 +411,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter timing windows")
     parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES])
     parser.add_argument("--nets", nargs="+", choices=[c.name for c in NETS])
-    parser.add_argument("--only", choices=["layers", "epochs"], default=None)
+    parser.add_argument("--only", choices=["layers", "epochs", "breakdown"], default=None,
+                        help="one table; the LeNet stage breakdown runs only when asked for")
     args = parser.parse_args(argv)
+    if args.only == "breakdown":
+        print(format_breakdown_table(run_breakdown(threads=args.threads, quick=args.quick)))
+        return
     if args.only != "epochs":
         print(format_table(run(threads=args.threads, quick=args.quick, cases=args.cases)))
     if args.only != "layers":

@@ -59,9 +59,11 @@ _SCRATCH = _Scratch()
 
 # Kept columns: a Conv2d's buffers for a batch of `rows` include the forward's im2col columns
 # (rows*OH*OW*KH*KW*C elements) when that many elements are at most this, so that the backward reads
-# them instead of lowering X again. Training batches fit; large evaluation chunks do not (and need no
-# backward): those lower into the shared per-thread workspace as before.
-COLUMN_CACHE_LIMIT = 1 << 24
+# them instead of lowering X again (the same bits). Off (0) by default: the backward that lowers X
+# again, transposed to (K, P), is faster than dW := cols^T dZ on kept (P, K) columns, which the GEMM
+# must read transposed (LeNet's conv2, 1 thread: 4.6 ms against 6.7 ms per batch of 32), and it
+# saves the memory. A positive limit turns the option back on (the tests keep it exercised).
+COLUMN_CACHE_LIMIT = 0
 
 
 class Conv2d(WeightedLayer):
@@ -76,11 +78,12 @@ class Conv2d(WeightedLayer):
     included, draws a conv kernel right) and `b` is (filters,); both are live arrays.
 
     Kernels: `conv2d_forward` (im2col into a per-thread workspace, then the GEMM with bias and
-    activation in its epilogue) and `conv2d_backward` (dZ, dW = cols^T dZ, db, dX by col2im); the
+    activation in its epilogue) and `conv2d_backward` (dZ, db, dW = cols^T dZ on X lowered again
+    transposed, dX by col2im a few images at a time); the
     native twin (`_core.conv2d_layer`, conv_layer.hpp) runs the same kernels inside one sequence call.
-    For batches of at most COLUMN_CACHE_LIMIT lowered elements the forward's columns stay in the
-    layer's buffers and the backward reads them (`columns=`) instead of lowering X again: the same
-    GEMM calls on the same numbers, so the same bits.
+    For batches of at most COLUMN_CACHE_LIMIT lowered elements (0 by default: off) the forward's
+    columns stay in the layer's buffers and the backward reads them (`columns=`) instead of lowering
+    X again: the same dot products in the same order, so the same bits.
     """
 
     type_name = "Conv2d"
@@ -231,7 +234,8 @@ class Conv2d(WeightedLayer):
         Z = np.empty(shape, dtype=dt)
         cache = (Z, np.empty(shape, dtype=dt), np.empty(shape, dtype=dt)) if self.dropout else (Z,)
         lowered = self._workspace_size(rows)  # validates the geometry for this batch size once; 0: pointwise
-        if 0 < lowered <= COLUMN_CACHE_LIMIT:  # the forward's columns (rows, OH*OW*K), read by backward
+        if 0 < lowered <= COLUMN_CACHE_LIMIT and _core.conv2d_forward_lowers(  # the forward's columns
+                (rows,) + tuple(self.input_shape), self._W.shape, **self._geometry()):  # (rows, OH*OW*K)
             cache = cache + (np.empty((rows, lowered // rows), dtype=dt),)
         return LayerBuffers(np.empty(shape, dtype=dt), np.empty(shape, dtype=dt), cache)
 
