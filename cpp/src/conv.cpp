@@ -253,12 +253,15 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* dz, const T* w, T* 
   // to the thread count: bitwise the same on any thread count.
   const std::int64_t pix = g.out_h() * g.out_w(), k = g.taps(), hwc = g.h * g.w * g.c;
   constexpr std::int64_t kChunkRows = 256;  // output positions per GEMM, at least one image
-  const std::int64_t images = std::max<std::int64_t>(1, kChunkRows / pix);
+  // Below the parallel threshold dcols is small: one GEMM for the batch, whose team forks once
+  // (each chunk's GEMM forking its own team cost more than the products: on 2 cores the digits CNN's
+  // conv2, 8 chunks of 256 x 144 x 32, made a 2-thread epoch 4-10x slower than a 1-thread one).
+  const bool chunked = g.positions() * k >= detail::kParallelMinElements;
+  const std::int64_t images = chunked ? std::max<std::int64_t>(1, kChunkRows / pix) : g.n;
   const std::int64_t chunks = (g.n + images - 1) / images;
   // Threads own chunks (each runs its GEMM and col2im alone); with one chunk, or one thread, the
   // GEMM uses the team instead.
-#pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (chunks > 1 && g.positions() * k >= detail::kParallelMinElements)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (chunks > 1)
   for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
     const std::int64_t n0 = chunk * images, count = std::min(images, g.n - n0);
     T* dcols = thread_scratch<T, 0>(images * pix * k);
