@@ -12,7 +12,6 @@ from ... import _core
 from .._checks import check_float, check_int, check_name
 from ..activations import ACTIVATIONS
 from .base import BIAS_STREAM, BuildContext, InitSpec, LayerBuffers, PassInfo, Shape
-from .params import Initializer
 from .weighted import WeightedLayer
 
 IntPair = Union[int, Tuple[int, int]]
@@ -158,25 +157,7 @@ class Conv2d(WeightedLayer):
                              f"end with a Dense layer (after Flatten or GlobalAvgPool2d)")
         self.activation = self.activation or ctx.activation
         check_name(f"activation of layer {i}", self.activation, list(ACTIVATIONS))
-        if self.param is not None:
-            takes = [name for name, default in ACTIVATIONS.items() if default is not None]
-            if self.activation not in takes:
-                raise ValueError(f"param={self.param} given for layer {i} with activation "
-                                 f"{self.activation!r}; only {', '.join(takes)} take a parameter")
-            if self.activation == "softplus" and self.param <= 0:
-                raise ValueError(f"param (softplus beta) of layer {i} must be > 0, got {self.param}")
-
-    def resolve_initializers(self) -> Tuple[Initializer, Initializer]:
-        ctx = self._ctx
-        i = ctx.position
-        self._w_init = Initializer(self.init if self.init is not None else ctx.init, f"init (layer {i})")
-        self._b_init = Initializer(self.bias_init if self.bias_init is not None else ctx.bias_init,
-                                   f"bias_init (layer {i})")
-        return self._w_init, self._b_init
-
-    @property
-    def needs_lsuv(self) -> bool:
-        return self._w_init.lsuv
+        self._check_param(i)
 
     def _pads(self, input_shape: Shape) -> Tuple[int, int, int, int]:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -10,7 +10,6 @@ from ... import _core
 from .._checks import check_float, check_int, check_name
 from ..activations import ACTIVATIONS, OUTPUTS
 from .base import BIAS_STREAM, BuildContext, InitSpec, LayerBuffers, PassInfo, Shape
-from .params import Initializer
 from .weighted import WeightedLayer
 
 
@@ -94,26 +93,7 @@ class Dense(WeightedLayer):
             self.activation = self.activation or ctx.activation
             check_name(f"activation of layer {i}", self.activation, list(ACTIVATIONS))
             self.dropout = ctx.dropout if self.dropout is None else self.dropout
-        if self.param is not None:
-            takes = [name for name, default in ACTIVATIONS.items() if default is not None]
-            if ctx.is_output or self.activation not in takes:
-                raise ValueError(f"param={self.param} given for layer {i} with activation "
-                                 f"{self.activation!r}; only {', '.join(takes)} take a parameter")
-            if self.activation == "softplus" and self.param <= 0:
-                raise ValueError(f"param (softplus beta) of layer {i} must be > 0, got {self.param}")
-
-    def resolve_initializers(self) -> Tuple[Initializer, Initializer]:
-        """Resolve init/bias_init (the network's where this spec left them None) without drawing."""
-        ctx = self._ctx
-        i = ctx.position
-        self._w_init = Initializer(self.init if self.init is not None else ctx.init, f"init (layer {i})")
-        self._b_init = Initializer(self.bias_init if self.bias_init is not None else ctx.bias_init,
-                                   f"bias_init (layer {i})")
-        return self._w_init, self._b_init
-
-    @property
-    def needs_lsuv(self) -> bool:
-        return self._w_init.lsuv
+        self._check_param(i, allowed=not ctx.is_output)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
